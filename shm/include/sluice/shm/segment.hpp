@@ -1,0 +1,67 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <vector>
+
+namespace sluice::shm {
+
+struct CreateOptions {
+  // Permission bits of the new object; owner-only unless the caller widens it.
+  mode_t mode = 0600;
+};
+
+// One named shared-memory object mapped into this process. Owns the file
+// descriptor (which carries this endpoint's liveness locks) and the mapping;
+// both go away with the object. Move-only.
+class Segment {
+ public:
+  // Creates a new object of exactly `bytes` bytes, backed by real memory
+  // (posix_fallocate), so a full /dev/shm is reported here and never turns into
+  // SIGBUS later. Fails if the name exists. The new bytes are zero.
+  static Segment create(std::string_view name, std::size_t bytes, const CreateOptions& options);
+  // Maps an existing object read-write. Fails if it does not exist, is not a
+  // regular file, or is empty.
+  static Segment open(std::string_view name);
+  // Like open(), but returns nothing (instead of failing) while the object does
+  // not exist yet or its creator has not sized it yet.
+  static std::optional<Segment> open_if_present(std::string_view name);
+  // Whether an object with this name exists.
+  static bool exists(std::string_view name);
+  // Removes the name; mappings that exist stay valid. False if it did not exist.
+  static bool remove(std::string_view name);
+  // Names (without prefix) of all Sluice objects on this host.
+  static std::vector<std::string> list();
+
+  Segment(Segment&&) noexcept;
+  Segment& operator=(Segment&&) noexcept;
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+  ~Segment();
+
+  [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {base_, size_}; }
+  [[nodiscard]] std::byte* base() const noexcept { return base_; }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  [[nodiscard]] int fd() const noexcept;
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] uid_t owner() const noexcept { return owner_; }
+  [[nodiscard]] mode_t mode() const noexcept { return mode_; }
+
+ private:
+  struct Impl;
+  explicit Segment(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+  std::byte* base_ = nullptr;
+  std::size_t size_ = 0;
+  std::string name_;
+  uid_t owner_ = 0;
+  mode_t mode_ = 0;
+};
+
+}  // namespace sluice::shm

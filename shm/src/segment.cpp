@@ -1,0 +1,180 @@
+#include "sluice/shm/segment.hpp"
+
+#include <algorithm>
+#include <boost/interprocess/exceptions.hpp>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cerrno>
+#include <cstring>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "sluice/shm/segment_name.hpp"
+#include "sluice/shm/setup_error.hpp"
+
+namespace sluice::shm {
+
+namespace bip = boost::interprocess;
+
+struct Segment::Impl {
+  bip::shared_memory_object object;
+  bip::mapped_region region;
+};
+
+namespace {
+
+[[noreturn]] void fail(std::string_view name, const std::string& what) {
+  throw SetupError("channel \"" + std::string(name) + "\" (" + object_path(name) + "): " + what);
+}
+
+std::string describe(const bip::interprocess_exception& e) {
+  const int native = e.get_native_error();
+  if (native != 0) {
+    return std::strerror(native);
+  }
+  return e.what();
+}
+
+std::string free_space_hint() {
+  struct stat st {};
+  return ::stat("/dev/shm", &st) == 0 ? "" : " (/dev/shm is not mounted)";
+}
+
+}  // namespace
+
+Segment::Segment(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {
+  base_ = static_cast<std::byte*>(impl_->region.get_address());
+  size_ = impl_->region.get_size();
+  struct stat st {};
+  if (::fstat(fd(), &st) == 0) {
+    owner_ = st.st_uid;
+    mode_ = st.st_mode & 07777;
+  }
+}
+
+Segment::Segment(Segment&&) noexcept = default;
+Segment& Segment::operator=(Segment&&) noexcept = default;
+Segment::~Segment() = default;
+
+int Segment::fd() const noexcept { return impl_ ? impl_->object.get_mapping_handle().handle : -1; }
+
+Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOptions& options) {
+  require_valid_name(name);
+  const std::string object = object_name(name);
+  auto impl = std::make_unique<Impl>();
+  try {
+    // create_only is O_CREAT|O_EXCL: it never opens an existing object and
+    // never follows a symlink planted under the name. Boost applies the mode
+    // with fchmod, so the umask cannot widen or narrow it.
+    impl->object = bip::shared_memory_object(bip::create_only, object.c_str(), bip::read_write,
+                                             bip::permissions(static_cast<int>(options.mode)));
+  } catch (const bip::interprocess_exception& e) {
+    if (e.get_native_error() == EEXIST) {
+      fail(name, "already exists; remove it with `sluice rm " + std::string(name) +
+                     "` if no process uses it");
+    }
+    fail(name, "cannot create: " + describe(e) + free_space_hint());
+  }
+  const int fd = impl->object.get_mapping_handle().handle;
+  // Reserve the memory now: tmpfs accepts any ftruncate, and a segment larger
+  // than the free space would otherwise fail later with SIGBUS on first touch.
+  if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
+    bip::shared_memory_object::remove(object.c_str());
+    if (err == ENOSPC) {
+      fail(name, "not enough free space in /dev/shm for " + std::to_string(bytes) +
+                     " bytes; free some or use fewer/smaller buffers");
+    }
+    fail(name, std::string("cannot reserve memory: ") + std::strerror(err));
+  }
+  try {
+    impl->region = bip::mapped_region(impl->object, bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    bip::shared_memory_object::remove(object.c_str());
+    fail(name, "cannot map: " + describe(e));
+  }
+  Segment segment(std::move(impl));
+  segment.name_ = std::string(name);
+  return segment;
+}
+
+Segment Segment::open(std::string_view name) {
+  std::optional<Segment> segment = open_if_present(name);
+  if (!segment) {
+    fail(name, exists(name) ? "is empty (its creator has not sized it yet, or died while creating it)"
+                            : "does not exist");
+  }
+  return std::move(*segment);
+}
+
+std::optional<Segment> Segment::open_if_present(std::string_view name) {
+  require_valid_name(name);
+  const std::string object = object_name(name);
+  auto impl = std::make_unique<Impl>();
+  try {
+    impl->object = bip::shared_memory_object(bip::open_only, object.c_str(), bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    const int native = e.get_native_error();
+    if (native == ENOENT) {
+      return std::nullopt;
+    }
+    if (native == EACCES) {
+      fail(name, "permission denied: it belongs to another user or does not allow access");
+    }
+    fail(name, "cannot open: " + describe(e));
+  }
+  struct stat st {};
+  const int fd = impl->object.get_mapping_handle().handle;
+  if (::fstat(fd, &st) != 0) {
+    fail(name, std::string("cannot stat: ") + std::strerror(errno));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    fail(name, "is not a regular shared-memory object");
+  }
+  if (st.st_size == 0) {
+    return std::nullopt;
+  }
+  try {
+    impl->region = bip::mapped_region(impl->object, bip::read_write);
+  } catch (const bip::interprocess_exception& e) {
+    fail(name, "cannot map: " + describe(e));
+  }
+  std::optional<Segment> segment(Segment(std::move(impl)));
+  segment->name_ = std::string(name);
+  return segment;
+}
+
+bool Segment::exists(std::string_view name) {
+  if (!name_problem(name).empty()) {
+    return false;
+  }
+  struct stat st {};
+  return ::stat(object_path(name).c_str(), &st) == 0;
+}
+
+bool Segment::remove(std::string_view name) {
+  require_valid_name(name);
+  return bip::shared_memory_object::remove(object_name(name).c_str());
+}
+
+std::vector<std::string> Segment::list() {
+  std::vector<std::string> names;
+  DIR* dir = ::opendir("/dev/shm");
+  if (dir == nullptr) {
+    return names;
+  }
+  while (const dirent* entry = ::readdir(dir)) {
+    std::string_view file(entry->d_name);
+    if (file.starts_with(kSegmentPrefix)) {
+      auto name = file.substr(kSegmentPrefix.size());
+      if (name_problem(name).empty()) {
+        names.emplace_back(name);
+      }
+    }
+  }
+  ::closedir(dir);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+}  // namespace sluice::shm

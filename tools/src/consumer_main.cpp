@@ -1,0 +1,232 @@
+// sluice-consumer: attaches to a channel, receives N pattern records and
+// checks every byte of each.
+
+#include <cstdio>
+#include <optional>
+
+#include "../common/arguments.hpp"
+#include "../common/json_line.hpp"
+#include "../common/pacer.hpp"
+#include "../common/progress.hpp"
+#include "sluice/transport/consumer.hpp"
+#include "sluice/transport/record_reader.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
+
+namespace st = sluice::transport;
+using sluice::tools::JsonLine;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: sluice-consumer --channel NAME --records N --size BYTES [options]\n"
+    "\n"
+    "Attaches to channel NAME (waiting for it to appear), receives records\n"
+    "0..N-1 of BYTES bytes each, checks sequence and every byte, and counts\n"
+    "lost, duplicated and corrupt records.\n"
+    "\n"
+    "options:\n"
+    "  --rate R               at most R records per second\n"
+    "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
+    "  --wait SECONDS         how long to wait for the channel to appear (default 10)\n"
+    "  --keep                 leave the channel in place at the end (default: remove it)\n"
+    "  --json                 one JSON object per output line\n"
+    "\n"
+    "exit status: 0 all N records arrived intact and in order; 1 loss, duplicates,\n"
+    "corruption or a runtime error; 2 bad arguments or set-up failure\n";
+
+struct Options {
+  std::string channel;
+  std::uint64_t records = 0;
+  std::uint64_t size = 0;
+  std::vector<sluice::tools::RatePhase> schedule;
+  double wait_seconds = 10;
+  bool keep = false;
+  bool json = false;
+};
+
+Options parse(int argc, char** argv) {
+  const sluice::tools::Arguments args(argc, argv, 1,
+                                      {"--channel", "--records", "--size", "--rate",
+                                       "--rate-schedule", "--wait"},
+                                      {"--json", "--keep", "--help"});
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
+  }
+  if (!args.positional().empty()) {
+    throw sluice::tools::UsageError("unexpected argument \"" + args.positional().front() + "\"");
+  }
+  Options o;
+  o.channel = args.text("--channel");
+  o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
+  o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
+  if (args.has("--rate") && args.has("--rate-schedule")) {
+    throw sluice::tools::UsageError("give either --rate or --rate-schedule, not both");
+  }
+  if (args.has("--rate")) {
+    o.schedule = {{0, args.real_number("--rate", 1e-3, 1e12)}};
+  }
+  if (args.has("--rate-schedule")) {
+    o.schedule = sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
+  }
+  if (args.has("--wait")) {
+    o.wait_seconds = args.real_number("--wait", 0, 86400);
+  }
+  o.keep = args.has("--keep");
+  o.json = args.has("--json");
+  return o;
+}
+
+void report_failure(bool json, const std::string& message) {
+  if (json) {
+    std::printf("%s\n", JsonLine().add("role", "consumer").add("type", "error").add("error", message).str().c_str());
+    std::fflush(stdout);
+  }
+  std::fprintf(stderr, "sluice-consumer: %s\n", message.c_str());
+}
+
+struct Tally {
+  std::uint64_t received = 0;
+  std::uint64_t expected_next = 0;  // next sequence number wanted
+  std::uint64_t lost = 0;
+  std::uint64_t duplicated = 0;
+  std::uint64_t corrupt = 0;
+  std::optional<std::uint64_t> first_seq;
+  std::optional<std::uint64_t> last_seq;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    options = parse(argc, argv);
+  } catch (const sluice::tools::UsageError& e) {
+    std::fprintf(stderr, "sluice-consumer: %s\n\n%s", e.what(), kUsage);
+    return 2;
+  }
+
+  std::optional<st::Consumer> consumer;
+  try {
+    st::OpenOptions open;
+    open.wait_for_channel = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(options.wait_seconds));
+    consumer.emplace(st::Consumer::open(options.channel, open));
+  } catch (const std::exception& e) {
+    report_failure(options.json, e.what());
+    return 2;
+  }
+
+  st::Status status = st::Status::kOk;
+  Tally tally;
+  sluice::tools::Progress progress("consumer", options.json, options.size);
+  {
+    st::RecordReader reader(*consumer);
+    sluice::tools::Pacer pacer(options.schedule);
+    std::span<const std::byte> record;
+    bool started = false;
+    while (tally.expected_next < options.records) {
+      pacer.pace([] {});
+      status = reader.next(record);
+      if (status != st::Status::kOk) {
+        break;
+      }
+      if (!started) {  // time from the first record, not from waiting for the producer
+        started = true;
+        progress.start();
+        pacer.start(sluice::tools::Pacer::Clock::now());
+      }
+      ++tally.received;
+      if (record.size() != options.size) {
+        ++tally.corrupt;
+        continue;
+      }
+      const std::uint64_t seq = st::pattern::sequence_of(record);
+      if (!st::pattern::body_matches(record, seq)) {
+        ++tally.corrupt;
+        continue;
+      }
+      if (!tally.first_seq) {
+        tally.first_seq = seq;
+      }
+      if (seq < tally.expected_next) {
+        ++tally.duplicated;
+        continue;
+      }
+      tally.lost += seq - tally.expected_next;
+      tally.expected_next = seq + 1;
+      tally.last_seq = seq;
+      progress.tick(tally.received, seq);
+    }
+  }
+  const double seconds = tally.received > 0 ? progress.elapsed_seconds() : 0.0;
+  if (tally.expected_next < options.records) {
+    tally.lost += options.records - tally.expected_next;
+  }
+
+  std::string error;
+  if (status == st::Status::kCorrupt) {
+    error = consumer->corruption();
+    if (error.empty()) {
+      error = "the stream's framing is corrupt";
+    }
+  } else if (status == st::Status::kPeerDied) {
+    error = "the producer went away without closing the stream";
+  } else if (status == st::Status::kClosed && tally.expected_next < options.records) {
+    error = "the stream ended early";
+  } else if (status != st::Status::kOk) {
+    error = std::string(st::to_string(status));
+  }
+  const bool intact = error.empty() && tally.lost == 0 && tally.duplicated == 0 &&
+                      tally.corrupt == 0 && tally.received == options.records;
+  if (!intact) {
+    std::string message = "received " + std::to_string(tally.received) + " of " +
+                          std::to_string(options.records) + " records: " +
+                          std::to_string(tally.lost) + " lost, " + std::to_string(tally.duplicated) +
+                          " duplicated, " + std::to_string(tally.corrupt) + " corrupt";
+    if (!error.empty()) {
+      message += "; " + error;
+    }
+    report_failure(options.json, message);
+  }
+
+  const double idle = static_cast<double>(
+                          consumer->mapping().control().consumer_counters.idle_ns.load()) / 1e9;
+  const std::uint64_t bytes = tally.received * options.size;
+  const double records_per_sec = seconds > 0 ? static_cast<double>(tally.received) / seconds : 0.0;
+  const double bytes_per_sec = seconds > 0 ? static_cast<double>(bytes) / seconds : 0.0;
+  if (options.json) {
+    JsonLine summary;
+    summary.add("role", "consumer")
+        .add("type", "summary")
+        .add("channel", options.channel)
+        .add("ok", intact)
+        .add("records", tally.received)
+        .add("bytes", bytes)
+        .add("record_bytes", options.size)
+        .add("seconds", seconds)
+        .add("records_per_sec", records_per_sec)
+        .add("bytes_per_sec", bytes_per_sec)
+        .add("lost", tally.lost)
+        .add("duplicated", tally.duplicated)
+        .add("corrupt", tally.corrupt)
+        .add("idle_seconds", idle);
+    tally.first_seq ? summary.add("first_seq", *tally.first_seq) : summary.add_null("first_seq");
+    tally.last_seq ? summary.add("last_seq", *tally.last_seq) : summary.add_null("last_seq");
+    std::printf("%s\n", summary.str().c_str());
+  } else {
+    std::printf(
+        "consumer summary: %llu records of %llu bytes in %.3f s: %.0f records/s, %.1f MB/s, "
+        "idle %.3f s; lost %llu, duplicated %llu, corrupt %llu\n",
+        static_cast<unsigned long long>(tally.received),
+        static_cast<unsigned long long>(options.size), seconds, records_per_sec,
+        bytes_per_sec / 1e6, idle, static_cast<unsigned long long>(tally.lost),
+        static_cast<unsigned long long>(tally.duplicated),
+        static_cast<unsigned long long>(tally.corrupt));
+  }
+  std::fflush(stdout);
+  if (!options.keep) {
+    st::remove_channel(options.channel);
+  }
+  return intact ? 0 : 1;
+}

@@ -1,0 +1,200 @@
+// sluice-producer: creates a channel and sends N pattern records through it.
+
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include "../common/arguments.hpp"
+#include "../common/json_line.hpp"
+#include "../common/pacer.hpp"
+#include "../common/progress.hpp"
+#include "sluice/shm/setup_error.hpp"
+#include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_writer.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
+
+namespace st = sluice::transport;
+using sluice::tools::JsonLine;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: sluice-producer --channel NAME --records N --size BYTES [options]\n"
+    "\n"
+    "Creates channel NAME and sends N records of BYTES bytes (>= 8): the first 8\n"
+    "bytes are the sequence number 0..N-1 (little-endian), the rest a pattern\n"
+    "derived from it. Blocks while the consumer is behind (backpressure).\n"
+    "\n"
+    "options:\n"
+    "  --rate R               at most R records per second\n"
+    "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
+    "  --buffer-size BYTES    size of each pool buffer (default 32K; K/M suffixes allowed)\n"
+    "  --buffers COUNT        number of pool buffers (default 64)\n"
+    "  --flush-timeout-us US  hand over a partly filled buffer after US microseconds\n"
+    "                         (default 1000; 0 = every record)\n"
+    "  --mode OCTAL           permissions of the channel (default 600)\n"
+    "  --replace-stale        replace an existing channel of that name if nobody uses it\n"
+    "  --json                 one JSON object per output line\n"
+    "\n"
+    "exit status: 0 all records sent and the stream closed; 1 runtime error\n"
+    "(consumer died, channel corrupt, ...); 2 bad arguments or set-up failure\n";
+
+struct Options {
+  std::string channel;
+  std::uint64_t records = 0;
+  std::uint64_t size = 0;
+  st::ChannelConfig config;
+  st::CreateOptions create;
+  std::vector<sluice::tools::RatePhase> schedule;
+  bool json = false;
+};
+
+Options parse(int argc, char** argv) {
+  const sluice::tools::Arguments args(
+      argc, argv, 1,
+      {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--buffer-size",
+       "--buffers", "--flush-timeout-us", "--mode"},
+      {"--json", "--replace-stale", "--help"});
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);
+  }
+  if (!args.positional().empty()) {
+    throw sluice::tools::UsageError("unexpected argument \"" + args.positional().front() + "\"");
+  }
+  Options o;
+  o.channel = args.text("--channel");
+  o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
+  o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
+  if (args.has("--rate") && args.has("--rate-schedule")) {
+    throw sluice::tools::UsageError("give either --rate or --rate-schedule, not both");
+  }
+  if (args.has("--rate")) {
+    o.schedule = {{0, args.real_number("--rate", 1e-3, 1e12)}};
+  }
+  if (args.has("--rate-schedule")) {
+    o.schedule = sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
+  }
+  if (auto bytes = args.optional_unsigned("--buffer-size", st::ChannelConfig::kMinBufferBytes,
+                                          st::ChannelConfig::kMaxBufferBytes)) {
+    o.config.buffer_bytes = static_cast<std::uint32_t>(*bytes);
+  }
+  if (auto count = args.optional_unsigned("--buffers", st::ChannelConfig::kMinBufferCount,
+                                          st::ChannelConfig::kMaxBufferCount)) {
+    o.config.buffer_count = static_cast<std::uint32_t>(*count);
+  }
+  if (auto us = args.optional_unsigned("--flush-timeout-us", 0, 3'600'000'000ULL)) {
+    o.config.flush_timeout = std::chrono::microseconds(*us);
+  }
+  if (auto mode = args.optional_text("--mode")) {
+    char* end = nullptr;
+    const unsigned long value = std::strtoul(mode->c_str(), &end, 8);
+    if (mode->empty() || *end != '\0' || value > 0777 || (value & 0600) != 0600) {
+      throw sluice::tools::UsageError(
+          "--mode expects octal permissions that include owner read/write (e.g. 600, 660)");
+    }
+    o.create.mode = static_cast<mode_t>(value);
+  }
+  o.create.replace_stale = args.has("--replace-stale");
+  o.json = args.has("--json");
+  return o;
+}
+
+void report_failure(bool json, const std::string& message) {
+  if (json) {
+    std::printf("%s\n", JsonLine().add("role", "producer").add("type", "error").add("error", message).str().c_str());
+    std::fflush(stdout);
+  }
+  std::fprintf(stderr, "sluice-producer: %s\n", message.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    options = parse(argc, argv);
+  } catch (const sluice::tools::UsageError& e) {
+    std::fprintf(stderr, "sluice-producer: %s\n\n%s", e.what(), kUsage);
+    return 2;
+  }
+
+  std::optional<st::Producer> producer;
+  try {
+    producer.emplace(st::Producer::create(options.channel, options.config, options.create));
+  } catch (const std::exception& e) {
+    report_failure(options.json, e.what());
+    return 2;
+  }
+
+  st::RecordWriter writer(*producer);
+  sluice::tools::Pacer pacer(options.schedule);
+  sluice::tools::Progress progress("producer", options.json, options.size);
+  std::vector<std::byte> record(options.size);
+
+  progress.start();
+  pacer.start(sluice::tools::Pacer::Clock::now());
+  st::Status status = st::Status::kOk;
+  std::uint64_t sent = 0;
+  for (; sent < options.records; ++sent) {
+    pacer.pace([&writer] { (void)writer.flush_if_due(); });
+    st::pattern::fill(record, sent);
+    status = writer.write(record);
+    if (status != st::Status::kOk) {
+      break;
+    }
+    progress.tick(sent + 1, sent);
+  }
+  if (status == st::Status::kOk) {
+    status = writer.close();
+  }
+  const double seconds = progress.elapsed_seconds();
+
+  const auto& counters = producer->mapping().control().producer_counters;
+  const double blocked = static_cast<double>(counters.blocked_ns.load()) / 1e9;
+  const std::uint64_t bytes = sent * options.size;
+  const double records_per_sec = seconds > 0 ? static_cast<double>(sent) / seconds : 0.0;
+  const double bytes_per_sec = seconds > 0 ? static_cast<double>(bytes) / seconds : 0.0;
+
+  if (status != st::Status::kOk) {
+    std::string why = std::string(st::to_string(status));
+    if (status == st::Status::kPeerDied) {
+      why = "the consumer went away";
+    } else if (status == st::Status::kCorrupt) {
+      why = producer->corruption();
+    }
+    report_failure(options.json, "stopped after " + std::to_string(sent) + " of " +
+                                     std::to_string(options.records) + " records: " + why);
+  }
+  if (options.json) {
+    JsonLine summary;
+    summary.add("role", "producer")
+        .add("type", "summary")
+        .add("channel", options.channel)
+        .add("ok", status == st::Status::kOk)
+        .add("records", sent)
+        .add("bytes", bytes)
+        .add("record_bytes", options.size)
+        .add("seconds", seconds)
+        .add("records_per_sec", records_per_sec)
+        .add("bytes_per_sec", bytes_per_sec)
+        .add("lost", std::uint64_t{0})
+        .add("duplicated", std::uint64_t{0})
+        .add("corrupt", std::uint64_t{0})
+        .add("blocked_seconds", blocked);
+    if (sent > 0) {
+      summary.add("first_seq", std::uint64_t{0}).add("last_seq", sent - 1);
+    } else {
+      summary.add_null("first_seq").add_null("last_seq");
+    }
+    std::printf("%s\n", summary.str().c_str());
+  } else {
+    std::printf(
+        "producer summary: %llu records of %llu bytes in %.3f s: %.0f records/s, %.1f MB/s, "
+        "blocked %.3f s (%.0f%%)\n",
+        static_cast<unsigned long long>(sent), static_cast<unsigned long long>(options.size), seconds,
+        records_per_sec, bytes_per_sec / 1e6, blocked, seconds > 0 ? 100.0 * blocked / seconds : 0.0);
+  }
+  std::fflush(stdout);
+  return status == st::Status::kOk ? 0 : 1;
+}

@@ -1,0 +1,103 @@
+#pragma once
+
+// Ownership of pool buffers, stated in types. A WritableBuffer is one buffer
+// the producer holds; it goes to the consumer only through commit(), and back
+// to the producer's free list if dropped uncommitted. A ReadableBuffer is one
+// buffer the consumer holds; it returns to the producer through release(), or
+// when dropped. Both are move-only and must not outlive their endpoint.
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <utility>
+
+namespace sluice::transport {
+
+namespace detail {
+struct ProducerState;
+struct ConsumerState;
+void abandon_buffer(ProducerState& owner, std::uint32_t index) noexcept;
+void release_buffer(ConsumerState& owner, std::uint32_t index) noexcept;
+}  // namespace detail
+
+class WritableBuffer {
+ public:
+  WritableBuffer() = default;
+  WritableBuffer(WritableBuffer&& other) noexcept { *this = std::move(other); }
+  WritableBuffer& operator=(WritableBuffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      owner_ = std::exchange(other.owner_, nullptr);
+      index_ = other.index_;
+      data_ = std::exchange(other.data_, {});
+    }
+    return *this;
+  }
+  WritableBuffer(const WritableBuffer&) = delete;
+  WritableBuffer& operator=(const WritableBuffer&) = delete;
+  ~WritableBuffer() { reset(); }
+
+  [[nodiscard]] bool valid() const noexcept { return owner_ != nullptr; }
+  [[nodiscard]] std::span<std::byte> data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t capacity() const noexcept { return data_.size(); }
+  [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+
+  // Gives the buffer back to the producer unsent.
+  void reset() noexcept {
+    if (owner_ != nullptr) {
+      detail::abandon_buffer(*std::exchange(owner_, nullptr), index_);
+      data_ = {};
+    }
+  }
+
+ private:
+  friend class Producer;
+  WritableBuffer(detail::ProducerState* owner, std::uint32_t index, std::span<std::byte> data) noexcept
+      : owner_(owner), index_(index), data_(data) {}
+  detail::ProducerState* owner_ = nullptr;
+  std::uint32_t index_ = 0;
+  std::span<std::byte> data_;
+};
+
+class ReadableBuffer {
+ public:
+  ReadableBuffer() = default;
+  ReadableBuffer(ReadableBuffer&& other) noexcept { *this = std::move(other); }
+  ReadableBuffer& operator=(ReadableBuffer&& other) noexcept {
+    if (this != &other) {
+      reset();
+      owner_ = std::exchange(other.owner_, nullptr);
+      index_ = other.index_;
+      data_ = std::exchange(other.data_, {});
+    }
+    return *this;
+  }
+  ReadableBuffer(const ReadableBuffer&) = delete;
+  ReadableBuffer& operator=(const ReadableBuffer&) = delete;
+  ~ReadableBuffer() { reset(); }
+
+  [[nodiscard]] bool valid() const noexcept { return owner_ != nullptr; }
+  // The committed bytes; valid until the buffer is released.
+  [[nodiscard]] std::span<const std::byte> data() const noexcept { return data_; }
+  [[nodiscard]] std::size_t size() const noexcept { return data_.size(); }
+  [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+
+  // Returns the buffer to the producer.
+  void reset() noexcept {
+    if (owner_ != nullptr) {
+      detail::release_buffer(*std::exchange(owner_, nullptr), index_);
+      data_ = {};
+    }
+  }
+
+ private:
+  friend class Consumer;
+  ReadableBuffer(detail::ConsumerState* owner, std::uint32_t index,
+                 std::span<const std::byte> data) noexcept
+      : owner_(owner), index_(index), data_(data) {}
+  detail::ConsumerState* owner_ = nullptr;
+  std::uint32_t index_ = 0;
+  std::span<const std::byte> data_;
+};
+
+}  // namespace sluice::transport

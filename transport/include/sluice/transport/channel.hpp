@@ -1,0 +1,84 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+
+#include "sluice/shm/role_lock.hpp"
+#include "sluice/shm/segment.hpp"
+#include "sluice/transport/channel_config.hpp"
+#include "sluice/transport/channel_layout.hpp"
+
+namespace sluice::transport {
+
+struct CreateOptions {
+  // Owner-only unless the caller widens it (e.g. 0660 for a group).
+  mode_t mode = 0600;
+  // When a segment of this name exists but no living process is attached to
+  // it, remove it and create a fresh one instead of failing.
+  bool replace_stale = false;
+};
+
+struct OpenOptions {
+  // How long open() waits for the channel to appear and finish initialising.
+  std::chrono::nanoseconds wait_for_channel = std::chrono::nanoseconds::zero();
+};
+
+// One channel's segment mapped into this process, with typed access to its
+// regions. Creating it initialises every region; opening it validates the
+// header, the configuration and every region offset before anything else is
+// read. Owns the file descriptor that carries this process's role locks.
+class ChannelMapping {
+ public:
+  static ChannelMapping create(std::string_view name, const ChannelConfig& config,
+                               const CreateOptions& options);
+  static ChannelMapping open(std::string_view name, const OpenOptions& options);
+
+  [[nodiscard]] const std::string& name() const noexcept { return segment_.name(); }
+  [[nodiscard]] const sluice::shm::Segment& segment() const noexcept { return segment_; }
+  [[nodiscard]] const ChannelConfigRecord& config() const noexcept { return header().config; }
+  [[nodiscard]] const ChannelHeader& header() const noexcept {
+    return *reinterpret_cast<const ChannelHeader*>(segment_.base());
+  }
+  [[nodiscard]] ChannelControl& control() const noexcept {
+    return *region<ChannelControl>(kControlRegion);
+  }
+  [[nodiscard]] RingIndices& data_ring() const noexcept { return *region<RingIndices>(kDataRingRegion); }
+  [[nodiscard]] RingSlot* data_slots() const noexcept { return slots_after(kDataRingRegion); }
+  [[nodiscard]] RingIndices& return_ring() const noexcept {
+    return *region<RingIndices>(kReturnRingRegion);
+  }
+  [[nodiscard]] RingSlot* return_slots() const noexcept { return slots_after(kReturnRingRegion); }
+  [[nodiscard]] BufferStateWord* buffer_states() const noexcept {
+    return region<BufferStateWord>(kBufferStateRegion);
+  }
+  // Buffer `index` (must be < buffer_count; callers check peer-supplied values).
+  [[nodiscard]] std::byte* buffer(std::uint32_t index) const noexcept {
+    return segment_.base() + header().segment.regions[kBufferPoolRegion].offset +
+           static_cast<std::size_t>(index) * config().buffer_stride;
+  }
+
+  bool try_lock_role(Role role) const noexcept;
+  void unlock_role(Role role) const noexcept;
+  [[nodiscard]] sluice::shm::LockProbe probe_role(Role role) const noexcept;
+
+ private:
+  explicit ChannelMapping(sluice::shm::Segment segment) : segment_(std::move(segment)) {}
+  template <class T>
+  T* region(RegionIndex index) const noexcept {
+    return reinterpret_cast<T*>(segment_.base() + header().segment.regions[index].offset);
+  }
+  RingSlot* slots_after(RegionIndex ring) const noexcept {
+    return reinterpret_cast<RingSlot*>(segment_.base() + header().segment.regions[ring].offset +
+                                       sizeof(RingIndices));
+  }
+  sluice::shm::Segment segment_;
+};
+
+// Removes a channel's name. Processes that have it mapped keep working.
+bool remove_channel(std::string_view name);
+
+}  // namespace sluice::transport

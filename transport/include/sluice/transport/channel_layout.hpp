@@ -1,0 +1,172 @@
+#pragma once
+
+// The shared-memory layout of one channel. Everything here is mapped by two
+// processes at different addresses: only offsets and indices, no pointers.
+// Each atomic names its single writer and why its memory order suffices.
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "sluice/shm/segment_header.hpp"
+#include "sluice/transport/channel_config.hpp"
+
+namespace sluice::transport {
+
+inline constexpr std::uint32_t kLayoutVersion = 1;
+inline constexpr std::uint32_t kChannelKind = 1;
+inline constexpr std::size_t kCacheLine = sluice::shm::kCacheLine;
+
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+static_assert(std::atomic<std::int32_t>::is_always_lock_free);
+
+enum class Role : std::uint32_t { kProducer = 0, kConsumer = 1 };
+
+// Byte of the segment file locked (F_OFD_SETLK) by the endpoint of each role.
+constexpr std::uint32_t role_lock_slot(Role role) { return static_cast<std::uint32_t>(role); }
+
+enum class EndpointState : std::uint32_t { kNeverAttached = 0, kAttached = 1, kDetached = 2 };
+
+// Where a buffer is. Exactly one place at any time.
+enum class BufferState : std::uint32_t {
+  kFree = 0,     // in the return ring or the producer's private cache
+  kWriting = 1,  // held by the producer, being filled
+  kQueued = 2,   // in the data ring
+  kReading = 3,  // held by the consumer
+};
+
+// Immutable after creation; validated on open.
+struct ChannelConfigRecord {
+  std::uint64_t buffer_bytes;
+  std::uint64_t buffer_stride;  // distance between buffers: buffer_bytes rounded up to a cache line
+  std::uint32_t buffer_count;
+  std::uint32_t ring_capacity;  // power of two >= buffer_count, so no ring can overflow
+  std::int64_t flush_timeout_ns;
+  std::uint64_t created_unix_ns;
+};
+
+enum RegionIndex : std::uint32_t {
+  kControlRegion = 0,
+  kDataRingRegion = 1,
+  kReturnRingRegion = 2,
+  kBufferStateRegion = 3,
+  kBufferPoolRegion = 4,
+  kRegionCount = 5,
+};
+
+struct alignas(kCacheLine) ChannelHeader {
+  sluice::shm::SegmentHeader segment;
+  ChannelConfigRecord config;
+};
+
+// Registration of one endpoint. Written only by the process holding the
+// role's lock (so there is one writer at a time); read by the peer and by
+// tools for display and for telling "never attached" from "gone". `state` is
+// stored with release after pid/start_ticks so a reader that acquires
+// kAttached sees who attached. The lock, not these fields, decides liveness.
+struct alignas(kCacheLine) EndpointRecord {
+  std::atomic<std::uint32_t> state;
+  std::atomic<std::int32_t> pid;
+  std::atomic<std::uint64_t> start_ticks;
+  std::atomic<std::uint64_t> attach_count;
+};
+
+// A futex word. Written only by the waking side, which bumps it (release)
+// after publishing and after seeing the sleeper's flag; the sleeper sleeps
+// only while it still holds the value it read before announcing itself.
+struct alignas(kCacheLine) WakeWord {
+  std::atomic<std::uint32_t> sequence;
+};
+
+// Written only by the waiting side: 1 while it may be asleep on the WakeWord.
+// Stored relaxed, then a seq_cst fence, then the waiter re-checks its ring;
+// the waker publishes, fences seq_cst, then loads this flag. With the two
+// fences either the waiter sees the new data or the waker sees the flag, so
+// no wake-up is lost. Alone on its line: it changes only when someone sleeps,
+// so the waker's load on every publish stays a cache hit.
+struct alignas(kCacheLine) SleepFlag {
+  std::atomic<std::uint32_t> sleeping;
+};
+
+// Written only by the producer. Relaxed stores of load()+delta (single
+// writer, no read-modify-write needed); readers are tools that tolerate a
+// slightly stale view. Updated per buffer, never per record.
+struct alignas(kCacheLine) ProducerCounters {
+  std::atomic<std::uint64_t> records;
+  std::atomic<std::uint64_t> bytes;
+  std::atomic<std::uint64_t> buffers;
+  std::atomic<std::uint64_t> blocked_ns;  // waiting for a free buffer
+  std::atomic<std::uint64_t> corruption_seen;  // nonzero once the producer found bad shared data
+};
+
+// Written only by the consumer; same rules as ProducerCounters.
+struct alignas(kCacheLine) ConsumerCounters {
+  std::atomic<std::uint64_t> records;
+  std::atomic<std::uint64_t> bytes;
+  std::atomic<std::uint64_t> buffers;
+  std::atomic<std::uint64_t> idle_ns;  // waiting for data
+  std::atomic<std::uint64_t> corruption_seen;
+};
+
+// Written only by the producer: 1 once it closed the stream. Stored with
+// release after the last data-ring publish, so a consumer that acquires 1
+// and then finds the ring empty has received everything.
+struct alignas(kCacheLine) StreamState {
+  std::atomic<std::uint32_t> closed;
+};
+
+struct ChannelControl {
+  EndpointRecord producer;
+  EndpointRecord consumer;
+  StreamState stream;
+  WakeWord data_ready;         // producer wakes the consumer here
+  SleepFlag consumer_sleeping;
+  WakeWord buffer_free;        // consumer wakes the producer here
+  SleepFlag producer_sleeping;
+  ProducerCounters producer_counters;
+  ConsumerCounters consumer_counters;
+};
+
+// The head and tail of one SPSC ring, each on its own line. `tail` is written
+// only by the ring's producer with release after it filled the slots, so the
+// ring's consumer that acquires it may read them. `head` is written only by
+// the ring's consumer with release after it read the slots, so the producer
+// that acquires it may overwrite them. Both only grow (64 bits never wrap).
+struct RingIndices {
+  alignas(kCacheLine) std::atomic<std::uint64_t> tail;
+  alignas(kCacheLine) std::atomic<std::uint64_t> head;
+};
+// Ring slots follow RingIndices; each is written by the ring's producer
+// (relaxed: ordered by the tail's release) and read by its consumer (relaxed:
+// ordered by the tail's acquire). Atomic so that a misbehaving peer writing
+// concurrently is still not a data race in this process.
+using RingSlot = std::atomic<std::uint64_t>;
+static_assert(sizeof(RingSlot) == 8);
+
+// Per-buffer state, one 32-bit atomic each; written by whichever side owns
+// the buffer at the time (ownership passes through the rings, whose
+// release/acquire orders these relaxed stores too).
+using BufferStateWord = std::atomic<std::uint32_t>;
+
+struct ChannelLayout {
+  std::array<sluice::shm::RegionEntry, kRegionCount> regions;
+  std::uint64_t total_bytes;
+  ChannelConfigRecord config;
+};
+
+// The exact layout a configuration produces. Creation writes it; opening
+// recomputes it from the recorded configuration and requires equality, so a
+// damaged offset or size is refused before anything is touched.
+ChannelLayout compute_layout(const ChannelConfig& config);
+ChannelConfig config_from_record(const ChannelConfigRecord& record);
+
+// Data-ring descriptor: buffer index in the low half, committed bytes in the high half.
+constexpr std::uint64_t make_descriptor(std::uint32_t buffer, std::uint32_t bytes) {
+  return (static_cast<std::uint64_t>(bytes) << 32) | buffer;
+}
+constexpr std::uint32_t descriptor_buffer(std::uint64_t d) { return static_cast<std::uint32_t>(d); }
+constexpr std::uint32_t descriptor_bytes(std::uint64_t d) { return static_cast<std::uint32_t>(d >> 32); }
+
+}  // namespace sluice::transport

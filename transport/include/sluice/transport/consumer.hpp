@@ -1,0 +1,54 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "sluice/transport/buffers.hpp"
+#include "sluice/transport/channel.hpp"
+#include "sluice/transport/status.hpp"
+#include "sluice/transport/wait_strategy.hpp"
+
+namespace sluice::transport {
+
+// The consuming end of a channel. Receives committed buffers as read-only
+// views, in order, and releases them (in any order) back to the producer.
+// One thread uses it at a time.
+class Consumer {
+ public:
+  // Opens channel NAME (waiting up to options.wait_for_channel for it to
+  // appear) and attaches as its consumer. Throws shm::SetupError naming the
+  // channel: missing, not a Sluice channel, other layout or build, corrupt
+  // header, or a consumer already attached.
+  static Consumer open(std::string_view name, const OpenOptions& options = {});
+
+  Consumer(Consumer&&) noexcept;
+  Consumer& operator=(Consumer&&) noexcept;
+  // Detaches; buffers still held are not given back (see ReadableBuffer).
+  ~Consumer();
+
+  // Receives the next buffer: kOk, kWouldBlock, kTimeout, kClosed (stream
+  // ended and drained), kPeerDied (producer gone without closing, drained),
+  // kCorrupt. Blocking forms count idle time in the channel's idle_ns.
+  Status try_receive(ReadableBuffer& out) noexcept;
+  Status receive(ReadableBuffer& out) noexcept;
+  Status receive_for(ReadableBuffer& out, std::chrono::nanoseconds timeout) noexcept;
+  Status receive_until(ReadableBuffer& out, const Deadline& deadline) noexcept;
+
+  // Adds to the records-received counter (metrics; the record reader calls it).
+  void count_records(std::uint64_t records) noexcept;
+
+  [[nodiscard]] const ChannelConfigRecord& config() const noexcept;
+  [[nodiscard]] const ChannelMapping& mapping() const noexcept;
+  [[nodiscard]] const std::string& name() const noexcept;
+  [[nodiscard]] std::string corruption() const;
+  void set_wait_policy(const WaitPolicy& policy) noexcept;
+
+ private:
+  explicit Consumer(std::unique_ptr<detail::ConsumerState> state);
+  std::unique_ptr<detail::ConsumerState> state_;
+};
+
+}  // namespace sluice::transport

@@ -1,0 +1,63 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "sluice/transport/buffers.hpp"
+#include "sluice/transport/channel.hpp"
+#include "sluice/transport/channel_config.hpp"
+#include "sluice/transport/status.hpp"
+#include "sluice/transport/wait_strategy.hpp"
+
+namespace sluice::transport {
+
+// The producing end of a channel. Creates the channel, acquires free buffers
+// (blocking when none is free: that is the backpressure), commits them to the
+// consumer, and closes the stream. One thread uses it at a time.
+class Producer {
+ public:
+  // Creates the channel NAME and attaches as its producer. Throws
+  // shm::SetupError with a message naming the channel on any failure
+  // (bad name or configuration, name taken, /dev/shm full, ...).
+  static Producer create(std::string_view name, const ChannelConfig& config = {},
+                         const CreateOptions& options = {});
+
+  Producer(Producer&&) noexcept;
+  Producer& operator=(Producer&&) noexcept;
+  // Detaches. Does not close the stream: a consumer then sees kPeerDied
+  // after draining, as for a crash. Call close() for a clean end.
+  ~Producer();
+
+  // Takes a free buffer: kOk, kWouldBlock, kTimeout, kPeerDied (consumer
+  // gone and its buffers with it), kCorrupt. Blocking forms count the time
+  // spent blocked in the channel's blocked_ns counter.
+  Status try_acquire(WritableBuffer& out) noexcept;
+  Status acquire(WritableBuffer& out) noexcept;
+  Status acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeout) noexcept;
+  Status acquire_until(WritableBuffer& out, const Deadline& deadline) noexcept;
+
+  // Hands the first `bytes` bytes of `buffer` to the consumer. `records` is
+  // only counted (metrics). kInvalidArgument if `bytes` exceeds the buffer or
+  // the buffer is not this producer's; kClosed after close().
+  Status commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_t records = 0) noexcept;
+
+  // Ends the stream: the consumer receives everything committed so far, then
+  // kClosed. Idempotent.
+  void close() noexcept;
+
+  [[nodiscard]] const ChannelConfigRecord& config() const noexcept;
+  [[nodiscard]] const ChannelMapping& mapping() const noexcept;
+  [[nodiscard]] const std::string& name() const noexcept;
+  // What was wrong, after a call returned kCorrupt.
+  [[nodiscard]] std::string corruption() const;
+  void set_wait_policy(const WaitPolicy& policy) noexcept;
+
+ private:
+  explicit Producer(std::unique_ptr<detail::ProducerState> state);
+  std::unique_ptr<detail::ProducerState> state_;
+};
+
+}  // namespace sluice::transport

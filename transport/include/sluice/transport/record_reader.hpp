@@ -1,0 +1,67 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "sluice/transport/buffers.hpp"
+#include "sluice/transport/consumer.hpp"
+#include "sluice/transport/deadline.hpp"
+#include "sluice/transport/status.hpp"
+
+namespace sluice::transport {
+
+struct RecordReaderOptions {
+  // Largest record accepted; a longer one (only possible from a broken or
+  // hostile producer, or a mismatched one) is reported as kCorrupt instead of
+  // growing memory without bound.
+  std::size_t max_record_bytes = std::size_t{1} << 30;
+};
+
+// Yields the records of a stream in order. A record that lies in one buffer
+// is returned as a view into shared memory without copying; one that spans
+// buffers is assembled into a private buffer. Either view stays valid until
+// the next call.
+class RecordReader {
+ public:
+  explicit RecordReader(Consumer& consumer, RecordReaderOptions options = {}) noexcept;
+  RecordReader(const RecordReader&) = delete;
+  RecordReader& operator=(const RecordReader&) = delete;
+  ~RecordReader();
+
+  // kOk with `record` set, or kWouldBlock / kTimeout / kClosed / kPeerDied /
+  // kCorrupt. A record cut short by a producer's death is dropped, never
+  // returned in part.
+  Status try_next(std::span<const std::byte>& record) noexcept {
+    return next_until(record, Deadline::immediate());
+  }
+  Status next(std::span<const std::byte>& record) noexcept {
+    return next_until(record, Deadline::never());
+  }
+  Status next_for(std::span<const std::byte>& record, std::chrono::nanoseconds timeout) noexcept {
+    return next_until(record, Deadline::after(timeout));
+  }
+  Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
+
+  [[nodiscard]] std::uint64_t records_read() const noexcept { return records_total_; }
+  // Why the last kCorrupt was returned, when the stream's framing was at fault.
+  [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
+
+ private:
+  Status corrupt(const char* why) noexcept;
+  void release_current() noexcept;
+
+  Consumer* consumer_;
+  RecordReaderOptions options_;
+  ReadableBuffer current_;
+  std::size_t offset_ = 0;
+  std::uint64_t records_in_buffer_ = 0;
+  std::uint64_t records_total_ = 0;
+  std::vector<std::byte> assembly_;
+  bool assembling_ = false;
+  const char* framing_error_ = nullptr;
+};
+
+}  // namespace sluice::transport

@@ -1,0 +1,115 @@
+#pragma once
+
+// Process-local handles on a single-producer/single-consumer ring that lives
+// in shared memory (RingIndices + slots). Each handle keeps its own index and
+// a cached copy of the other side's, and reads the shared line of the other
+// side only when the cache says the ring looks full (writer) or empty
+// (reader). Indices read from shared memory are range-checked: a peer that
+// writes nonsense makes the handle report kCorrupt, never read out of bounds.
+
+#include <atomic>
+#include <cstdint>
+
+#include "sluice/transport/channel_layout.hpp"
+
+namespace sluice::transport {
+
+enum class RingResult : std::uint8_t { kOk, kFull, kEmpty, kCorrupt };
+
+class RingWriter {
+ public:
+  RingWriter() = default;
+  // Takes up where the shared indices stand (a fresh ring or a re-attach).
+  RingWriter(RingIndices* indices, RingSlot* slots, std::uint64_t capacity) noexcept
+      : indices_(indices), slots_(slots), mask_(capacity - 1), capacity_(capacity),
+        tail_(indices->tail.load(std::memory_order_relaxed)),
+        head_cache_(indices->head.load(std::memory_order_acquire)) {}
+
+  // Writes `value` into the next slot without making it visible yet.
+  RingResult stage(std::uint64_t value) noexcept {
+    if (tail_ - head_cache_ >= capacity_) {
+      const std::uint64_t head = indices_->head.load(std::memory_order_acquire);
+      // The reader's head may only move forward, and never past what we wrote.
+      if (head < head_cache_ || head > tail_) {
+        return RingResult::kCorrupt;
+      }
+      head_cache_ = head;
+      if (tail_ - head_cache_ >= capacity_) {
+        return RingResult::kFull;
+      }
+    }
+    slots_[tail_ & mask_].store(value, std::memory_order_relaxed);
+    ++tail_;
+    return RingResult::kOk;
+  }
+
+  // Makes every staged value visible with one store.
+  void publish() noexcept { indices_->tail.store(tail_, std::memory_order_release); }
+
+  RingResult push(std::uint64_t value) noexcept {
+    const RingResult result = stage(value);
+    if (result == RingResult::kOk) {
+      publish();
+    }
+    return result;
+  }
+
+  [[nodiscard]] std::uint64_t position() const noexcept { return tail_; }
+
+ private:
+  RingIndices* indices_ = nullptr;
+  RingSlot* slots_ = nullptr;
+  std::uint64_t mask_ = 0;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t tail_ = 0;
+  std::uint64_t head_cache_ = 0;
+};
+
+class RingReader {
+ public:
+  RingReader() = default;
+  RingReader(RingIndices* indices, RingSlot* slots, std::uint64_t capacity) noexcept
+      : indices_(indices), slots_(slots), mask_(capacity - 1), capacity_(capacity),
+        head_(indices->head.load(std::memory_order_relaxed)), tail_cache_(head_) {}
+
+  RingResult pop(std::uint64_t& value) noexcept {
+    if (head_ == tail_cache_) {
+      const RingResult refreshed = refresh();
+      if (refreshed != RingResult::kOk) {
+        return refreshed;
+      }
+    }
+    value = slots_[head_ & mask_].load(std::memory_order_relaxed);
+    ++head_;
+    // Release: the slot was read before the writer may reuse it.
+    indices_->head.store(head_, std::memory_order_release);
+    return RingResult::kOk;
+  }
+
+  // Whether a pop would find something; reads the shared tail only when the
+  // cached one says empty.
+  RingResult poll() noexcept { return head_ != tail_cache_ ? RingResult::kOk : refresh(); }
+
+  [[nodiscard]] std::uint64_t position() const noexcept { return head_; }
+
+ private:
+  RingResult refresh() noexcept {
+    const std::uint64_t tail = indices_->tail.load(std::memory_order_acquire);
+    // The writer's tail may only move forward and never more than a full
+    // ring ahead of what we consumed. (Unsigned: tail < head wraps to huge.)
+    if (tail - head_ > capacity_) {
+      return RingResult::kCorrupt;
+    }
+    tail_cache_ = tail;
+    return head_ == tail_cache_ ? RingResult::kEmpty : RingResult::kOk;
+  }
+
+  RingIndices* indices_ = nullptr;
+  RingSlot* slots_ = nullptr;
+  std::uint64_t mask_ = 0;
+  std::uint64_t capacity_ = 0;
+  std::uint64_t head_ = 0;
+  std::uint64_t tail_cache_ = 0;
+};
+
+}  // namespace sluice::transport

@@ -1,0 +1,189 @@
+#include "sluice/transport/channel.hpp"
+
+#include <chrono>
+#include <cstring>
+#include <new>
+#include <optional>
+#include <thread>
+
+#include "sluice/shm/segment_name.hpp"
+#include "sluice/shm/setup_error.hpp"
+
+namespace sluice::transport {
+
+namespace shm = sluice::shm;
+
+namespace {
+
+[[noreturn]] void fail(std::string_view name, const std::string& what) {
+  throw shm::SetupError("channel \"" + std::string(name) + "\": " + what);
+}
+
+std::uint64_t unix_now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// Removes `name` if nobody holds either role lock on it; fails otherwise.
+void remove_if_stale(std::string_view name) {
+  shm::Segment existing = shm::Segment::open(name);
+  for (Role role : {Role::kProducer, Role::kConsumer}) {
+    if (shm::probe_slot(existing.fd(), role_lock_slot(role)) != shm::LockProbe::kFree) {
+      fail(name, std::string("exists and its ") +
+                     (role == Role::kProducer ? "producer" : "consumer") +
+                     " is alive; it is not stale and will not be replaced");
+    }
+  }
+  shm::Segment::remove(name);
+}
+
+// Compares a segment's channel part with what its recorded configuration
+// implies. Returns what differs, or empty.
+std::string channel_problem(const ChannelHeader& header) {
+  const ChannelConfigRecord& rec = header.config;
+  if (rec.buffer_bytes < ChannelConfig::kMinBufferBytes ||
+      rec.buffer_bytes > ChannelConfig::kMaxBufferBytes ||
+      rec.buffer_count < ChannelConfig::kMinBufferCount ||
+      rec.buffer_count > ChannelConfig::kMaxBufferCount) {
+    return "corrupt configuration: buffer size " + std::to_string(rec.buffer_bytes) +
+           ", buffer count " + std::to_string(rec.buffer_count);
+  }
+  const ChannelLayout expected = compute_layout(config_from_record(rec));
+  if (rec.buffer_stride != expected.config.buffer_stride ||
+      rec.ring_capacity != expected.config.ring_capacity) {
+    return "corrupt configuration: buffer stride " + std::to_string(rec.buffer_stride) +
+           " and ring capacity " + std::to_string(rec.ring_capacity) + " do not match " +
+           std::to_string(rec.buffer_count) + " buffers of " + std::to_string(rec.buffer_bytes) +
+           " bytes";
+  }
+  if (header.segment.region_count != kRegionCount) {
+    return "corrupt header: " + std::to_string(header.segment.region_count) +
+           " regions instead of " + std::to_string(kRegionCount);
+  }
+  static constexpr const char* kRegionNames[kRegionCount] = {
+      "control block", "data ring", "return ring", "buffer states", "buffer pool"};
+  for (std::uint32_t i = 0; i < kRegionCount; ++i) {
+    if (!(header.segment.regions[i] == expected.regions[i])) {
+      return std::string("corrupt header: ") + kRegionNames[i] + " at offset " +
+             std::to_string(header.segment.regions[i].offset) + " (" +
+             std::to_string(header.segment.regions[i].bytes) + " bytes), expected " +
+             std::to_string(expected.regions[i].offset) + " (" +
+             std::to_string(expected.regions[i].bytes) + " bytes)";
+    }
+  }
+  if (header.segment.segment_bytes != expected.total_bytes) {
+    return "size " + std::to_string(header.segment.segment_bytes) + " does not match its " +
+           "configuration, which needs " + std::to_string(expected.total_bytes) + " bytes";
+  }
+  return {};
+}
+
+}  // namespace
+
+ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig& config,
+                                      const CreateOptions& options) {
+  shm::require_valid_name(name);
+  if (auto problem = config_problem(config); !problem.empty()) {
+    fail(name, "bad configuration: " + problem);
+  }
+  if (options.replace_stale && shm::Segment::exists(name)) {
+    remove_if_stale(name);
+  }
+  const ChannelLayout layout = compute_layout(config);
+  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, {options.mode}));
+  std::byte* base = mapping.segment_.base();
+
+  // The creator is the first producer: it takes the role before the segment
+  // becomes visible as valid, so no other producer can slip in.
+  if (!mapping.try_lock_role(Role::kProducer)) {
+    fail(name, "cannot take the producer lock on the new segment");
+  }
+
+  // Fresh tmpfs memory is zero: every atomic starts at 0, every buffer kFree.
+  // Construct the header in place; the magic stays 0 until the end.
+  auto* header = new (base) ChannelHeader{};
+  header->segment.layout_version = kLayoutVersion;
+  header->segment.kind = kChannelKind;
+  header->segment.segment_bytes = layout.total_bytes;
+  header->segment.abi = shm::AbiFacts::of_this_build(sizeof(ChannelHeader));
+  header->segment.region_count = kRegionCount;
+  for (std::uint32_t i = 0; i < kRegionCount; ++i) {
+    header->segment.regions[i] = layout.regions[i];
+  }
+  header->config = layout.config;
+  header->config.created_unix_ns = unix_now_ns();
+
+  new (base + layout.regions[kControlRegion].offset) ChannelControl{};
+  new (base + layout.regions[kDataRingRegion].offset) RingIndices{};
+  new (base + layout.regions[kReturnRingRegion].offset) RingIndices{};
+
+  // Every buffer starts free in the return ring, as if the consumer had just
+  // given it back; the producer's acquire path is then one path.
+  RingSlot* return_slots = mapping.return_slots();
+  for (std::uint32_t i = 0; i < config.buffer_count; ++i) {
+    return_slots[i].store(i, std::memory_order_relaxed);
+  }
+  mapping.return_ring().tail.store(config.buffer_count, std::memory_order_relaxed);
+
+  // Release: whoever acquires a valid magic sees everything above.
+  header->segment.magic.store(shm::kSegmentMagic, std::memory_order_release);
+  return mapping;
+}
+
+ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& options) {
+  shm::require_valid_name(name);
+  const auto deadline = std::chrono::steady_clock::now() + options.wait_for_channel;
+  std::string last_problem;
+  for (;;) {
+    const bool may_retry = std::chrono::steady_clock::now() < deadline;
+    std::optional<shm::Segment> segment = shm::Segment::open_if_present(name);
+    if (!segment) {
+      last_problem = shm::Segment::exists(name)
+                         ? "is empty (its creator has not sized it yet, or died while creating it)"
+                         : "does not exist";
+    } else {
+      const shm::HeaderCheck check = shm::check_header(
+          segment->base(), segment->size(), kLayoutVersion, kChannelKind, sizeof(ChannelHeader));
+      if (check.state == shm::HeaderState::kInvalid) {
+        fail(name, check.problem);
+      }
+      if (check.state == shm::HeaderState::kValid) {
+        const auto* header = reinterpret_cast<const ChannelHeader*>(segment->base());
+        if (auto problem = channel_problem(*header); !problem.empty()) {
+          fail(name, problem);
+        }
+        return ChannelMapping(std::move(*segment));
+      }
+      last_problem = check.problem;
+    }
+    if (!may_retry) {
+      std::string waited;
+      if (options.wait_for_channel.count() > 0) {
+        waited = " after waiting " +
+                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                    options.wait_for_channel)
+                                    .count()) +
+                 " ms";
+      }
+      fail(name, last_problem + waited);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+bool ChannelMapping::try_lock_role(Role role) const noexcept {
+  return shm::try_lock_slot(segment_.fd(), role_lock_slot(role));
+}
+
+void ChannelMapping::unlock_role(Role role) const noexcept {
+  shm::unlock_slot(segment_.fd(), role_lock_slot(role));
+}
+
+shm::LockProbe ChannelMapping::probe_role(Role role) const noexcept {
+  return shm::probe_slot(segment_.fd(), role_lock_slot(role));
+}
+
+bool remove_channel(std::string_view name) { return shm::Segment::remove(name); }
+
+}  // namespace sluice::transport

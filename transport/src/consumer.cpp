@@ -1,0 +1,196 @@
+#include "sluice/transport/consumer.hpp"
+
+#include "corruption_note.hpp"
+#include "endpoint_registration.hpp"
+#include "sluice/shm/setup_error.hpp"
+#include "sluice/transport/spsc_ring.hpp"
+
+namespace sluice::transport {
+
+namespace detail {
+
+struct ConsumerState {
+  explicit ConsumerState(ChannelMapping m)
+      : mapping(std::move(m)),
+        control(&mapping.control()),
+        states(mapping.buffer_states()),
+        buffer_count(mapping.config().buffer_count),
+        buffer_bytes(mapping.config().buffer_bytes),
+        data_in(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
+        free_out(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity) {
+    const ConsumerCounters& c = control->consumer_counters;
+    records = c.records.load(std::memory_order_relaxed);
+    bytes = c.bytes.load(std::memory_order_relaxed);
+    buffers = c.buffers.load(std::memory_order_relaxed);
+    idle_ns = c.idle_ns.load(std::memory_order_relaxed);
+  }
+
+  Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {
+    if (!corruption.found()) {
+      corruption = {what, value, limit};
+      control->consumer_counters.corruption_seen.store(1, std::memory_order_relaxed);
+    }
+    return Status::kCorrupt;
+  }
+
+  Status take_queued_buffer(std::uint32_t& index, std::uint32_t& length) noexcept {
+    if (corruption.found()) {
+      return Status::kCorrupt;
+    }
+    std::uint64_t descriptor = 0;
+    RingResult result = data_in.pop(descriptor);
+    if (result == RingResult::kEmpty &&
+        control->stream.closed.load(std::memory_order_acquire) != 0) {
+      // Everything published before the close is visible now; look once more.
+      result = data_in.pop(descriptor);
+      if (result == RingResult::kEmpty) {
+        return Status::kClosed;
+      }
+    }
+    if (result == RingResult::kEmpty) {
+      return Status::kWouldBlock;
+    }
+    if (result != RingResult::kOk) {
+      return mark_corrupt("data ring index moved backwards or past its capacity", 0, 0);
+    }
+    index = descriptor_buffer(descriptor);
+    length = descriptor_bytes(descriptor);
+    if (index >= buffer_count) {
+      return mark_corrupt("data ring holds a buffer index beyond the pool", index, buffer_count);
+    }
+    if (length > buffer_bytes) {
+      return mark_corrupt("data ring holds a length beyond the buffer size", length, buffer_bytes);
+    }
+    const auto state = states[index].load(std::memory_order_relaxed);
+    if (state != static_cast<std::uint32_t>(BufferState::kQueued)) {
+      return mark_corrupt("data ring holds a buffer that is not queued (state in value)", state,
+                          static_cast<std::uint32_t>(BufferState::kQueued));
+    }
+    states[index].store(static_cast<std::uint32_t>(BufferState::kReading), std::memory_order_relaxed);
+    return Status::kOk;
+  }
+
+  // Producer liveness as the consumer's wait sees it. The closed flag is read
+  // after the lock probe: a producer sets it before it lets go of the lock,
+  // so a clean close is never mistaken for a death.
+  Status producer_status() const noexcept {
+    if (control->stream.closed.load(std::memory_order_acquire) != 0) {
+      return Status::kClosed;
+    }
+    if (mapping.probe_role(Role::kProducer) != sluice::shm::LockProbe::kFree) {
+      return Status::kOk;
+    }
+    return control->stream.closed.load(std::memory_order_acquire) != 0 ? Status::kClosed
+                                                                         : Status::kPeerDied;
+  }
+
+  ChannelMapping mapping;
+  ChannelControl* control;
+  BufferStateWord* states;
+  std::uint32_t buffer_count;
+  std::uint64_t buffer_bytes;
+  RingReader data_in;
+  RingWriter free_out;
+  WaitPolicy policy;
+  CorruptionNote corruption;
+  std::uint32_t empty_polls = 0;
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t buffers = 0;
+  std::uint64_t idle_ns = 0;
+};
+
+void release_buffer(ConsumerState& owner, std::uint32_t index) noexcept {
+  owner.states[index].store(static_cast<std::uint32_t>(BufferState::kFree),
+                            std::memory_order_relaxed);
+  if (owner.free_out.push(index) != RingResult::kOk) {
+    // Cannot be full while the producer plays by the rules: capacity >= buffers.
+    owner.mark_corrupt("return ring reported full or its head is out of range", index,
+                       owner.buffer_count);
+    return;
+  }
+  wake_peer(owner.control->buffer_free, owner.control->producer_sleeping);
+}
+
+}  // namespace detail
+
+using detail::ConsumerState;
+
+Consumer::Consumer(std::unique_ptr<ConsumerState> state) : state_(std::move(state)) {}
+Consumer::Consumer(Consumer&&) noexcept = default;
+Consumer& Consumer::operator=(Consumer&&) noexcept = default;
+
+Consumer::~Consumer() {
+  if (state_) {
+    detail::detach(state_->mapping, state_->control->consumer, Role::kConsumer);
+    // A producer asleep waiting for buffers must learn that none will come.
+    wake_peer_always(state_->control->buffer_free);
+  }
+}
+
+Consumer Consumer::open(std::string_view name, const OpenOptions& options) {
+  ChannelMapping mapping = ChannelMapping::open(name, options);
+  if (!mapping.try_lock_role(Role::kConsumer)) {
+    const auto pid = mapping.control().consumer.pid.load(std::memory_order_relaxed);
+    throw sluice::shm::SetupError("channel \"" + std::string(name) +
+                                  "\" already has a consumer attached (pid " + std::to_string(pid) +
+                                  "); only one consumer may attach at a time");
+  }
+  detail::register_endpoint(mapping.control().consumer);
+  return Consumer(std::make_unique<ConsumerState>(std::move(mapping)));
+}
+
+Status Consumer::try_receive(ReadableBuffer& out) noexcept {
+  return receive_until(out, Deadline::immediate());
+}
+
+Status Consumer::receive(ReadableBuffer& out) noexcept { return receive_until(out, Deadline::never()); }
+
+Status Consumer::receive_for(ReadableBuffer& out, std::chrono::nanoseconds timeout) noexcept {
+  return receive_until(out, Deadline::after(timeout));
+}
+
+Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) noexcept {
+  ConsumerState& s = *state_;
+  std::uint32_t index = 0;
+  std::uint32_t length = 0;
+  auto attempt = [&s, &index, &length] { return s.take_queued_buffer(index, length); };
+  Status status;
+  if (deadline.is_immediate()) {
+    status = attempt();
+    if (status == Status::kWouldBlock && (++s.empty_polls & 1023U) == 0) {
+      if (s.producer_status() == Status::kPeerDied) {
+        status = attempt();
+        status = status == Status::kWouldBlock ? Status::kPeerDied : status;
+      }
+    }
+  } else {
+    std::chrono::nanoseconds waited{};
+    status = wait_for(attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
+                      s.control->consumer_sleeping, deadline, s.policy, waited);
+    if (waited.count() > 0) {
+      s.idle_ns += static_cast<std::uint64_t>(waited.count());
+      s.control->consumer_counters.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
+    }
+  }
+  if (status == Status::kOk) {
+    out = ReadableBuffer(&s, index, std::span<const std::byte>(s.mapping.buffer(index), length));
+    ConsumerCounters& c = s.control->consumer_counters;
+    c.bytes.store(s.bytes += length, std::memory_order_relaxed);
+    c.buffers.store(++s.buffers, std::memory_order_relaxed);
+  }
+  return status;
+}
+
+void Consumer::count_records(std::uint64_t records) noexcept {
+  state_->control->consumer_counters.records.store(state_->records += records,
+                                                   std::memory_order_relaxed);
+}
+
+const ChannelConfigRecord& Consumer::config() const noexcept { return state_->mapping.config(); }
+const ChannelMapping& Consumer::mapping() const noexcept { return state_->mapping; }
+const std::string& Consumer::name() const noexcept { return state_->mapping.name(); }
+std::string Consumer::corruption() const { return state_->corruption.describe(name()); }
+void Consumer::set_wait_policy(const WaitPolicy& policy) noexcept { state_->policy = policy; }
+
+}  // namespace sluice::transport

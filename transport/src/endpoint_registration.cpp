@@ -1,0 +1,22 @@
+#include "endpoint_registration.hpp"
+
+#include "sluice/shm/process_identity.hpp"
+
+namespace sluice::transport::detail {
+
+void register_endpoint(EndpointRecord& record) {
+  const auto self = sluice::shm::ProcessIdentity::self();
+  record.pid.store(self.pid, std::memory_order_relaxed);
+  record.start_ticks.store(self.start_ticks, std::memory_order_relaxed);
+  record.attach_count.store(record.attach_count.load(std::memory_order_relaxed) + 1,
+                            std::memory_order_relaxed);
+  // Release: whoever acquires kAttached also sees the identity above.
+  record.state.store(static_cast<std::uint32_t>(EndpointState::kAttached), std::memory_order_release);
+}
+
+void detach(const ChannelMapping& mapping, EndpointRecord& record, Role role) noexcept {
+  record.state.store(static_cast<std::uint32_t>(EndpointState::kDetached), std::memory_order_release);
+  mapping.unlock_role(role);
+}
+
+}  // namespace sluice::transport::detail

@@ -1,0 +1,217 @@
+#include "sluice/transport/producer.hpp"
+
+#include <vector>
+
+#include "corruption_note.hpp"
+#include "endpoint_registration.hpp"
+#include "sluice/transport/spsc_ring.hpp"
+
+namespace sluice::transport {
+
+namespace detail {
+
+struct ProducerState {
+  explicit ProducerState(ChannelMapping m)
+      : mapping(std::move(m)),
+        control(&mapping.control()),
+        states(mapping.buffer_states()),
+        buffer_count(mapping.config().buffer_count),
+        buffer_bytes(mapping.config().buffer_bytes),
+        data_out(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
+        free_in(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity) {
+    abandoned.reserve(buffer_count);  // abandon() must not allocate
+    const ProducerCounters& c = control->producer_counters;
+    records = c.records.load(std::memory_order_relaxed);
+    bytes = c.bytes.load(std::memory_order_relaxed);
+    buffers = c.buffers.load(std::memory_order_relaxed);
+    blocked_ns = c.blocked_ns.load(std::memory_order_relaxed);
+  }
+
+  Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {
+    if (!corruption.found()) {
+      corruption = {what, value, limit};
+      control->producer_counters.corruption_seen.store(1, std::memory_order_relaxed);
+    }
+    return Status::kCorrupt;
+  }
+
+  Status take_free_buffer(std::uint32_t& index) noexcept {
+    if (corruption.found()) {
+      return Status::kCorrupt;
+    }
+    if (closed) {
+      return Status::kClosed;
+    }
+    if (!abandoned.empty()) {
+      index = abandoned.back();
+      abandoned.pop_back();
+    } else {
+      std::uint64_t value = 0;
+      switch (free_in.pop(value)) {
+        case RingResult::kOk: break;
+        case RingResult::kEmpty: return Status::kWouldBlock;
+        default: return mark_corrupt("return ring index moved backwards or past its capacity", 0, 0);
+      }
+      if (value >= buffer_count) {
+        return mark_corrupt("return ring holds a buffer index beyond the pool", value, buffer_count);
+      }
+      index = static_cast<std::uint32_t>(value);
+      const auto state = states[index].load(std::memory_order_relaxed);
+      if (state != static_cast<std::uint32_t>(BufferState::kFree)) {
+        return mark_corrupt("return ring holds a buffer that is not free (state in value)", state,
+                            static_cast<std::uint32_t>(BufferState::kFree));
+      }
+    }
+    states[index].store(static_cast<std::uint32_t>(BufferState::kWriting), std::memory_order_relaxed);
+    return Status::kOk;
+  }
+
+  // Consumer liveness as the producer's wait sees it: a consumer that never
+  // came is waited for; one that came and went has taken its buffers along.
+  Status consumer_status() const noexcept {
+    const auto state = control->consumer.state.load(std::memory_order_acquire);
+    if (state == static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
+      return Status::kOk;
+    }
+    return mapping.probe_role(Role::kConsumer) == sluice::shm::LockProbe::kFree ? Status::kPeerDied
+                                                                                  : Status::kOk;
+  }
+
+  ChannelMapping mapping;
+  ChannelControl* control;
+  BufferStateWord* states;
+  std::uint32_t buffer_count;
+  std::uint64_t buffer_bytes;
+  RingWriter data_out;
+  RingReader free_in;
+  std::vector<std::uint32_t> abandoned;  // dropped uncommitted; reused first
+  WaitPolicy policy;
+  CorruptionNote corruption;
+  bool closed = false;
+  std::uint32_t empty_polls = 0;
+  // Shadows of this producer's counters (it is their only writer).
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t buffers = 0;
+  std::uint64_t blocked_ns = 0;
+};
+
+void abandon_buffer(ProducerState& owner, std::uint32_t index) noexcept {
+  owner.states[index].store(static_cast<std::uint32_t>(BufferState::kFree),
+                            std::memory_order_relaxed);
+  owner.abandoned.push_back(index);
+}
+
+}  // namespace detail
+
+using detail::ProducerState;
+
+Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}
+Producer::Producer(Producer&&) noexcept = default;
+Producer& Producer::operator=(Producer&&) noexcept = default;
+
+Producer::~Producer() {
+  if (state_) {
+    detail::detach(state_->mapping, state_->control->producer, Role::kProducer);
+    // A consumer asleep waiting for data must learn that no more will come.
+    wake_peer_always(state_->control->data_ready);
+  }
+}
+
+Producer Producer::create(std::string_view name, const ChannelConfig& config,
+                          const CreateOptions& options) {
+  ChannelMapping mapping = ChannelMapping::create(name, config, options);
+  // create() took the producer lock before publishing the segment.
+  detail::register_endpoint(mapping.control().producer);
+  return Producer(std::make_unique<ProducerState>(std::move(mapping)));
+}
+
+Status Producer::try_acquire(WritableBuffer& out) noexcept {
+  return acquire_until(out, Deadline::immediate());
+}
+
+Status Producer::acquire(WritableBuffer& out) noexcept { return acquire_until(out, Deadline::never()); }
+
+Status Producer::acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeout) noexcept {
+  return acquire_until(out, Deadline::after(timeout));
+}
+
+Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline) noexcept {
+  ProducerState& s = *state_;
+  std::uint32_t index = 0;
+  auto attempt = [&s, &index] { return s.take_free_buffer(index); };
+  Status status;
+  if (deadline.is_immediate()) {
+    status = attempt();
+    // A polling caller must still learn that the consumer is gone; probing
+    // costs a system call, so only every 1024th empty poll pays it.
+    if (status == Status::kWouldBlock && (++s.empty_polls & 1023U) == 0) {
+      if (s.consumer_status() == Status::kPeerDied) {
+        status = attempt();
+        status = status == Status::kWouldBlock ? Status::kPeerDied : status;
+      }
+    }
+  } else {
+    std::chrono::nanoseconds waited{};
+    status = wait_for(attempt, [&s] { return s.consumer_status(); }, s.control->buffer_free,
+                      s.control->producer_sleeping, deadline, s.policy, waited);
+    if (waited.count() > 0) {
+      s.blocked_ns += static_cast<std::uint64_t>(waited.count());
+      s.control->producer_counters.blocked_ns.store(s.blocked_ns, std::memory_order_relaxed);
+    }
+  }
+  if (status == Status::kOk) {
+    out = WritableBuffer(&s, index,
+                         std::span<std::byte>(s.mapping.buffer(index), s.buffer_bytes));
+  }
+  return status;
+}
+
+Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_t records) noexcept {
+  ProducerState& s = *state_;
+  if (buffer.owner_ != &s || bytes > buffer.capacity()) {
+    return Status::kInvalidArgument;
+  }
+  if (s.corruption.found()) {
+    return Status::kCorrupt;
+  }
+  if (s.closed) {
+    return Status::kClosed;
+  }
+  const std::uint32_t index = buffer.index_;
+  s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued), std::memory_order_relaxed);
+  if (s.data_out.push(make_descriptor(index, static_cast<std::uint32_t>(bytes))) != RingResult::kOk) {
+    // Cannot be full while the consumer plays by the rules: capacity >= buffers.
+    s.states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                          std::memory_order_relaxed);
+    return s.mark_corrupt("data ring reported full or its head is out of range",
+                          s.data_out.position(), s.mapping.config().ring_capacity);
+  }
+  buffer.owner_ = nullptr;  // now the consumer's
+  buffer.data_ = {};
+  ProducerCounters& c = s.control->producer_counters;
+  c.records.store(s.records += records, std::memory_order_relaxed);
+  c.bytes.store(s.bytes += bytes, std::memory_order_relaxed);
+  c.buffers.store(++s.buffers, std::memory_order_relaxed);
+  wake_peer(s.control->data_ready, s.control->consumer_sleeping);
+  return Status::kOk;
+}
+
+void Producer::close() noexcept {
+  ProducerState& s = *state_;
+  if (s.closed) {
+    return;
+  }
+  s.closed = true;
+  // Release: a consumer that acquires closed == 1 sees every earlier publish.
+  s.control->stream.closed.store(1, std::memory_order_release);
+  wake_peer_always(s.control->data_ready);
+}
+
+const ChannelConfigRecord& Producer::config() const noexcept { return state_->mapping.config(); }
+const ChannelMapping& Producer::mapping() const noexcept { return state_->mapping; }
+const std::string& Producer::name() const noexcept { return state_->mapping.name(); }
+std::string Producer::corruption() const { return state_->corruption.describe(name()); }
+void Producer::set_wait_policy(const WaitPolicy& policy) noexcept { state_->policy = policy; }
+
+}  // namespace sluice::transport

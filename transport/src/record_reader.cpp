@@ -1,0 +1,97 @@
+#include "sluice/transport/record_reader.hpp"
+
+#include <new>
+
+#include "sluice/transport/record_frame.hpp"
+
+namespace sluice::transport {
+
+RecordReader::RecordReader(Consumer& consumer, RecordReaderOptions options) noexcept
+    : consumer_(&consumer), options_(options) {}
+
+RecordReader::~RecordReader() { release_current(); }
+
+void RecordReader::release_current() noexcept {
+  if (current_.valid()) {
+    consumer_->count_records(records_in_buffer_);
+    records_in_buffer_ = 0;
+    current_.reset();
+  }
+}
+
+Status RecordReader::corrupt(const char* why) noexcept {
+  framing_error_ = why;
+  return Status::kCorrupt;
+}
+
+Status RecordReader::next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
+  if (framing_error_ != nullptr) {
+    return Status::kCorrupt;
+  }
+  for (;;) {
+    if (current_.valid() && offset_ < current_.size()) {
+      const std::span<const std::byte> data = current_.data();
+      const std::size_t left = data.size() - offset_;
+      if (left < frame::kHeaderBytes) {
+        return corrupt("a frame header is cut off by the end of its buffer");
+      }
+      const std::uint32_t word = frame::read_header(data.data() + offset_);
+      const std::size_t length = word & frame::kLengthMask;
+      const bool more = (word & frame::kMoreFollows) != 0;
+      const bool continuation = (word & frame::kContinuation) != 0;
+      if (length > left - frame::kHeaderBytes) {
+        return corrupt("a record length runs past the bytes committed to its buffer");
+      }
+      if (continuation != assembling_) {
+        return corrupt(assembling_ ? "a spanning record is not continued in the next buffer"
+                                   : "a continuation fragment has no record to continue");
+      }
+      if (continuation && offset_ != 0) {
+        return corrupt("a continuation fragment is not at the start of its buffer");
+      }
+      const std::span<const std::byte> body = data.subspan(offset_ + frame::kHeaderBytes, length);
+      offset_ += frame::kHeaderBytes + length;
+      if (more && offset_ != data.size()) {
+        return corrupt("a record continues into the next buffer but is not last in its buffer");
+      }
+      if (!more && !continuation) {
+        ++records_in_buffer_;
+        ++records_total_;
+        record = body;
+        return Status::kOk;
+      }
+      if (!continuation) {
+        assembly_.clear();
+      }
+      if (assembly_.size() + length > options_.max_record_bytes) {
+        return corrupt("a spanning record is larger than the reader's maximum record size");
+      }
+      try {
+        assembly_.insert(assembly_.end(), body.begin(), body.end());
+      } catch (const std::bad_alloc&) {
+        return corrupt("out of memory while assembling a spanning record");
+      }
+      assembling_ = more;
+      if (!more) {
+        ++records_in_buffer_;
+        ++records_total_;
+        record = std::span<const std::byte>(assembly_);
+        return Status::kOk;
+      }
+      continue;
+    }
+    release_current();
+    const Status status = consumer_->receive_until(current_, deadline);
+    if (status != Status::kOk) {
+      if (status == Status::kClosed || status == Status::kPeerDied) {
+        // A record cut short by the producer's end is dropped whole.
+        assembling_ = false;
+        assembly_.clear();
+      }
+      return status;
+    }
+    offset_ = 0;
+  }
+}
+
+}  // namespace sluice::transport
