@@ -1,0 +1,233 @@
+// Record framing through a real channel in one process: batching, spanning,
+// flush policy, and rejection of malformed frames.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstring>
+#include <numeric>
+#include <thread>
+#include <vector>
+
+#include "sluice/transport/consumer.hpp"
+#include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_frame.hpp"
+#include "sluice/transport/record_reader.hpp"
+#include "sluice/transport/record_writer.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
+#include "test_support.hpp"
+
+namespace st = sluice::transport;
+using namespace std::chrono_literals;
+using sluice::test::ChannelGuard;
+using sluice::test::unique_channel;
+
+namespace {
+
+st::ChannelConfig config_of(std::uint32_t buffers, std::uint32_t bytes,
+                            std::chrono::nanoseconds flush = -1ns) {
+  st::ChannelConfig config;
+  config.buffer_count = buffers;
+  config.buffer_bytes = bytes;
+  config.flush_timeout = flush;
+  return config;
+}
+
+std::vector<std::byte> pattern_record(std::size_t size, std::uint64_t seq) {
+  std::vector<std::byte> record(size);
+  if (size >= 8) {
+    st::pattern::fill(record, seq);
+  } else {
+    for (std::size_t i = 0; i < size; ++i) {
+      record[i] = static_cast<std::byte>(seq + i);
+    }
+  }
+  return record;
+}
+
+// Writes `sizes` on one thread and reads them back on another; the pool is
+// small, so this also exercises blocking in both directions.
+void round_trip(const st::ChannelConfig& config, const std::vector<std::size_t>& sizes) {
+  ChannelGuard guard(unique_channel("records"));
+  auto producer = st::Producer::create(guard.name(), config);
+  auto consumer = st::Consumer::open(guard.name());
+  std::thread writer_thread([&producer, &sizes] {
+    st::RecordWriter writer(producer);
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      const auto record = pattern_record(sizes[i], i);
+      ASSERT_EQ(writer.write(record), st::Status::kOk) << "record " << i;
+    }
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  });
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << i;
+    const auto expected = pattern_record(sizes[i], i);
+    ASSERT_EQ(record.size(), expected.size()) << "record " << i;
+    ASSERT_TRUE(std::equal(record.begin(), record.end(), expected.begin())) << "record " << i;
+  }
+  EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+  writer_thread.join();
+  EXPECT_EQ(reader.records_read(), sizes.size());
+}
+
+TEST(Records, SmallRecordsAreBatchedManyPerBuffer) {
+  ChannelGuard guard(unique_channel("batch"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  for (std::uint64_t i = 0; i < 50; ++i) {
+    ASSERT_EQ(writer.write(pattern_record(8, i)), st::Status::kOk);
+  }
+  ASSERT_EQ(writer.flush(), st::Status::kOk);
+  st::ReadableBuffer buffer;
+  ASSERT_EQ(consumer.try_receive(buffer), st::Status::kOk);
+  EXPECT_EQ(buffer.size(), 50U * (st::frame::kHeaderBytes + 8));
+  st::ReadableBuffer none;
+  EXPECT_EQ(consumer.try_receive(none), st::Status::kWouldBlock);
+  EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 50U);
+}
+
+TEST(Records, MixedSizesIncludingEmptyAndExactFitsRoundTrip) {
+  const std::uint32_t buffer = 256;
+  std::vector<std::size_t> sizes = {0, 1, 8, 252, 0, 248, 251, 253, 100, 7, 0};
+  for (std::size_t i = 0; i < 200; ++i) {
+    sizes.push_back((i * 37) % 260);
+  }
+  round_trip(config_of(3, buffer), sizes);
+}
+
+TEST(Records, RecordsLargerThanABufferSpanSeveral) {
+  round_trip(config_of(4, 128),
+             {1000, 8, 125, 124, 126, 5000, 3, 128 * 7, 128 * 7 - 4, 128 * 7 + 4, 64 * 1024});
+}
+
+TEST(Records, FrameHeaderNeverSplitsAcrossBuffers) {
+  // Leaves 1..4 bytes free at a buffer's end before a spanning record.
+  std::vector<std::size_t> sizes;
+  for (std::size_t tail = 0; tail < 8; ++tail) {
+    sizes.push_back(128 - 4 - 4 - tail);
+    sizes.push_back(300);
+  }
+  round_trip(config_of(2, 128), sizes);
+}
+
+TEST(Records, ManyRecordsThroughATinyPool) {
+  std::vector<std::size_t> sizes(20'000, 16);
+  round_trip(config_of(2, 64), sizes);
+}
+
+TEST(Records, ZeroFlushTimeoutHandsOverEveryRecord) {
+  ChannelGuard guard(unique_channel("flush0"));
+  auto producer = st::Producer::create(guard.name(), config_of(8, 1024, 0ns));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  ASSERT_EQ(writer.write(pattern_record(8, 1)), st::Status::kOk);
+  st::ReadableBuffer buffer;
+  ASSERT_EQ(consumer.try_receive(buffer), st::Status::kOk);
+  EXPECT_EQ(buffer.size(), st::frame::kHeaderBytes + 8);
+}
+
+TEST(Records, ExpiredFlushTimeoutHandsOverAPartialBuffer) {
+  ChannelGuard guard(unique_channel("flushdue"));
+  auto producer = st::Producer::create(guard.name(), config_of(8, 1024, 5ms));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  ASSERT_EQ(writer.write(pattern_record(8, 1)), st::Status::kOk);
+  ASSERT_EQ(writer.flush_if_due(), st::Status::kOk);
+  st::ReadableBuffer buffer;
+  EXPECT_EQ(consumer.try_receive(buffer), st::Status::kWouldBlock);  // not due yet
+  ASSERT_TRUE(sluice::test::eventually([&] {
+    (void)writer.flush_if_due();
+    return consumer.try_receive(buffer) == st::Status::kOk;
+  }));
+  EXPECT_EQ(buffer.size(), st::frame::kHeaderBytes + 8);
+}
+
+TEST(Records, WritesCheckTheFlushTimeoutWithoutExplicitCalls) {
+  ChannelGuard guard(unique_channel("flushwrite"));
+  auto producer = st::Producer::create(guard.name(), config_of(8, 64 * 1024, 1ms));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  st::ReadableBuffer buffer;
+  // A slow trickle of records: the buffer is far from full, yet it must be
+  // handed over once the timeout expires while the writer keeps writing.
+  ASSERT_TRUE(sluice::test::eventually([&] {
+    EXPECT_EQ(writer.write(pattern_record(8, 0)), st::Status::kOk);
+    return consumer.try_receive(buffer) == st::Status::kOk;
+  }));
+  EXPECT_LT(buffer.size(), 64U * 1024U);
+}
+
+class CorruptFrames : public ::testing::Test {
+ protected:
+  // Commits raw bytes as one buffer and returns what the reader makes of it.
+  st::Status read_raw(const std::vector<std::uint8_t>& bytes, const char** why = nullptr) {
+    ChannelGuard guard(unique_channel("frames"));
+    auto producer = st::Producer::create(guard.name(), config_of(4, 256));
+    auto consumer = st::Consumer::open(guard.name());
+    st::WritableBuffer buffer;
+    EXPECT_EQ(producer.try_acquire(buffer), st::Status::kOk);
+    std::memcpy(buffer.data().data(), bytes.data(), bytes.size());
+    EXPECT_EQ(producer.commit(std::move(buffer), bytes.size()), st::Status::kOk);
+    producer.close();
+    st::RecordReader reader(consumer);
+    std::span<const std::byte> record;
+    st::Status status;
+    while ((status = reader.next_for(record, 5s)) == st::Status::kOk) {
+    }
+    if (why != nullptr) {
+      *why = reader.framing_error();
+    }
+    EXPECT_EQ(reader.next_for(record, 5s), status);  // sticky
+    return status;
+  }
+};
+
+TEST_F(CorruptFrames, LengthBeyondTheCommittedBytes) {
+  const char* why = nullptr;
+  EXPECT_EQ(read_raw({200, 0, 0, 0, 1, 2, 3}, &why), st::Status::kCorrupt);
+  ASSERT_NE(why, nullptr);
+  EXPECT_NE(std::string(why).find("length"), std::string::npos);
+}
+
+TEST_F(CorruptFrames, HeaderCutOffAtTheEnd) {
+  EXPECT_EQ(read_raw({1, 0, 0, 0, 9, 2, 0}), st::Status::kCorrupt);
+}
+
+TEST_F(CorruptFrames, ContinuationWithoutAStart) {
+  EXPECT_EQ(read_raw({1, 0, 0, 0x80, 9}), st::Status::kCorrupt);
+}
+
+TEST_F(CorruptFrames, MoreFollowsButNotLastInBuffer) {
+  EXPECT_EQ(read_raw({1, 0, 0, 0x40, 9, 1, 0, 0, 0, 7}), st::Status::kCorrupt);
+}
+
+TEST_F(CorruptFrames, WellFormedBytesAreAccepted) {
+  EXPECT_EQ(read_raw({1, 0, 0, 0, 9, 0, 0, 0, 0}), st::Status::kClosed);
+}
+
+TEST(Records, OversizedSpanningRecordIsRefusedNotAllocated) {
+  ChannelGuard guard(unique_channel("maxrecord"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 128));
+  auto consumer = st::Consumer::open(guard.name());
+  std::thread writer_thread([&producer] {
+    st::RecordWriter writer(producer);
+    (void)writer.write(pattern_record(4096, 0));
+    (void)writer.close();
+  });
+  st::RecordReaderOptions options;
+  options.max_record_bytes = 1000;
+  st::RecordReader reader(consumer, options);
+  std::span<const std::byte> record;
+  EXPECT_EQ(reader.next_for(record, 10s), st::Status::kCorrupt);
+  // Drain so the writer can finish.
+  st::ReadableBuffer buffer;
+  while (consumer.receive_for(buffer, 10s) == st::Status::kOk) {
+    buffer.reset();
+  }
+  writer_thread.join();
+}
+
+}  // namespace

@@ -1,0 +1,175 @@
+// The demo programs and the `sluice` command, run as real processes.
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+#include "sluice/shm/segment.hpp"
+#include "test_support.hpp"
+
+using sluice::test::ChannelGuard;
+using sluice::test::unique_channel;
+
+namespace {
+
+struct ToolRun {
+  int status = -1;
+  std::string out;  // stdout and stderr together
+};
+
+ToolRun run(const std::string& command) {
+  ToolRun result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) {
+    return result;
+  }
+  std::array<char, 4096> chunk{};
+  while (std::fgets(chunk.data(), chunk.size(), pipe) != nullptr) {
+    result.out += chunk.data();
+  }
+  const int status = pclose(pipe);
+  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
+}
+
+std::string tool(const char* name) { return std::string(SLUICE_TOOLS_DIR) + "/" + name; }
+
+std::string last_line(const std::string& text) {
+  const auto end = text.find_last_not_of('\n');
+  const auto start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
+  ChannelGuard guard(unique_channel("demo"));
+  const std::string channel = " --channel " + guard.name();
+  const std::string common = channel + " --records 200000 --size 64 --json";
+  // Consumer first, in the background; it waits for the channel to appear.
+  FILE* consumer = popen((tool("sluice-consumer") + common + " 2>&1").c_str(), "r");
+  ASSERT_NE(consumer, nullptr);
+  const ToolRun producer = run(tool("sluice-producer") + common);
+  std::string consumer_out;
+  std::array<char, 4096> chunk{};
+  while (std::fgets(chunk.data(), chunk.size(), consumer) != nullptr) {
+    consumer_out += chunk.data();
+  }
+  const int consumer_status = pclose(consumer);
+  EXPECT_EQ(producer.status, 0) << producer.out;
+  ASSERT_TRUE(WIFEXITED(consumer_status)) << consumer_out;
+  EXPECT_EQ(WEXITSTATUS(consumer_status), 0) << consumer_out;
+  const std::string summary = last_line(consumer_out);
+  for (const char* key : {"\"role\":\"consumer\"", "\"records\":200000", "\"bytes\":12800000",
+                          "\"lost\":0", "\"duplicated\":0", "\"corrupt\":0", "\"first_seq\":0",
+                          "\"last_seq\":199999", "\"idle_seconds\":", "\"records_per_sec\":",
+                          "\"bytes_per_sec\":", "\"seconds\":"}) {
+    EXPECT_NE(summary.find(key), std::string::npos) << key << " missing in " << summary;
+  }
+  const std::string producer_summary = last_line(producer.out);
+  EXPECT_NE(producer_summary.find("\"blocked_seconds\":"), std::string::npos) << producer_summary;
+  EXPECT_NE(producer_summary.find("\"role\":\"producer\""), std::string::npos) << producer_summary;
+  // Every line is one JSON object.
+  std::size_t start = 0;
+  while (start < consumer_out.size()) {
+    const auto end = consumer_out.find('\n', start);
+    const std::string line = consumer_out.substr(start, end - start);
+    EXPECT_TRUE(line.front() == '{' && line.back() == '}') << line;
+    start = end == std::string::npos ? consumer_out.size() : end + 1;
+  }
+  EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));  // the consumer cleaned up
+}
+
+TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
+  ChannelGuard guard(unique_channel("short"));
+  const std::string channel = " --channel " + guard.name();
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 10 --size 16").status, 0);
+  const ToolRun consumer = run(tool("sluice-consumer") + channel + " --records 11 --size 16 --json");
+  EXPECT_EQ(consumer.status, 1) << consumer.out;
+  EXPECT_NE(consumer.out.find("\"lost\":1"), std::string::npos) << consumer.out;
+  EXPECT_NE(consumer.out.find("ended early"), std::string::npos) << consumer.out;
+}
+
+TEST(Tools, ConsumerCountsRecordsOfTheWrongSizeAsCorrupt) {
+  ChannelGuard guard(unique_channel("wrongsize"));
+  const std::string channel = " --channel " + guard.name();
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 5 --size 16").status, 0);
+  const ToolRun consumer = run(tool("sluice-consumer") + channel + " --records 5 --size 24 --json");
+  EXPECT_EQ(consumer.status, 1) << consumer.out;
+  EXPECT_NE(consumer.out.find("\"corrupt\":5"), std::string::npos) << consumer.out;
+}
+
+TEST(Tools, ConsumerGivesUpWaitingForAMissingChannel) {
+  const ToolRun consumer = run(tool("sluice-consumer") +
+                           " --channel never-created --records 1 --size 8 --wait 0.1");
+  EXPECT_EQ(consumer.status, 2);
+  EXPECT_NE(consumer.out.find("does not exist"), std::string::npos) << consumer.out;
+  EXPECT_NE(consumer.out.find("never-created"), std::string::npos) << consumer.out;
+}
+
+TEST(Tools, BadArgumentsExitWithStatusTwoAndSayWhy) {
+  const struct {
+    std::string args;
+    const char* says;
+  } cases[] = {
+      {" --channel x --records 1 --size 7", "--size must be between 8"},
+      {" --channel x --records ten --size 8", "--records expects a whole number"},
+      {" --records 1 --size 8", "--channel is required"},
+      {" --channel x --records 1 --size 8 --frobnicate", "unknown option --frobnicate"},
+      {" --channel a/b --records 1 --size 8", "invalid channel name"},
+      {" --channel x --records 1 --size 8 --buffers 0", "--buffers must be between"},
+      {" --channel x --records 1 --size 8 --rate-schedule 1:2:3", "--rate-schedule"},
+  };
+  for (const auto& c : cases) {
+    const ToolRun result = run(tool("sluice-producer") + c.args);
+    EXPECT_EQ(result.status, 2) << c.args << "\n" << result.out;
+    EXPECT_NE(result.out.find(c.says), std::string::npos) << c.args << "\n" << result.out;
+  }
+}
+
+TEST(Tools, ProducerRefusesAnExistingChannel) {
+  ChannelGuard guard(unique_channel("exists"));
+  const std::string channel = " --channel " + guard.name();
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 1 --size 8").status, 0);
+  const ToolRun second = run(tool("sluice-producer") + channel + " --records 1 --size 8");
+  EXPECT_EQ(second.status, 2) << second.out;
+  EXPECT_NE(second.out.find("already exists"), std::string::npos) << second.out;
+  const ToolRun replaced = run(tool("sluice-producer") + channel + " --records 1 --size 8 --replace-stale");
+  EXPECT_EQ(replaced.status, 0) << replaced.out;
+}
+
+TEST(Tools, LsShowsChannelsAndRmRemovesThem) {
+  ChannelGuard guard(unique_channel("ls"));
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 3 --size 8 --buffers 7 --buffer-size 4K")
+                .status,
+            0);
+  const ToolRun ls = run(tool("sluice") + " ls --json");
+  EXPECT_EQ(ls.status, 0) << ls.out;
+  const auto line_start = ls.out.find("\"name\":\"" + guard.name() + "\"");
+  ASSERT_NE(line_start, std::string::npos) << ls.out;
+  const std::string line = ls.out.substr(line_start, ls.out.find('\n', line_start) - line_start);
+  EXPECT_NE(line.find("\"buffers\":7"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"buffer_bytes\":4096"), std::string::npos) << line;
+  EXPECT_NE(line.find("\"state\":\"stale\""), std::string::npos) << line;
+  EXPECT_NE(line.find("\"producer_alive\":false"), std::string::npos) << line;
+
+  const ToolRun text = run(tool("sluice") + " ls");
+  EXPECT_NE(text.out.find(guard.name()), std::string::npos) << text.out;
+
+  const ToolRun rm = run(tool("sluice") + " rm " + guard.name());
+  EXPECT_EQ(rm.status, 0) << rm.out;
+  EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
+  const ToolRun again = run(tool("sluice") + " rm " + guard.name());
+  EXPECT_EQ(again.status, 1) << again.out;
+  EXPECT_NE(again.out.find("does not exist"), std::string::npos) << again.out;
+}
+
+TEST(Tools, UnknownCommandExitsTwo) {
+  const ToolRun result = run(tool("sluice") + " frobnicate");
+  EXPECT_EQ(result.status, 2);
+  EXPECT_NE(result.out.find("unknown command"), std::string::npos) << result.out;
+}
+
+}  // namespace
