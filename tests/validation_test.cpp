@@ -195,7 +195,7 @@ TEST_F(HostileRing, SameBufferQueuedTwice) {
   plant_descriptor(st::make_descriptor(index, 5));
   st::ReadableBuffer first;
   ASSERT_EQ(consumer_->try_receive(first), st::Status::kOk);
-  expect_consumer_corrupt("not queued");
+  expect_consumer_corrupt("still holds");
 }
 
 TEST_F(HostileRing, DataTailFarAhead) {
@@ -230,7 +230,44 @@ TEST_F(HostileRing, ReturnedBufferThatIsNotFree) {
   indices.tail.store(tail + 1);
   st::WritableBuffer extra;
   EXPECT_EQ(producer_->try_acquire(extra), st::Status::kCorrupt);
-  EXPECT_NE(producer_->corruption().find("not free"), std::string::npos);
+  EXPECT_NE(producer_->corruption().find("this producer holds"), std::string::npos)
+      << producer_->corruption();
+}
+
+TEST_F(HostileRing, ForgedFreeStateCannotMakeTheProducerHandOutABufferTwice) {
+  std::vector<st::WritableBuffer> held(4);
+  for (auto& buffer : held) {
+    ASSERT_EQ(producer_->try_acquire(buffer), st::Status::kOk);
+  }
+  const auto index = held[1].index();
+  states()[index].store(static_cast<std::uint32_t>(st::BufferState::kFree));  // forged
+  auto& indices = ring(st::kReturnRingRegion);
+  const auto tail = indices.tail.load();
+  slots(st::kReturnRingRegion)[tail & 3].store(index);
+  indices.tail.store(tail + 1);
+  st::WritableBuffer extra;
+  EXPECT_EQ(producer_->try_acquire(extra), st::Status::kCorrupt);
+  EXPECT_FALSE(extra.valid());
+}
+
+TEST_F(HostileRing, HeaderRewrittenAfterOpenIsNeverReadAgain) {
+  // A peer enlarging the recorded buffer size or moving the pool after open
+  // must not move this process's view of the buffers.
+  auto& header = raw_->at<st::ChannelHeader>(0);
+  header.config.buffer_bytes = 1U << 30;
+  header.config.buffer_stride = 1U << 30;
+  header.segment.regions[st::kBufferPoolRegion].offset = 1ULL << 40;
+  EXPECT_EQ(producer_->config().buffer_bytes, 256U);
+  st::WritableBuffer buffer;
+  ASSERT_EQ(producer_->try_acquire(buffer), st::Status::kOk);
+  EXPECT_EQ(buffer.capacity(), 256U);
+  const auto& segment = producer_->mapping().segment();
+  const auto* segment_end = segment.base() + segment.size();
+  EXPECT_LE(buffer.data().data() + buffer.capacity(), segment_end);
+  ASSERT_EQ(producer_->commit(std::move(buffer), 256), st::Status::kOk);
+  st::ReadableBuffer view;
+  ASSERT_EQ(consumer_->try_receive(view), st::Status::kOk);
+  EXPECT_EQ(view.size(), 256U);
 }
 
 }  // namespace

@@ -45,14 +45,19 @@ HeaderCheck check_header(const std::byte* base, std::size_t mapped_bytes,
       return {HeaderState::kInvalid, "truncated: " + std::to_string(mapped_bytes) +
                                          " bytes, smaller than a segment header"};
     }
-    const auto* header = reinterpret_cast<const SegmentHeader*>(base);
-    const std::uint64_t magic = header->magic.load(std::memory_order_acquire);
+    const auto* live = reinterpret_cast<const SegmentHeader*>(base);
+    // Acquire pairs with the creator's release of the magic: the copy taken
+    // after it holds the complete header.
+    const std::uint64_t magic = live->magic.load(std::memory_order_acquire);
     if (magic == 0) {
       return {HeaderState::kInitialising, "its creator has not finished initialising it"};
     }
     if (magic != kSegmentMagic) {
       return {HeaderState::kInvalid, "not a Sluice segment (bad magic number)"};
     }
+    SegmentHeaderImage image;
+    std::memcpy(&image, base, sizeof(image));
+    const SegmentHeaderImage* header = &image;
     if (header->layout_version != expected_version) {
       return {HeaderState::kInvalid, "layout version " + std::to_string(header->layout_version) +
                                          ", but this build reads version " +

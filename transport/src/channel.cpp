@@ -26,21 +26,23 @@ std::uint64_t unix_now_ns() {
 }
 
 // Removes `name` if nobody holds either role lock on it; fails otherwise.
+// Both locks are held while removing, so nobody can attach in between.
 void remove_if_stale(std::string_view name) {
   shm::Segment existing = shm::Segment::open(name);
   for (Role role : {Role::kProducer, Role::kConsumer}) {
-    if (shm::probe_slot(existing.fd(), role_lock_slot(role)) != shm::LockProbe::kFree) {
+    if (!shm::try_lock_slot(existing.fd(), role_lock_slot(role))) {
       fail(name, std::string("exists and its ") +
                      (role == Role::kProducer ? "producer" : "consumer") +
                      " is alive; it is not stale and will not be replaced");
     }
   }
   shm::Segment::remove(name);
+  // The locks go with `existing`'s file description.
 }
 
 // Compares a segment's channel part with what its recorded configuration
 // implies. Returns what differs, or empty.
-std::string channel_problem(const ChannelHeader& header) {
+std::string channel_problem(const ChannelHeaderImage& header, std::uint64_t mapped_bytes) {
   const ChannelConfigRecord& rec = header.config;
   if (rec.buffer_bytes < ChannelConfig::kMinBufferBytes ||
       rec.buffer_bytes > ChannelConfig::kMaxBufferBytes ||
@@ -72,8 +74,8 @@ std::string channel_problem(const ChannelHeader& header) {
              std::to_string(expected.regions[i].bytes) + " bytes)";
     }
   }
-  if (header.segment.segment_bytes != expected.total_bytes) {
-    return "size " + std::to_string(header.segment.segment_bytes) + " does not match its " +
+  if (header.segment.segment_bytes != expected.total_bytes || mapped_bytes != expected.total_bytes) {
+    return "size " + std::to_string(mapped_bytes) + " does not match its " +
            "configuration, which needs " + std::to_string(expected.total_bytes) + " bytes";
   }
   return {};
@@ -91,13 +93,14 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
     remove_if_stale(name);
   }
   const ChannelLayout layout = compute_layout(config);
-  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, {options.mode}));
+  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, {options.mode}), layout);
   std::byte* base = mapping.segment_.base();
 
   // The creator is the first producer: it takes the role before the segment
   // becomes visible as valid, so no other producer can slip in.
   if (!mapping.try_lock_role(Role::kProducer)) {
-    fail(name, "cannot take the producer lock on the new segment");
+    shm::Segment::remove(name);
+    fail(name, "was replaced while being created; try again");
   }
 
   // Fresh tmpfs memory is zero: every atomic starts at 0, every buffer kFree.
@@ -113,6 +116,7 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
   }
   header->config = layout.config;
   header->config.created_unix_ns = unix_now_ns();
+  mapping.config_.created_unix_ns = header->config.created_unix_ns;
 
   new (base + layout.regions[kControlRegion].offset) ChannelControl{};
   new (base + layout.regions[kDataRingRegion].offset) RingIndices{};
@@ -149,11 +153,14 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
         fail(name, check.problem);
       }
       if (check.state == shm::HeaderState::kValid) {
-        const auto* header = reinterpret_cast<const ChannelHeader*>(segment->base());
-        if (auto problem = channel_problem(*header); !problem.empty()) {
+        ChannelHeaderImage image;
+        std::memcpy(&image, segment->base(), sizeof(image));
+        if (auto problem = channel_problem(image, segment->size()); !problem.empty()) {
           fail(name, problem);
         }
-        return ChannelMapping(std::move(*segment));
+        ChannelLayout layout = compute_layout(config_from_record(image.config));
+        layout.config.created_unix_ns = image.config.created_unix_ns;
+        return ChannelMapping(std::move(*segment), layout);
       }
       last_problem = check.problem;
     }

@@ -1,5 +1,7 @@
 #include "sluice/transport/consumer.hpp"
 
+#include <vector>
+
 #include "corruption_note.hpp"
 #include "endpoint_registration.hpp"
 #include "sluice/shm/setup_error.hpp"
@@ -18,6 +20,7 @@ struct ConsumerState {
         buffer_bytes(mapping.config().buffer_bytes),
         data_in(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
         free_out(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity) {
+    held.assign(buffer_count, 0);
     const ConsumerCounters& c = control->consumer_counters;
     records = c.records.load(std::memory_order_relaxed);
     bytes = c.bytes.load(std::memory_order_relaxed);
@@ -61,11 +64,18 @@ struct ConsumerState {
     if (length > buffer_bytes) {
       return mark_corrupt("data ring holds a length beyond the buffer size", length, buffer_bytes);
     }
+    // Our own record decides whether we hold it already; the shared state
+    // word could be forged.
+    if (held[index] != 0) {
+      return mark_corrupt("data ring delivered a buffer this consumer still holds", index,
+                          buffer_count);
+    }
     const auto state = states[index].load(std::memory_order_relaxed);
     if (state != static_cast<std::uint32_t>(BufferState::kQueued)) {
       return mark_corrupt("data ring holds a buffer that is not queued (state in value)", state,
                           static_cast<std::uint32_t>(BufferState::kQueued));
     }
+    held[index] = 1;
     states[index].store(static_cast<std::uint32_t>(BufferState::kReading), std::memory_order_relaxed);
     return Status::kOk;
   }
@@ -91,6 +101,7 @@ struct ConsumerState {
   std::uint64_t buffer_bytes;
   RingReader data_in;
   RingWriter free_out;
+  std::vector<std::uint8_t> held;  // 1 while this consumer holds the buffer (private)
   WaitPolicy policy;
   CorruptionNote corruption;
   std::uint32_t empty_polls = 0;
@@ -101,6 +112,7 @@ struct ConsumerState {
 };
 
 void release_buffer(ConsumerState& owner, std::uint32_t index) noexcept {
+  owner.held[index] = 0;
   owner.states[index].store(static_cast<std::uint32_t>(BufferState::kFree),
                             std::memory_order_relaxed);
   if (owner.free_out.push(index) != RingResult::kOk) {
@@ -118,13 +130,23 @@ using detail::ConsumerState;
 
 Consumer::Consumer(std::unique_ptr<ConsumerState> state) : state_(std::move(state)) {}
 Consumer::Consumer(Consumer&&) noexcept = default;
-Consumer& Consumer::operator=(Consumer&&) noexcept = default;
 
-Consumer::~Consumer() {
+Consumer& Consumer::operator=(Consumer&& other) noexcept {
+  if (this != &other) {
+    detach();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Consumer::~Consumer() { detach(); }
+
+void Consumer::detach() noexcept {
   if (state_) {
     detail::detach(state_->mapping, state_->control->consumer, Role::kConsumer);
     // A producer asleep waiting for buffers must learn that none will come.
     wake_peer_always(state_->control->buffer_free);
+    state_.reset();
   }
 }
 

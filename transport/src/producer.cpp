@@ -20,6 +20,7 @@ struct ProducerState {
         data_out(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
         free_in(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity) {
     abandoned.reserve(buffer_count);  // abandon() must not allocate
+    held.assign(buffer_count, 0);
     const ProducerCounters& c = control->producer_counters;
     records = c.records.load(std::memory_order_relaxed);
     bytes = c.bytes.load(std::memory_order_relaxed);
@@ -56,12 +57,19 @@ struct ProducerState {
         return mark_corrupt("return ring holds a buffer index beyond the pool", value, buffer_count);
       }
       index = static_cast<std::uint32_t>(value);
+      // Our own record, not the shared state word, decides whether we hold
+      // it: a consumer that forges states cannot make us hand a buffer out twice.
+      if (held[index] != 0) {
+        return mark_corrupt("return ring handed back a buffer this producer holds", index,
+                            buffer_count);
+      }
       const auto state = states[index].load(std::memory_order_relaxed);
       if (state != static_cast<std::uint32_t>(BufferState::kFree)) {
         return mark_corrupt("return ring holds a buffer that is not free (state in value)", state,
                             static_cast<std::uint32_t>(BufferState::kFree));
       }
     }
+    held[index] = 1;
     states[index].store(static_cast<std::uint32_t>(BufferState::kWriting), std::memory_order_relaxed);
     return Status::kOk;
   }
@@ -85,6 +93,7 @@ struct ProducerState {
   RingWriter data_out;
   RingReader free_in;
   std::vector<std::uint32_t> abandoned;  // dropped uncommitted; reused first
+  std::vector<std::uint8_t> held;        // 1 while this producer owns the buffer (private)
   WaitPolicy policy;
   CorruptionNote corruption;
   bool closed = false;
@@ -108,13 +117,23 @@ using detail::ProducerState;
 
 Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}
 Producer::Producer(Producer&&) noexcept = default;
-Producer& Producer::operator=(Producer&&) noexcept = default;
 
-Producer::~Producer() {
+Producer& Producer::operator=(Producer&& other) noexcept {
+  if (this != &other) {
+    detach();
+    state_ = std::move(other.state_);
+  }
+  return *this;
+}
+
+Producer::~Producer() { detach(); }
+
+void Producer::detach() noexcept {
   if (state_) {
     detail::detach(state_->mapping, state_->control->producer, Role::kProducer);
     // A consumer asleep waiting for data must learn that no more will come.
     wake_peer_always(state_->control->data_ready);
+    state_.reset();
   }
 }
 
@@ -187,6 +206,7 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_
     return s.mark_corrupt("data ring reported full or its head is out of range",
                           s.data_out.position(), s.mapping.config().ring_capacity);
   }
+  s.held[index] = 0;
   buffer.owner_ = nullptr;  // now the consumer's
   buffer.data_ = {};
   ProducerCounters& c = s.control->producer_counters;

@@ -52,6 +52,22 @@ struct SegmentHeader {
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
 static_assert(sizeof(std::atomic<std::uint64_t>) == 8);
 
+// A private copy of a SegmentHeader. Validation works on the copy only, so a
+// peer rewriting the shared header during or after the check cannot make a
+// checked value differ from the value used.
+struct SegmentHeaderImage {
+  std::uint64_t magic;
+  std::uint32_t layout_version;
+  std::uint32_t kind;
+  std::uint64_t segment_bytes;
+  AbiFacts abi;
+  std::uint32_t region_count;
+  std::uint32_t reserved;
+  std::array<RegionEntry, kMaxRegions> regions;
+};
+static_assert(sizeof(SegmentHeaderImage) == sizeof(SegmentHeader));
+static_assert(offsetof(SegmentHeaderImage, regions) == offsetof(SegmentHeader, regions));
+
 enum class HeaderState { kValid, kInitialising, kInvalid };
 
 struct HeaderCheck {

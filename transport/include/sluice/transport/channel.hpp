@@ -1,5 +1,7 @@
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <span>
@@ -39,10 +41,8 @@ class ChannelMapping {
 
   [[nodiscard]] const std::string& name() const noexcept { return segment_.name(); }
   [[nodiscard]] const sluice::shm::Segment& segment() const noexcept { return segment_; }
-  [[nodiscard]] const ChannelConfigRecord& config() const noexcept { return header().config; }
-  [[nodiscard]] const ChannelHeader& header() const noexcept {
-    return *reinterpret_cast<const ChannelHeader*>(segment_.base());
-  }
+  // The validated configuration, from this process's private copy.
+  [[nodiscard]] const ChannelConfigRecord& config() const noexcept { return config_; }
   [[nodiscard]] ChannelControl& control() const noexcept {
     return *region<ChannelControl>(kControlRegion);
   }
@@ -57,8 +57,8 @@ class ChannelMapping {
   }
   // Buffer `index` (must be < buffer_count; callers check peer-supplied values).
   [[nodiscard]] std::byte* buffer(std::uint32_t index) const noexcept {
-    return segment_.base() + header().segment.regions[kBufferPoolRegion].offset +
-           static_cast<std::size_t>(index) * config().buffer_stride;
+    return segment_.base() + regions_[kBufferPoolRegion].offset +
+           static_cast<std::size_t>(index) * config_.buffer_stride;
   }
 
   bool try_lock_role(Role role) const noexcept;
@@ -66,16 +66,21 @@ class ChannelMapping {
   [[nodiscard]] sluice::shm::LockProbe probe_role(Role role) const noexcept;
 
  private:
-  explicit ChannelMapping(sluice::shm::Segment segment) : segment_(std::move(segment)) {}
+  ChannelMapping(sluice::shm::Segment segment, const ChannelLayout& layout)
+      : segment_(std::move(segment)), config_(layout.config) {
+    std::copy_n(layout.regions.begin(), kRegionCount, regions_.begin());
+  }
   template <class T>
   T* region(RegionIndex index) const noexcept {
-    return reinterpret_cast<T*>(segment_.base() + header().segment.regions[index].offset);
+    return reinterpret_cast<T*>(segment_.base() + regions_[index].offset);
   }
   RingSlot* slots_after(RegionIndex ring) const noexcept {
-    return reinterpret_cast<RingSlot*>(segment_.base() + header().segment.regions[ring].offset +
-                                       sizeof(RingIndices));
+    return reinterpret_cast<RingSlot*>(segment_.base() + regions_[ring].offset + sizeof(RingIndices));
   }
   sluice::shm::Segment segment_;
+  // Validated copies; the shared header is never read again after open.
+  ChannelConfigRecord config_;
+  std::array<sluice::shm::RegionEntry, kRegionCount> regions_{};
 };
 
 // Removes a channel's name. Processes that have it mapped keep working.

@@ -61,6 +61,15 @@ struct alignas(kCacheLine) ChannelHeader {
   ChannelConfigRecord config;
 };
 
+// A private copy of a ChannelHeader, taken once on open: everything after
+// validation uses the copy, never the shared bytes a peer could rewrite.
+struct ChannelHeaderImage {
+  sluice::shm::SegmentHeaderImage segment;
+  ChannelConfigRecord config;
+};
+static_assert(offsetof(ChannelHeaderImage, config) == offsetof(ChannelHeader, config));
+static_assert(sizeof(ChannelHeaderImage) <= sizeof(ChannelHeader));
+
 // Registration of one endpoint. Written only by the process holding the
 // role's lock (so there is one writer at a time); read by the peer and by
 // tools for display and for telling "never attached" from "gone". `state` is
@@ -76,16 +85,18 @@ struct alignas(kCacheLine) EndpointRecord {
 // A futex word. Written only by the waking side, which bumps it (release)
 // after publishing and after seeing the sleeper's flag; the sleeper sleeps
 // only while it still holds the value it read before announcing itself.
+// (During a takeover an old and a new endpoint of one role may both bump it
+// for a moment, hence fetch_add.)
 struct alignas(kCacheLine) WakeWord {
   std::atomic<std::uint32_t> sequence;
 };
 
-// Written only by the waiting side: 1 while it may be asleep on the WakeWord.
-// Stored relaxed, then a seq_cst fence, then the waiter re-checks its ring;
-// the waker publishes, fences seq_cst, then loads this flag. With the two
-// fences either the waiter sees the new data or the waker sees the flag, so
-// no wake-up is lost. Alone on its line: it changes only when someone sleeps,
-// so the waker's load on every publish stays a cache hit.
+// Changed only by the waiting side: 1 while it may be asleep on the WakeWord
+// (exchange seq_cst before its last re-check; relaxed store of 0 on waking).
+// The waker reads it with a value-preserving fetch_add(0, seq_cst); the two
+// RMWs order the waiter's re-check against the waker's publish so that no
+// wake-up is lost (see wait_strategy.hpp). Alone on its line, away from the
+// ring indices, so flag traffic never slows the rings.
 struct alignas(kCacheLine) SleepFlag {
   std::atomic<std::uint32_t> sleeping;
 };

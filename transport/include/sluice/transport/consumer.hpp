@@ -25,8 +25,11 @@ class Consumer {
   static Consumer open(std::string_view name, const OpenOptions& options = {});
 
   Consumer(Consumer&&) noexcept;
-  Consumer& operator=(Consumer&&) noexcept;
-  // Detaches; buffers still held are not given back (see ReadableBuffer).
+  // Detaches from the current channel (as the destructor does), then takes over `other`'s.
+  Consumer& operator=(Consumer&& other) noexcept;
+  // Detaches. Buffers, readers and writers made from this consumer must be
+  // gone by then: a ReadableBuffer released after its consumer is destroyed
+  // is a use-after-free.
   ~Consumer();
 
   // Receives the next buffer: kOk, kWouldBlock, kTimeout, kClosed (stream
@@ -48,6 +51,7 @@ class Consumer {
 
  private:
   explicit Consumer(std::unique_ptr<detail::ConsumerState> state);
+  void detach() noexcept;
   std::unique_ptr<detail::ConsumerState> state_;
 };
 

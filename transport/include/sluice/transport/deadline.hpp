@@ -11,7 +11,11 @@ class Deadline {
  public:
   static constexpr Deadline immediate() noexcept { return Deadline(Kind::kImmediate, {}); }
   static constexpr Deadline never() noexcept { return Deadline(Kind::kNever, {}); }
+  // A timeout of a year or more is treated as never (and cannot overflow).
   static Deadline after(std::chrono::nanoseconds timeout) noexcept {
+    if (timeout >= std::chrono::hours(24 * 365)) {
+      return never();
+    }
     return Deadline(Kind::kAt, Clock::now() + timeout);
   }
 

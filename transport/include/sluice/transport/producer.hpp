@@ -26,8 +26,10 @@ class Producer {
                          const CreateOptions& options = {});
 
   Producer(Producer&&) noexcept;
-  Producer& operator=(Producer&&) noexcept;
-  // Detaches. Does not close the stream: a consumer then sees kPeerDied
+  // Detaches from the current channel (as the destructor does), then takes over `other`'s.
+  Producer& operator=(Producer&& other) noexcept;
+  // Detaches. Buffers, writers and readers made from this producer must be
+  // gone by then. Does not close the stream: a consumer then sees kPeerDied
   // after draining, as for a crash. Call close() for a clean end.
   ~Producer();
 
@@ -57,6 +59,7 @@ class Producer {
 
  private:
   explicit Producer(std::unique_ptr<detail::ProducerState> state);
+  void detach() noexcept;
   std::unique_ptr<detail::ProducerState> state_;
 };
 

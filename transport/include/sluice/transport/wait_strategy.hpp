@@ -2,11 +2,20 @@
 
 // How an endpoint waits for its ring: spin briefly, then yield, then sleep on
 // a futex in shared memory. The protocol (see WakeWord and SleepFlag):
-//   waiter: read sequence; set sleeping; seq_cst fence; re-check; futex_wait(sequence)
-//   waker:  publish; seq_cst fence; if sleeping: bump sequence, futex_wake
-// so a wake-up is never lost, and a waker whose peer is awake makes no system
-// call. Sleeps are sliced so that a dead peer (who can wake nobody) is
-// noticed within one slice through its liveness lock.
+//   waiter: seen = sequence (acquire); sleeping.exchange(1, seq_cst);
+//           re-check the ring; futex_wait(sequence, seen)
+//   waker:  publish (release); sleeping.fetch_add(0, seq_cst) == 1 ?
+//           sequence.fetch_add(1, release), futex_wake
+// Both flag operations are read-modify-writes, so they are totally ordered
+// in the flag's modification order. If the waiter's exchange comes first, the
+// waker reads 1 and wakes it. If the waker's RMW comes first, the waiter's
+// exchange reads from it and synchronises with it (release/acquire), so the
+// re-check sees the publish and the waiter does not sleep. Either way no
+// wake-up is lost. (The classic form uses two seq_cst fences; ThreadSanitizer
+// cannot follow fences, and RMWs cost the same on x86: one locked op.) A
+// waker whose peer is awake makes no system call. Sleeps are sliced so that
+// a dead peer, who can wake nobody, is noticed within one slice through its
+// liveness lock.
 
 #include <atomic>
 #include <chrono>
@@ -40,19 +49,20 @@ inline void cpu_relax() noexcept {
 
 // Called by the side that just published something its peer may sleep on.
 inline void wake_peer(WakeWord& word, SleepFlag& peer_sleeping) noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (peer_sleeping.sleeping.load(std::memory_order_relaxed) != 0) {
+  // An RMW that leaves the value as it is: it orders the publish before the
+  // look at the flag (see above); it is the waker's only access to the flag.
+  if (peer_sleeping.sleeping.fetch_add(0, std::memory_order_seq_cst) != 0) {
     // Release: a sleeper that reads the new sequence also sees what was published.
-    word.sequence.store(word.sequence.load(std::memory_order_relaxed) + 1,
-                        std::memory_order_release);
+    word.sequence.fetch_add(1, std::memory_order_release);
     sluice::shm::futex_wake(word.sequence, 1);
   }
 }
 
-// Unconditional wake for state changes a sleeper must see (close, detach).
+// Unconditional wake for state changes a sleeper must see (close, detach):
+// the bump makes a sleeper's futex_wait return, and its release makes the
+// change visible to whoever reads the new sequence.
 inline void wake_peer_always(WakeWord& word) noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  word.sequence.store(word.sequence.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  word.sequence.fetch_add(1, std::memory_order_release);
   sluice::shm::futex_wake(word.sequence, 1);
 }
 
@@ -88,6 +98,10 @@ Status wait_for(Attempt&& attempt, PeerStatus&& peer_status, WakeWord& word, Sle
     }
   }
   for (;;) {
+    // Read before the peer check: a detach that bumps the sequence after this
+    // read makes the futex_wait below return at once, and one that bumped
+    // before it is visible to the peer check (acquire).
+    const std::uint32_t seen = word.sequence.load(std::memory_order_acquire);
     const Status peer = peer_status();
     if (peer != Status::kOk) {
       // Whatever the peer published before going away is still ours to take.
@@ -98,9 +112,7 @@ Status wait_for(Attempt&& attempt, PeerStatus&& peer_status, WakeWord& word, Sle
     if (left <= std::chrono::nanoseconds::zero()) {
       return finish(Status::kTimeout);
     }
-    const std::uint32_t seen = word.sequence.load(std::memory_order_acquire);
-    own_flag.sleeping.store(1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    own_flag.sleeping.exchange(1, std::memory_order_seq_cst);
     status = attempt();
     if (status == Status::kWouldBlock) {
       sluice::shm::futex_wait(word.sequence, seen, std::min(left, policy.sleep_slice));
