@@ -5,6 +5,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include <unistd.h>
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -15,7 +16,6 @@
 #include <span>
 #include <string>
 #include <thread>
-#include <unistd.h>
 #include <vector>
 
 #include "sluice/shm/futex.hpp"

@@ -6,6 +6,9 @@
 
 #include <benchmark/benchmark.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -14,12 +17,9 @@
 #include <cstdint>
 #include <cstdio>
 #include <exception>
-#include <fcntl.h>
 #include <span>
 #include <string>
-#include <sys/wait.h>
 #include <system_error>
-#include <unistd.h>
 #include <utility>
 #include <vector>
 
@@ -51,7 +51,9 @@ std::string channel_name() {
   return "bench-xfer-" + std::to_string(::getpid()) + "-" + std::to_string(++counter);
 }
 
-std::string describe(st::Status status) { return std::string(st::to_string(status)); }
+std::string describe(st::Status status) {
+  return std::string(st::to_string(status));
+}
 
 // ---------------------------------------------------------------------------
 // The forked consumer

@@ -256,7 +256,8 @@ TEST(Channel, SegmentIsOwnerOnlyByDefaultAndSizedByItsConfiguration) {
   ChannelGuard guard(unique_channel("perm"));
   auto producer = st::Producer::create(guard.name(), small_config(8, 1000));
   EXPECT_EQ(producer.mapping().segment().mode(), 0600U);
-  EXPECT_EQ(producer.mapping().segment().size(), st::compute_layout(small_config(8, 1000)).total_bytes);
+  EXPECT_EQ(producer.mapping().segment().size(),
+            st::compute_layout(small_config(8, 1000)).total_bytes);
   const auto info = st::inspect_channel(guard.name());
   ASSERT_TRUE(info.readable) << info.problem;
   EXPECT_EQ(info.config.buffer_count, 8U);

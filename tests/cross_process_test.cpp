@@ -208,7 +208,8 @@ TEST(CrossProcess, BlockedProducerFollowsASlowConsumer) {
     std::uint64_t expected = 0;
     st::Status status;
     while ((status = reader.next_for(record, 60s)) == st::Status::kOk) {
-      if (st::pattern::sequence_of(record) != expected++ || !st::pattern::body_matches(record, expected - 1)) {
+      if (st::pattern::sequence_of(record) != expected++ ||
+          !st::pattern::body_matches(record, expected - 1)) {
         return 1;
       }
       if (expected % 2000 == 0) {

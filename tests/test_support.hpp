@@ -3,17 +3,17 @@
 // Helpers shared by the tests: unique channel names, cleanup, and real child
 // processes that are always reaped.
 
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <atomic>
 #include <chrono>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
-#include <poll.h>
 #include <string>
-#include <sys/wait.h>
 #include <thread>
-#include <unistd.h>
 
 #include "sluice/transport/channel.hpp"
 

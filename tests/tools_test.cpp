@@ -2,10 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
 #include <array>
 #include <cstdio>
 #include <string>
-#include <sys/wait.h>
 
 #include "sluice/shm/segment.hpp"
 #include "test_support.hpp"
@@ -35,12 +35,15 @@ ToolRun run(const std::string& command) {
   return result;
 }
 
-std::string tool(const char* name) { return std::string(SLUICE_TOOLS_DIR) + "/" + name; }
+std::string tool(const char* name) {
+  return std::string(SLUICE_TOOLS_DIR) + "/" + name;
+}
 
 std::string last_line(const std::string& text) {
   const auto end = text.find_last_not_of('\n');
   const auto start = text.rfind('\n', end);
-  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+  return text.substr(start == std::string::npos ? 0 : start + 1,
+                     end - (start == std::string::npos ? 0 : start + 1) + 1);
 }
 
 TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
@@ -61,10 +64,10 @@ TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
   ASSERT_TRUE(WIFEXITED(consumer_status)) << consumer_out;
   EXPECT_EQ(WEXITSTATUS(consumer_status), 0) << consumer_out;
   const std::string summary = last_line(consumer_out);
-  for (const char* key : {"\"role\":\"consumer\"", "\"records\":200000", "\"bytes\":12800000",
-                          "\"lost\":0", "\"duplicated\":0", "\"corrupt\":0", "\"first_seq\":0",
-                          "\"last_seq\":199999", "\"idle_seconds\":", "\"records_per_sec\":",
-                          "\"bytes_per_sec\":", "\"seconds\":"}) {
+  for (const char* key :
+       {"\"role\":\"consumer\"", "\"records\":200000", "\"bytes\":12800000", "\"lost\":0",
+        "\"duplicated\":0", "\"corrupt\":0", "\"first_seq\":0", "\"last_seq\":199999",
+        "\"idle_seconds\":", "\"records_per_sec\":", "\"bytes_per_sec\":", "\"seconds\":"}) {
     EXPECT_NE(summary.find(key), std::string::npos) << key << " missing in " << summary;
   }
   const std::string producer_summary = last_line(producer.out);
@@ -85,7 +88,8 @@ TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
   ChannelGuard guard(unique_channel("short"));
   const std::string channel = " --channel " + guard.name();
   ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 10 --size 16").status, 0);
-  const ToolRun consumer = run(tool("sluice-consumer") + channel + " --records 11 --size 16 --json");
+  const ToolRun consumer =
+      run(tool("sluice-consumer") + channel + " --records 11 --size 16 --json");
   EXPECT_EQ(consumer.status, 1) << consumer.out;
   EXPECT_NE(consumer.out.find("\"lost\":1"), std::string::npos) << consumer.out;
   EXPECT_NE(consumer.out.find("ended early"), std::string::npos) << consumer.out;
@@ -101,8 +105,8 @@ TEST(Tools, ConsumerCountsRecordsOfTheWrongSizeAsCorrupt) {
 }
 
 TEST(Tools, ConsumerGivesUpWaitingForAMissingChannel) {
-  const ToolRun consumer = run(tool("sluice-consumer") +
-                           " --channel never-created --records 1 --size 8 --wait 0.1");
+  const ToolRun consumer =
+      run(tool("sluice-consumer") + " --channel never-created --records 1 --size 8 --wait 0.1");
   EXPECT_EQ(consumer.status, 2);
   EXPECT_NE(consumer.out.find("does not exist"), std::string::npos) << consumer.out;
   EXPECT_NE(consumer.out.find("never-created"), std::string::npos) << consumer.out;
@@ -135,7 +139,8 @@ TEST(Tools, ProducerRefusesAnExistingChannel) {
   const ToolRun second = run(tool("sluice-producer") + channel + " --records 1 --size 8");
   EXPECT_EQ(second.status, 2) << second.out;
   EXPECT_NE(second.out.find("already exists"), std::string::npos) << second.out;
-  const ToolRun replaced = run(tool("sluice-producer") + channel + " --records 1 --size 8 --replace-stale");
+  const ToolRun replaced =
+      run(tool("sluice-producer") + channel + " --records 1 --size 8 --replace-stale");
   EXPECT_EQ(replaced.status, 0) << replaced.out;
 }
 

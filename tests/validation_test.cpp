@@ -3,12 +3,12 @@
 
 #include <gtest/gtest.h>
 
-#include <boost/interprocess/mapped_region.hpp>
-#include <boost/interprocess/shared_memory_object.hpp>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+#include <cstring>
 
 #include "sluice/shm/segment.hpp"
 #include "sluice/shm/segment_name.hpp"
@@ -110,8 +110,10 @@ TEST(Validation, EveryHeaderFieldIsChecked) {
       {"kind", [](st::ChannelHeader& h) { h.segment.kind = 7; }},
       {"segment size", [](st::ChannelHeader& h) { h.segment.segment_bytes += 64; }},
       {"region count", [](st::ChannelHeader& h) { h.segment.region_count = 99; }},
-      {"region offset", [](st::ChannelHeader& h) { h.segment.regions[st::kDataRingRegion].offset += 64; }},
-      {"region size", [](st::ChannelHeader& h) { h.segment.regions[st::kBufferPoolRegion].bytes *= 2; }},
+      {"region offset",
+       [](st::ChannelHeader& h) { h.segment.regions[st::kDataRingRegion].offset += 64; }},
+      {"region size",
+       [](st::ChannelHeader& h) { h.segment.regions[st::kBufferPoolRegion].bytes *= 2; }},
       {"pointer size", [](st::ChannelHeader& h) { h.segment.abi.pointer_bytes = 4; }},
       {"buffer count", [](st::ChannelHeader& h) { h.config.buffer_count = 0; }},
       {"buffer size", [](st::ChannelHeader& h) { h.config.buffer_bytes = 1ULL << 40; }},

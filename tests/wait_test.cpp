@@ -42,7 +42,8 @@ TEST(WakeProtocol, NoWakeUpIsLostWhenEveryWaitSleeps) {
       std::chrono::nanoseconds waited{};
       const auto status = st::wait_for(
           [&] {
-            return writer.push(i) == st::RingResult::kOk ? st::Status::kOk : st::Status::kWouldBlock;
+            return writer.push(i) == st::RingResult::kOk ? st::Status::kOk
+                                                         : st::Status::kWouldBlock;
           },
           [] { return st::Status::kOk; }, shared->space_free, shared->producer_sleeping,
           st::Deadline::after(kWaitLimit), policy, waited);
@@ -61,7 +62,8 @@ TEST(WakeProtocol, NoWakeUpIsLostWhenEveryWaitSleeps) {
     std::chrono::nanoseconds waited{};
     const auto status = st::wait_for(
         [&] {
-          return reader.pop(value) == st::RingResult::kOk ? st::Status::kOk : st::Status::kWouldBlock;
+          return reader.pop(value) == st::RingResult::kOk ? st::Status::kOk
+                                                          : st::Status::kWouldBlock;
         },
         [] { return st::Status::kOk; }, shared->data_ready, shared->consumer_sleeping,
         st::Deadline::after(kWaitLimit), policy, waited);

@@ -1,11 +1,11 @@
 #include "sluice/shm/futex.hpp"
 
-#include <cerrno>
-#include <climits>
-#include <ctime>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <cerrno>
+#include <climits>
+#include <ctime>
 
 namespace sluice::shm {
 
@@ -14,7 +14,8 @@ long futex_call(std::atomic<std::uint32_t>& word, int op, std::uint32_t value,
                 const timespec* timeout) {
   // FUTEX_WAIT/FUTEX_WAKE without FUTEX_PRIVATE_FLAG: the kernel keys the
   // waiter on the backing page, so any process mapping the word meets it.
-  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op, value, timeout, nullptr, 0);
+  return syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), op, value, timeout, nullptr,
+                 0);
 }
 }  // namespace
 
@@ -30,12 +31,9 @@ FutexWaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expec
     return FutexWaitResult::kWoken;
   }
   switch (errno) {
-    case EAGAIN:
-      return FutexWaitResult::kValueChanged;
-    case ETIMEDOUT:
-      return FutexWaitResult::kTimedOut;
-    default:
-      return FutexWaitResult::kInterrupted;
+    case EAGAIN: return FutexWaitResult::kValueChanged;
+    case ETIMEDOUT: return FutexWaitResult::kTimedOut;
+    default: return FutexWaitResult::kInterrupted;
   }
 }
 

@@ -1,13 +1,15 @@
 #include "sluice/shm/process_identity.hpp"
 
+#include <unistd.h>
 #include <fstream>
 #include <sstream>
 #include <string>
-#include <unistd.h>
 
 namespace sluice::shm {
 
-ProcessIdentity ProcessIdentity::self() { return {getpid(), start_ticks_of(getpid())}; }
+ProcessIdentity ProcessIdentity::self() {
+  return {getpid(), start_ticks_of(getpid())};
+}
 
 std::uint64_t ProcessIdentity::start_ticks_of(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");

@@ -1,14 +1,14 @@
 #include "sluice/shm/segment.hpp"
 
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <algorithm>
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstring>
-#include <dirent.h>
-#include <fcntl.h>
-#include <sys/stat.h>
 
 #include "sluice/shm/segment_name.hpp"
 #include "sluice/shm/setup_error.hpp"
@@ -57,7 +57,9 @@ Segment::Segment(Segment&&) noexcept = default;
 Segment& Segment::operator=(Segment&&) noexcept = default;
 Segment::~Segment() = default;
 
-int Segment::fd() const noexcept { return impl_ ? impl_->object.get_mapping_handle().handle : -1; }
+int Segment::fd() const noexcept {
+  return impl_ ? impl_->object.get_mapping_handle().handle : -1;
+}
 
 Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOptions& options) {
   require_valid_name(name);
@@ -101,8 +103,9 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
 Segment Segment::open(std::string_view name) {
   std::optional<Segment> segment = open_if_present(name);
   if (!segment) {
-    fail(name, exists(name) ? "is empty (its creator has not sized it yet, or died while creating it)"
-                            : "does not exist");
+    fail(name, exists(name)
+                   ? "is empty (its creator has not sized it yet, or died while creating it)"
+                   : "does not exist");
   }
   return std::move(*segment);
 }

@@ -64,20 +64,18 @@ HeaderCheck check_header(const std::byte* base, std::size_t mapped_bytes,
                                          std::to_string(expected_version)};
     }
     if (header->kind != expected_kind) {
-      return {HeaderState::kInvalid,
-              "holds segment kind " + std::to_string(header->kind) + ", expected " +
-                  std::to_string(expected_kind)};
+      return {HeaderState::kInvalid, "holds segment kind " + std::to_string(header->kind) +
+                                         ", expected " + std::to_string(expected_kind)};
     }
     const AbiFacts expected_abi = AbiFacts::of_this_build(expected_full_header_bytes);
     if (!(header->abi == expected_abi)) {
-      return {HeaderState::kInvalid,
-              "made by an incompatible build: " + describe_abi_difference(header->abi, expected_abi)};
+      return {HeaderState::kInvalid, "made by an incompatible build: " +
+                                         describe_abi_difference(header->abi, expected_abi)};
     }
     if (header->segment_bytes != mapped_bytes) {
-      return {HeaderState::kInvalid, "truncated or resized: the header says " +
-                                         std::to_string(header->segment_bytes) +
-                                         " bytes but the object has " +
-                                         std::to_string(mapped_bytes)};
+      return {HeaderState::kInvalid,
+              "truncated or resized: the header says " + std::to_string(header->segment_bytes) +
+                  " bytes but the object has " + std::to_string(mapped_bytes)};
     }
     if (header->region_count == 0 || header->region_count > kMaxRegions) {
       return {HeaderState::kInvalid,

@@ -35,6 +35,8 @@ std::string object_name(std::string_view name) {
   return std::string(kSegmentPrefix) + std::string(name);
 }
 
-std::string object_path(std::string_view name) { return "/dev/shm/" + object_name(name); }
+std::string object_path(std::string_view name) {
+  return "/dev/shm/" + object_name(name);
+}
 
 }  // namespace sluice::shm

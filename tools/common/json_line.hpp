@@ -34,7 +34,9 @@ class JsonLine {
     text_ += '"';
     return *this;
   }
-  JsonLine& add(std::string_view key, const char* value) { return add(key, std::string_view(value)); }
+  JsonLine& add(std::string_view key, const char* value) {
+    return add(key, std::string_view(value));
+  }
   JsonLine& add(std::string_view key, std::uint64_t value) {
     key_(key);
     text_ += std::to_string(value);
@@ -45,7 +47,9 @@ class JsonLine {
     text_ += std::to_string(value);
     return *this;
   }
-  JsonLine& add(std::string_view key, int value) { return add(key, static_cast<std::int64_t>(value)); }
+  JsonLine& add(std::string_view key, int value) {
+    return add(key, static_cast<std::int64_t>(value));
+  }
   JsonLine& add(std::string_view key, double value) {
     key_(key);
     if (!std::isfinite(value)) {

@@ -13,7 +13,8 @@ std::vector<RatePhase> parse_rate_schedule(const std::string& flag, const std::s
   while (std::getline(items, item, ',')) {
     const auto colon = item.find(':');
     if (colon == std::string::npos) {
-      throw UsageError(flag + " expects SECONDS:RATE pairs separated by commas, got \"" + item + "\"");
+      throw UsageError(flag + " expects SECONDS:RATE pairs separated by commas, got \"" + item +
+                       "\"");
     }
     RatePhase phase;
     try {

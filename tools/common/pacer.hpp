@@ -49,9 +49,9 @@ class Pacer {
     advance_phase(now);
     phase = &phases_[phase_];
     if (phase->rate > 0) {
-      const auto due = phase_started_ + std::chrono::duration_cast<Clock::duration>(
-                                            std::chrono::duration<double>(
-                                                static_cast<double>(in_phase_) / phase->rate));
+      const auto due = phase_started_ +
+                       std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(
+                           static_cast<double>(in_phase_) / phase->rate));
       if (due > now + std::chrono::microseconds(100)) {
         before_sleep();
         std::this_thread::sleep_until(due);

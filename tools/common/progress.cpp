@@ -44,7 +44,8 @@ void Progress::maybe_print(std::uint64_t records, std::uint64_t last_seq) {
   } else {
     std::printf("%-8s t=%6.1fs %12.0f records/s %10.1f MB/s  records=%llu last_seq=%llu\n",
                 role_.c_str(), t, rate, rate * static_cast<double>(record_bytes_) / 1e6,
-                static_cast<unsigned long long>(records), static_cast<unsigned long long>(last_seq));
+                static_cast<unsigned long long>(records),
+                static_cast<unsigned long long>(last_seq));
   }
   std::fflush(stdout);
   last_print_ = now;

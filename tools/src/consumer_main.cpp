@@ -45,10 +45,9 @@ struct Options {
 };
 
 Options parse(int argc, char** argv) {
-  const sluice::tools::Arguments args(argc, argv, 1,
-                                      {"--channel", "--records", "--size", "--rate",
-                                       "--rate-schedule", "--wait"},
-                                      {"--json", "--keep", "--help"});
+  const sluice::tools::Arguments args(
+      argc, argv, 1, {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--wait"},
+      {"--json", "--keep", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);
@@ -67,7 +66,8 @@ Options parse(int argc, char** argv) {
     o.schedule = {{0, args.real_number("--rate", 1e-3, 1e12)}};
   }
   if (args.has("--rate-schedule")) {
-    o.schedule = sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
+    o.schedule =
+        sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
   }
   if (args.has("--wait")) {
     o.wait_seconds = args.real_number("--wait", 0, 86400);
@@ -79,7 +79,12 @@ Options parse(int argc, char** argv) {
 
 void report_failure(bool json, const std::string& message) {
   if (json) {
-    std::printf("%s\n", JsonLine().add("role", "consumer").add("type", "error").add("error", message).str().c_str());
+    std::printf("%s\n", JsonLine()
+                            .add("role", "consumer")
+                            .add("type", "error")
+                            .add("error", message)
+                            .str()
+                            .c_str());
     std::fflush(stdout);
   }
   std::fprintf(stderr, "sluice-consumer: %s\n", message.c_str());
@@ -180,18 +185,18 @@ int main(int argc, char** argv) {
   const bool intact = error.empty() && tally.lost == 0 && tally.duplicated == 0 &&
                       tally.corrupt == 0 && tally.received == options.records;
   if (!intact) {
-    std::string message = "received " + std::to_string(tally.received) + " of " +
-                          std::to_string(options.records) + " records: " +
-                          std::to_string(tally.lost) + " lost, " + std::to_string(tally.duplicated) +
-                          " duplicated, " + std::to_string(tally.corrupt) + " corrupt";
+    std::string message =
+        "received " + std::to_string(tally.received) + " of " + std::to_string(options.records) +
+        " records: " + std::to_string(tally.lost) + " lost, " + std::to_string(tally.duplicated) +
+        " duplicated, " + std::to_string(tally.corrupt) + " corrupt";
     if (!error.empty()) {
       message += "; " + error;
     }
     report_failure(options.json, message);
   }
 
-  const double idle = static_cast<double>(
-                          consumer->mapping().control().consumer_counters.idle_ns.load()) / 1e9;
+  const double idle =
+      static_cast<double>(consumer->mapping().control().consumer_counters.idle_ns.load()) / 1e9;
   const std::uint64_t bytes = tally.received * options.size;
   const double records_per_sec = seconds > 0 ? static_cast<double>(tally.received) / seconds : 0.0;
   const double bytes_per_sec = seconds > 0 ? static_cast<double>(bytes) / seconds : 0.0;

@@ -73,7 +73,8 @@ Options parse(int argc, char** argv) {
     o.schedule = {{0, args.real_number("--rate", 1e-3, 1e12)}};
   }
   if (args.has("--rate-schedule")) {
-    o.schedule = sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
+    o.schedule =
+        sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
   }
   if (auto bytes = args.optional_unsigned("--buffer-size", st::ChannelConfig::kMinBufferBytes,
                                           st::ChannelConfig::kMaxBufferBytes)) {
@@ -102,7 +103,12 @@ Options parse(int argc, char** argv) {
 
 void report_failure(bool json, const std::string& message) {
   if (json) {
-    std::printf("%s\n", JsonLine().add("role", "producer").add("type", "error").add("error", message).str().c_str());
+    std::printf("%s\n", JsonLine()
+                            .add("role", "producer")
+                            .add("type", "error")
+                            .add("error", message)
+                            .str()
+                            .c_str());
     std::fflush(stdout);
   }
   std::fprintf(stderr, "sluice-producer: %s\n", message.c_str());
@@ -192,8 +198,9 @@ int main(int argc, char** argv) {
     std::printf(
         "producer summary: %llu records of %llu bytes in %.3f s: %.0f records/s, %.1f MB/s, "
         "blocked %.3f s (%.0f%%)\n",
-        static_cast<unsigned long long>(sent), static_cast<unsigned long long>(options.size), seconds,
-        records_per_sec, bytes_per_sec / 1e6, blocked, seconds > 0 ? 100.0 * blocked / seconds : 0.0);
+        static_cast<unsigned long long>(sent), static_cast<unsigned long long>(options.size),
+        seconds, records_per_sec, bytes_per_sec / 1e6, blocked,
+        seconds > 0 ? 100.0 * blocked / seconds : 0.0);
   }
   std::fflush(stdout);
   return status == st::Status::kOk ? 0 : 1;

@@ -50,8 +50,8 @@ const char* state_text(const st::ChannelInfo& info) {
 
 void add_endpoint(JsonLine& line, const std::string& prefix, const st::EndpointInfo& e) {
   line.add(prefix + "_state", e.state == st::EndpointState::kNeverAttached ? "never"
-                              : e.state == st::EndpointState::kAttached  ? "attached"
-                                                                         : "detached")
+                              : e.state == st::EndpointState::kAttached    ? "attached"
+                                                                           : "detached")
       .add(prefix + "_pid", static_cast<std::int64_t>(e.pid))
       .add(prefix + "_alive", e.alive);
 }

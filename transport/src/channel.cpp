@@ -74,7 +74,8 @@ std::string channel_problem(const ChannelHeaderImage& header, std::uint64_t mapp
              std::to_string(expected.regions[i].bytes) + " bytes)";
     }
   }
-  if (header.segment.segment_bytes != expected.total_bytes || mapped_bytes != expected.total_bytes) {
+  if (header.segment.segment_bytes != expected.total_bytes ||
+      mapped_bytes != expected.total_bytes) {
     return "size " + std::to_string(mapped_bytes) + " does not match its " +
            "configuration, which needs " + std::to_string(expected.total_bytes) + " bytes";
   }
@@ -168,9 +169,9 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
       std::string waited;
       if (options.wait_for_channel.count() > 0) {
         waited = " after waiting " +
-                 std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                    options.wait_for_channel)
-                                    .count()) +
+                 std::to_string(
+                     std::chrono::duration_cast<std::chrono::milliseconds>(options.wait_for_channel)
+                         .count()) +
                  " ms";
       }
       fail(name, last_problem + waited);
@@ -191,6 +192,8 @@ shm::LockProbe ChannelMapping::probe_role(Role role) const noexcept {
   return shm::probe_slot(segment_.fd(), role_lock_slot(role));
 }
 
-bool remove_channel(std::string_view name) { return shm::Segment::remove(name); }
+bool remove_channel(std::string_view name) {
+  return shm::Segment::remove(name);
+}
 
 }  // namespace sluice::transport

@@ -43,10 +43,12 @@ ChannelInfo inspect_channel(std::string_view name) noexcept {
     info.closed = control.stream.closed.load(std::memory_order_acquire) != 0;
     info.producer = read_endpoint(mapping, control.producer, Role::kProducer);
     info.consumer = read_endpoint(mapping, control.consumer, Role::kConsumer);
-    info.produced = read_counters(control.producer_counters,
-                                  control.producer_counters.blocked_ns.load(std::memory_order_relaxed));
-    info.consumed = read_counters(control.consumer_counters,
-                                  control.consumer_counters.idle_ns.load(std::memory_order_relaxed));
+    info.produced =
+        read_counters(control.producer_counters,
+                      control.producer_counters.blocked_ns.load(std::memory_order_relaxed));
+    info.consumed =
+        read_counters(control.consumer_counters,
+                      control.consumer_counters.idle_ns.load(std::memory_order_relaxed));
   } catch (const std::exception& e) {
     info.readable = false;
     info.problem = e.what();

@@ -26,7 +26,8 @@ ChannelLayout compute_layout(const ChannelConfig& config) {
     cursor += bytes;
     return entry;
   };
-  const std::uint64_t ring_bytes = sizeof(RingIndices) + layout.config.ring_capacity * sizeof(RingSlot);
+  const std::uint64_t ring_bytes =
+      sizeof(RingIndices) + layout.config.ring_capacity * sizeof(RingSlot);
   layout.regions[kControlRegion] = place(sizeof(ChannelControl), kCacheLine);
   layout.regions[kDataRingRegion] = place(ring_bytes, kCacheLine);
   layout.regions[kReturnRingRegion] = place(ring_bytes, kCacheLine);

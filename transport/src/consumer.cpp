@@ -76,7 +76,8 @@ struct ConsumerState {
                           static_cast<std::uint32_t>(BufferState::kQueued));
     }
     held[index] = 1;
-    states[index].store(static_cast<std::uint32_t>(BufferState::kReading), std::memory_order_relaxed);
+    states[index].store(static_cast<std::uint32_t>(BufferState::kReading),
+                        std::memory_order_relaxed);
     return Status::kOk;
   }
 
@@ -91,7 +92,7 @@ struct ConsumerState {
       return Status::kOk;
     }
     return control->stream.closed.load(std::memory_order_acquire) != 0 ? Status::kClosed
-                                                                         : Status::kPeerDied;
+                                                                       : Status::kPeerDied;
   }
 
   ChannelMapping mapping;
@@ -139,7 +140,9 @@ Consumer& Consumer::operator=(Consumer&& other) noexcept {
   return *this;
 }
 
-Consumer::~Consumer() { detach(); }
+Consumer::~Consumer() {
+  detach();
+}
 
 void Consumer::detach() noexcept {
   if (state_) {
@@ -166,7 +169,9 @@ Status Consumer::try_receive(ReadableBuffer& out) noexcept {
   return receive_until(out, Deadline::immediate());
 }
 
-Status Consumer::receive(ReadableBuffer& out) noexcept { return receive_until(out, Deadline::never()); }
+Status Consumer::receive(ReadableBuffer& out) noexcept {
+  return receive_until(out, Deadline::never());
+}
 
 Status Consumer::receive_for(ReadableBuffer& out, std::chrono::nanoseconds timeout) noexcept {
   return receive_until(out, Deadline::after(timeout));
@@ -188,8 +193,9 @@ Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) no
     }
   } else {
     std::chrono::nanoseconds waited{};
-    status = wait_for(attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
-                      s.control->consumer_sleeping, deadline, s.policy, waited);
+    status = wait_for(
+        attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
+        s.control->consumer_sleeping, deadline, s.policy, waited);
     if (waited.count() > 0) {
       s.idle_ns += static_cast<std::uint64_t>(waited.count());
       s.control->consumer_counters.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
@@ -209,10 +215,20 @@ void Consumer::count_records(std::uint64_t records) noexcept {
                                                    std::memory_order_relaxed);
 }
 
-const ChannelConfigRecord& Consumer::config() const noexcept { return state_->mapping.config(); }
-const ChannelMapping& Consumer::mapping() const noexcept { return state_->mapping; }
-const std::string& Consumer::name() const noexcept { return state_->mapping.name(); }
-std::string Consumer::corruption() const { return state_->corruption.describe(name()); }
-void Consumer::set_wait_policy(const WaitPolicy& policy) noexcept { state_->policy = policy; }
+const ChannelConfigRecord& Consumer::config() const noexcept {
+  return state_->mapping.config();
+}
+const ChannelMapping& Consumer::mapping() const noexcept {
+  return state_->mapping;
+}
+const std::string& Consumer::name() const noexcept {
+  return state_->mapping.name();
+}
+std::string Consumer::corruption() const {
+  return state_->corruption.describe(name());
+}
+void Consumer::set_wait_policy(const WaitPolicy& policy) noexcept {
+  state_->policy = policy;
+}
 
 }  // namespace sluice::transport

@@ -11,11 +11,13 @@ void register_endpoint(EndpointRecord& record) {
   record.attach_count.store(record.attach_count.load(std::memory_order_relaxed) + 1,
                             std::memory_order_relaxed);
   // Release: whoever acquires kAttached also sees the identity above.
-  record.state.store(static_cast<std::uint32_t>(EndpointState::kAttached), std::memory_order_release);
+  record.state.store(static_cast<std::uint32_t>(EndpointState::kAttached),
+                     std::memory_order_release);
 }
 
 void detach(const ChannelMapping& mapping, EndpointRecord& record, Role role) noexcept {
-  record.state.store(static_cast<std::uint32_t>(EndpointState::kDetached), std::memory_order_release);
+  record.state.store(static_cast<std::uint32_t>(EndpointState::kDetached),
+                     std::memory_order_release);
   mapping.unlock_role(role);
 }
 

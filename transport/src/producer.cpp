@@ -51,10 +51,12 @@ struct ProducerState {
       switch (free_in.pop(value)) {
         case RingResult::kOk: break;
         case RingResult::kEmpty: return Status::kWouldBlock;
-        default: return mark_corrupt("return ring index moved backwards or past its capacity", 0, 0);
+        default:
+          return mark_corrupt("return ring index moved backwards or past its capacity", 0, 0);
       }
       if (value >= buffer_count) {
-        return mark_corrupt("return ring holds a buffer index beyond the pool", value, buffer_count);
+        return mark_corrupt("return ring holds a buffer index beyond the pool", value,
+                            buffer_count);
       }
       index = static_cast<std::uint32_t>(value);
       // Our own record, not the shared state word, decides whether we hold
@@ -70,7 +72,8 @@ struct ProducerState {
       }
     }
     held[index] = 1;
-    states[index].store(static_cast<std::uint32_t>(BufferState::kWriting), std::memory_order_relaxed);
+    states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                        std::memory_order_relaxed);
     return Status::kOk;
   }
 
@@ -82,7 +85,7 @@ struct ProducerState {
       return Status::kOk;
     }
     return mapping.probe_role(Role::kConsumer) == sluice::shm::LockProbe::kFree ? Status::kPeerDied
-                                                                                  : Status::kOk;
+                                                                                : Status::kOk;
   }
 
   ChannelMapping mapping;
@@ -126,7 +129,9 @@ Producer& Producer::operator=(Producer&& other) noexcept {
   return *this;
 }
 
-Producer::~Producer() { detach(); }
+Producer::~Producer() {
+  detach();
+}
 
 void Producer::detach() noexcept {
   if (state_) {
@@ -149,7 +154,9 @@ Status Producer::try_acquire(WritableBuffer& out) noexcept {
   return acquire_until(out, Deadline::immediate());
 }
 
-Status Producer::acquire(WritableBuffer& out) noexcept { return acquire_until(out, Deadline::never()); }
+Status Producer::acquire(WritableBuffer& out) noexcept {
+  return acquire_until(out, Deadline::never());
+}
 
 Status Producer::acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeout) noexcept {
   return acquire_until(out, Deadline::after(timeout));
@@ -172,21 +179,22 @@ Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline) no
     }
   } else {
     std::chrono::nanoseconds waited{};
-    status = wait_for(attempt, [&s] { return s.consumer_status(); }, s.control->buffer_free,
-                      s.control->producer_sleeping, deadline, s.policy, waited);
+    status = wait_for(
+        attempt, [&s] { return s.consumer_status(); }, s.control->buffer_free,
+        s.control->producer_sleeping, deadline, s.policy, waited);
     if (waited.count() > 0) {
       s.blocked_ns += static_cast<std::uint64_t>(waited.count());
       s.control->producer_counters.blocked_ns.store(s.blocked_ns, std::memory_order_relaxed);
     }
   }
   if (status == Status::kOk) {
-    out = WritableBuffer(&s, index,
-                         std::span<std::byte>(s.mapping.buffer(index), s.buffer_bytes));
+    out = WritableBuffer(&s, index, std::span<std::byte>(s.mapping.buffer(index), s.buffer_bytes));
   }
   return status;
 }
 
-Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_t records) noexcept {
+Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes,
+                        std::uint64_t records) noexcept {
   ProducerState& s = *state_;
   if (buffer.owner_ != &s || bytes > buffer.capacity()) {
     return Status::kInvalidArgument;
@@ -198,8 +206,10 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_
     return Status::kClosed;
   }
   const std::uint32_t index = buffer.index_;
-  s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued), std::memory_order_relaxed);
-  if (s.data_out.push(make_descriptor(index, static_cast<std::uint32_t>(bytes))) != RingResult::kOk) {
+  s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
+                        std::memory_order_relaxed);
+  if (s.data_out.push(make_descriptor(index, static_cast<std::uint32_t>(bytes))) !=
+      RingResult::kOk) {
     // Cannot be full while the consumer plays by the rules: capacity >= buffers.
     s.states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
                           std::memory_order_relaxed);
@@ -228,10 +238,20 @@ void Producer::close() noexcept {
   wake_peer_always(s.control->data_ready);
 }
 
-const ChannelConfigRecord& Producer::config() const noexcept { return state_->mapping.config(); }
-const ChannelMapping& Producer::mapping() const noexcept { return state_->mapping; }
-const std::string& Producer::name() const noexcept { return state_->mapping.name(); }
-std::string Producer::corruption() const { return state_->corruption.describe(name()); }
-void Producer::set_wait_policy(const WaitPolicy& policy) noexcept { state_->policy = policy; }
+const ChannelConfigRecord& Producer::config() const noexcept {
+  return state_->mapping.config();
+}
+const ChannelMapping& Producer::mapping() const noexcept {
+  return state_->mapping;
+}
+const std::string& Producer::name() const noexcept {
+  return state_->mapping.name();
+}
+std::string Producer::corruption() const {
+  return state_->corruption.describe(name());
+}
+void Producer::set_wait_policy(const WaitPolicy& policy) noexcept {
+  state_->policy = policy;
+}
 
 }  // namespace sluice::transport

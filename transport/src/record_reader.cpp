@@ -9,7 +9,9 @@ namespace sluice::transport {
 RecordReader::RecordReader(Consumer& consumer, RecordReaderOptions options) noexcept
     : consumer_(&consumer), options_(options) {}
 
-RecordReader::~RecordReader() { release_current(); }
+RecordReader::~RecordReader() {
+  release_current();
+}
 
 void RecordReader::release_current() noexcept {
   if (current_.valid()) {
@@ -24,7 +26,8 @@ Status RecordReader::corrupt(const char* why) noexcept {
   return Status::kCorrupt;
 }
 
-Status RecordReader::next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
+Status RecordReader::next_until(std::span<const std::byte>& record,
+                                const Deadline& deadline) noexcept {
   if (framing_error_ != nullptr) {
     return Status::kCorrupt;
   }

@@ -10,7 +10,9 @@ RecordWriter::RecordWriter(Producer& producer) noexcept
 RecordWriter::RecordWriter(Producer& producer, std::chrono::nanoseconds flush_timeout) noexcept
     : producer_(&producer), flush_timeout_(flush_timeout) {}
 
-RecordWriter::~RecordWriter() { (void)flush(); }
+RecordWriter::~RecordWriter() {
+  (void)flush();
+}
 
 Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
   const Status status = producer_->acquire_until(current_, deadline);
@@ -36,7 +38,8 @@ Status RecordWriter::write_for(std::span<const std::byte> record,
   return write_slow(record, Deadline::after(timeout));
 }
 
-Status RecordWriter::write_slow(std::span<const std::byte> record, const Deadline& deadline) noexcept {
+Status RecordWriter::write_slow(std::span<const std::byte> record,
+                                const Deadline& deadline) noexcept {
   const std::size_t buffer_bytes = producer_->config().buffer_bytes;
   if (frame::kHeaderBytes + record.size() <= buffer_bytes) {
     // Fits in an empty buffer: never split a record that does not have to be.
@@ -65,8 +68,8 @@ Status RecordWriter::write_slow(std::span<const std::byte> record, const Deadlin
     const std::size_t chunk = std::min(rest.size(), room_ - frame::kHeaderBytes);
     const bool more = chunk < rest.size();
     std::byte* at = current_.data().data() + used_;
-    frame::write_header(at, static_cast<std::uint32_t>(chunk) | continuation |
-                                (more ? frame::kMoreFollows : 0U));
+    frame::write_header(
+        at, static_cast<std::uint32_t>(chunk) | continuation | (more ? frame::kMoreFollows : 0U));
     std::memcpy(at + frame::kHeaderBytes, rest.data(), chunk);
     used_ += frame::kHeaderBytes + chunk;
     room_ -= frame::kHeaderBytes + chunk;

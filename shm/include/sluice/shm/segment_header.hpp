@@ -10,7 +10,8 @@
 namespace sluice::shm {
 
 // "SLUICE" followed by a format generation byte; any other value is not ours.
-inline constexpr std::uint64_t kSegmentMagic = 0x0100454349554C53ULL;  // "SLUICE\0\1", little-endian
+inline constexpr std::uint64_t kSegmentMagic =
+    0x0100454349554C53ULL;  // "SLUICE\0\1", little-endian
 inline constexpr std::size_t kCacheLine = 64;
 inline constexpr std::size_t kMaxRegions = 8;
 
@@ -21,7 +22,7 @@ struct AbiFacts {
   std::uint16_t cache_line_bytes;
   std::uint16_t atomic64_bytes;
   std::uint16_t atomic64_align;
-  std::uint32_t byte_order_tag;  // 0x01020304 as written by the creator
+  std::uint32_t byte_order_tag;     // 0x01020304 as written by the creator
   std::uint32_t full_header_bytes;  // sizeof of the complete header of this kind
 
   static AbiFacts of_this_build(std::uint32_t full_header_bytes) noexcept;

@@ -52,7 +52,8 @@ class WritableBuffer {
 
  private:
   friend class Producer;
-  WritableBuffer(detail::ProducerState* owner, std::uint32_t index, std::span<std::byte> data) noexcept
+  WritableBuffer(detail::ProducerState* owner, std::uint32_t index,
+                 std::span<std::byte> data) noexcept
       : owner_(owner), index_(index), data_(data) {}
   detail::ProducerState* owner_ = nullptr;
   std::uint32_t index_ = 0;

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <sys/types.h>
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -7,7 +8,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <sys/types.h>
 
 #include "sluice/shm/role_lock.hpp"
 #include "sluice/shm/segment.hpp"
@@ -46,7 +46,9 @@ class ChannelMapping {
   [[nodiscard]] ChannelControl& control() const noexcept {
     return *region<ChannelControl>(kControlRegion);
   }
-  [[nodiscard]] RingIndices& data_ring() const noexcept { return *region<RingIndices>(kDataRingRegion); }
+  [[nodiscard]] RingIndices& data_ring() const noexcept {
+    return *region<RingIndices>(kDataRingRegion);
+  }
   [[nodiscard]] RingSlot* data_slots() const noexcept { return slots_after(kDataRingRegion); }
   [[nodiscard]] RingIndices& return_ring() const noexcept {
     return *region<RingIndices>(kReturnRingRegion);
@@ -75,7 +77,8 @@ class ChannelMapping {
     return reinterpret_cast<T*>(segment_.base() + regions_[index].offset);
   }
   RingSlot* slots_after(RegionIndex ring) const noexcept {
-    return reinterpret_cast<RingSlot*>(segment_.base() + regions_[ring].offset + sizeof(RingIndices));
+    return reinterpret_cast<RingSlot*>(segment_.base() + regions_[ring].offset +
+                                       sizeof(RingIndices));
   }
   sluice::shm::Segment segment_;
   // Validated copies; the shared header is never read again after open.

@@ -25,7 +25,9 @@ static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 enum class Role : std::uint32_t { kProducer = 0, kConsumer = 1 };
 
 // Byte of the segment file locked (F_OFD_SETLK) by the endpoint of each role.
-constexpr std::uint32_t role_lock_slot(Role role) { return static_cast<std::uint32_t>(role); }
+constexpr std::uint32_t role_lock_slot(Role role) {
+  return static_cast<std::uint32_t>(role);
+}
 
 enum class EndpointState : std::uint32_t { kNeverAttached = 0, kAttached = 1, kDetached = 2 };
 
@@ -108,7 +110,7 @@ struct alignas(kCacheLine) ProducerCounters {
   std::atomic<std::uint64_t> records;
   std::atomic<std::uint64_t> bytes;
   std::atomic<std::uint64_t> buffers;
-  std::atomic<std::uint64_t> blocked_ns;  // waiting for a free buffer
+  std::atomic<std::uint64_t> blocked_ns;       // waiting for a free buffer
   std::atomic<std::uint64_t> corruption_seen;  // nonzero once the producer found bad shared data
 };
 
@@ -132,9 +134,9 @@ struct ChannelControl {
   EndpointRecord producer;
   EndpointRecord consumer;
   StreamState stream;
-  WakeWord data_ready;         // producer wakes the consumer here
+  WakeWord data_ready;  // producer wakes the consumer here
   SleepFlag consumer_sleeping;
-  WakeWord buffer_free;        // consumer wakes the producer here
+  WakeWord buffer_free;  // consumer wakes the producer here
   SleepFlag producer_sleeping;
   ProducerCounters producer_counters;
   ConsumerCounters consumer_counters;
@@ -177,7 +179,11 @@ ChannelConfig config_from_record(const ChannelConfigRecord& record);
 constexpr std::uint64_t make_descriptor(std::uint32_t buffer, std::uint32_t bytes) {
   return (static_cast<std::uint64_t>(bytes) << 32) | buffer;
 }
-constexpr std::uint32_t descriptor_buffer(std::uint64_t d) { return static_cast<std::uint32_t>(d); }
-constexpr std::uint32_t descriptor_bytes(std::uint64_t d) { return static_cast<std::uint32_t>(d >> 32); }
+constexpr std::uint32_t descriptor_buffer(std::uint64_t d) {
+  return static_cast<std::uint32_t>(d);
+}
+constexpr std::uint32_t descriptor_bytes(std::uint64_t d) {
+  return static_cast<std::uint32_t>(d >> 32);
+}
 
 }  // namespace sluice::transport

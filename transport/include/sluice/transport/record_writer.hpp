@@ -7,9 +7,9 @@
 #include <span>
 
 #include "sluice/transport/buffers.hpp"
-#include "sluice/transport/record_frame.hpp"
 #include "sluice/transport/deadline.hpp"
 #include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_frame.hpp"
 #include "sluice/transport/status.hpp"
 
 namespace sluice::transport {

@@ -21,7 +21,10 @@ class RingWriter {
   RingWriter() = default;
   // Takes up where the shared indices stand (a fresh ring or a re-attach).
   RingWriter(RingIndices* indices, RingSlot* slots, std::uint64_t capacity) noexcept
-      : indices_(indices), slots_(slots), mask_(capacity - 1), capacity_(capacity),
+      : indices_(indices),
+        slots_(slots),
+        mask_(capacity - 1),
+        capacity_(capacity),
         tail_(indices->tail.load(std::memory_order_relaxed)),
         head_cache_(indices->head.load(std::memory_order_acquire)) {}
 
@@ -69,8 +72,12 @@ class RingReader {
  public:
   RingReader() = default;
   RingReader(RingIndices* indices, RingSlot* slots, std::uint64_t capacity) noexcept
-      : indices_(indices), slots_(slots), mask_(capacity - 1), capacity_(capacity),
-        head_(indices->head.load(std::memory_order_relaxed)), tail_cache_(head_) {}
+      : indices_(indices),
+        slots_(slots),
+        mask_(capacity - 1),
+        capacity_(capacity),
+        head_(indices->head.load(std::memory_order_relaxed)),
+        tail_cache_(head_) {}
 
   RingResult pop(std::uint64_t& value) noexcept {
     if (head_ == tail_cache_) {

@@ -34,8 +34,8 @@
 namespace sluice::transport {
 
 struct WaitPolicy {
-  std::uint32_t spin_rounds = 256;   // pause-instruction polls: ~10 us
-  std::uint32_t yield_rounds = 16;   // sched_yield polls
+  std::uint32_t spin_rounds = 256;  // pause-instruction polls: ~10 us
+  std::uint32_t yield_rounds = 16;  // sched_yield polls
   std::chrono::nanoseconds sleep_slice = std::chrono::milliseconds(20);  // peer-death check period
 };
 
