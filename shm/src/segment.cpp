@@ -1,6 +1,7 @@
 #include "sluice/shm/segment.hpp"
 
-#include <dirent.h>
+#include <filesystem>
+#include <system_error>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <algorithm>
@@ -31,7 +32,7 @@ namespace {
 std::string describe(const bip::interprocess_exception& e) {
   const int native = e.get_native_error();
   if (native != 0) {
-    return std::strerror(native);
+    return std::generic_category().message(native);
   }
   return e.what();
 }
@@ -87,7 +88,7 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
       fail(name, "not enough free space in /dev/shm for " + std::to_string(bytes) +
                      " bytes; free some or use fewer/smaller buffers");
     }
-    fail(name, std::string("cannot reserve memory: ") + std::strerror(err));
+    fail(name, "cannot reserve memory: " + std::generic_category().message(err));
   }
   try {
     impl->region = bip::mapped_region(impl->object, bip::read_write);
@@ -129,7 +130,7 @@ std::optional<Segment> Segment::open_if_present(std::string_view name) {
   struct stat st {};
   const int fd = impl->object.get_mapping_handle().handle;
   if (::fstat(fd, &st) != 0) {
-    fail(name, std::string("cannot stat: ") + std::strerror(errno));
+    fail(name, "cannot stat: " + std::generic_category().message(errno));
   }
   if (!S_ISREG(st.st_mode)) {
     fail(name, "is not a regular shared-memory object");
@@ -162,20 +163,16 @@ bool Segment::remove(std::string_view name) {
 
 std::vector<std::string> Segment::list() {
   std::vector<std::string> names;
-  DIR* dir = ::opendir("/dev/shm");
-  if (dir == nullptr) {
-    return names;
-  }
-  while (const dirent* entry = ::readdir(dir)) {
-    std::string_view file(entry->d_name);
-    if (file.starts_with(kSegmentPrefix)) {
-      auto name = file.substr(kSegmentPrefix.size());
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm", error)) {
+    const std::string file = entry.path().filename().string();
+    if (std::string_view(file).starts_with(kSegmentPrefix)) {
+      auto name = std::string_view(file).substr(kSegmentPrefix.size());
       if (name_problem(name).empty()) {
         names.emplace_back(name);
       }
     }
   }
-  ::closedir(dir);
   std::sort(names.begin(), names.end());
   return names;
 }

@@ -55,7 +55,7 @@ HeaderCheck check_header(const std::byte* base, std::size_t mapped_bytes,
     if (magic != kSegmentMagic) {
       return {HeaderState::kInvalid, "not a Sluice segment (bad magic number)"};
     }
-    SegmentHeaderImage image;
+    SegmentHeaderImage image{};
     std::memcpy(&image, base, sizeof(image));
     const SegmentHeaderImage* header = &image;
     if (header->layout_version != expected_version) {

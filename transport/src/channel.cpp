@@ -154,7 +154,7 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
         fail(name, check.problem);
       }
       if (check.state == shm::HeaderState::kValid) {
-        ChannelHeaderImage image;
+        ChannelHeaderImage image{};
         std::memcpy(&image, segment->base(), sizeof(image));
         if (auto problem = channel_problem(image, segment->size()); !problem.empty()) {
           fail(name, problem);
