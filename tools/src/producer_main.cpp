@@ -57,7 +57,7 @@ Options parse(int argc, char** argv) {
       {"--json", "--replace-stale", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
-    std::exit(0);
+    std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
   }
   if (!args.positional().empty()) {
     throw sluice::tools::UsageError("unexpected argument \"" + args.positional().front() + "\"");
