@@ -4,6 +4,9 @@
 
 #include <sys/wait.h>
 #include <array>
+#include <cmath>
+#include <cstdlib>
+#include <vector>
 #include <cstdio>
 #include <string>
 
@@ -175,6 +178,110 @@ TEST(Tools, UnknownCommandExitsTwo) {
   const ToolRun result = run(tool("sluice") + " frobnicate");
   EXPECT_EQ(result.status, 2);
   EXPECT_NE(result.out.find("unknown command"), std::string::npos) << result.out;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Tools, StatReportsConfigurationCountersAndRates) {
+  ChannelGuard guard(unique_channel("stat"));
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 1000 --size 32 --buffers 5")
+                .status,
+            0);
+  const ToolRun json = run(tool("sluice") + " stat " + guard.name() + " --json --interval 0.05");
+  EXPECT_EQ(json.status, 0) << json.out;
+  for (const char* key : {"\"buffers\":5", "\"records_sent\":1000", "\"records_received\":0",
+                          "\"backpressured_ms_per_sec\":", "\"idle_ms_per_sec\":",
+                          "\"consumer_busy_ms_per_sec\":", "\"out_pool_usage\":",
+                          "\"backpressure_level\":\"OK\"", "\"closed\":true"}) {
+    EXPECT_NE(json.out.find(key), std::string::npos) << key << " missing in " << json.out;
+  }
+  const ToolRun text = run(tool("sluice") + " stat " + guard.name() + " --interval 0.05");
+  EXPECT_EQ(text.status, 0) << text.out;
+  EXPECT_NE(text.out.find("backpressured ms/s"), std::string::npos) << text.out;
+  const ToolRun missing = run(tool("sluice") + " stat no-such-channel-here");
+  EXPECT_EQ(missing.status, 1) << missing.out;
+  EXPECT_NE(missing.out.find("does not exist"), std::string::npos) << missing.out;
+}
+
+TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
+  ChannelGuard guard(unique_channel("top"));
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
+            0);
+  const ToolRun top = run(tool("sluice") + " top --iterations 2 --interval 0.05 < /dev/null");
+  EXPECT_EQ(top.status, 0) << top.out;
+  EXPECT_NE(top.out.find("CHANNEL"), std::string::npos) << top.out;
+  EXPECT_NE(top.out.find(guard.name().substr(0, 20)), std::string::npos) << top.out;
+  EXPECT_EQ(top.out.find("\x1b["), std::string::npos) << "escape codes in plain output";
+}
+
+TEST(Tools, CheckSaysWhetherAChannelIsSound) {
+  ChannelGuard guard(unique_channel("check"));
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
+            0);
+  const ToolRun sound = run(tool("sluice") + " check " + guard.name());
+  EXPECT_EQ(sound.status, 0) << sound.out;
+  EXPECT_NE(sound.out.find("sound"), std::string::npos) << sound.out;
+  EXPECT_NE(sound.out.find("1 queued"), std::string::npos) << sound.out;
+}
+
+std::vector<std::vector<std::string>> read_csv(const std::string& path) {
+  std::vector<std::vector<std::string>> rows;
+  FILE* file = std::fopen(path.c_str(), "r");
+  if (file == nullptr) return rows;
+  std::array<char, 1024> line{};
+  while (std::fgets(line.data(), line.size(), file) != nullptr) {
+    std::vector<std::string> fields;
+    std::string field;
+    for (const char* c = line.data(); *c != '\0' && *c != '\n'; ++c) {
+      if (*c == ',') {
+        fields.push_back(field);
+        field.clear();
+      } else {
+        field += *c;
+      }
+    }
+    fields.push_back(field);
+    rows.push_back(fields);
+  }
+  std::fclose(file);
+  return rows;
+}
+
+TEST(Tools, ExperimentShowsTheProducerFollowingTheThrottledSide) {
+  const std::string out = "/tmp/" + unique_channel("experiment");
+  const ToolRun experiment = run(tool("sluice") + " experiment --phase-seconds 2 --window 0.5 " +
+                                 "--calibrate-seconds 1 --out " + out);
+  ASSERT_EQ(experiment.status, 0) << experiment.out;
+  EXPECT_NE(experiment.out.find("0 lost, 0 duplicated, 0 corrupt"), std::string::npos)
+      << experiment.out;
+  const auto rows = read_csv(out + "/experiment.csv");
+  ASSERT_GT(rows.size(), 10U) << experiment.out;
+  ASSERT_EQ(rows[0][2], "phase");
+  ASSERT_EQ(rows[0][6], "producer_records_per_sec");
+  ASSERT_EQ(rows[0][7], "consumer_records_per_sec");
+  std::string previous_phase;
+  int checked = 0;
+  for (std::size_t i = 1; i < rows.size(); ++i) {
+    const std::string& phase = rows[i][2];
+    const bool first_window = phase != previous_phase;
+    previous_phase = phase;
+    const bool throttled = phase == "1" || phase == "2" || phase == "4";
+    if (!throttled || first_window) continue;
+    const double producer = std::stod(rows[i][6]);
+    const double consumer = std::stod(rows[i][7]);
+    EXPECT_LE(std::abs(producer - consumer), 0.10 * consumer)
+        << "window " << rows[i][0] << " of phase " << phase << ": producer " << producer
+        << ", consumer " << consumer;
+    ++checked;
+  }
+  EXPECT_GE(checked, 6);
+  std::FILE* svg = std::fopen((out + "/experiment.svg").c_str(), "r");
+  EXPECT_NE(svg, nullptr);
+  if (svg != nullptr) std::fclose(svg);
+  std::system(("rm -rf " + out).c_str());
 }
 
 }  // namespace

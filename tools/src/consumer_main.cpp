@@ -8,6 +8,7 @@
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/progress.hpp"
+#include "../common/sequence_check.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
@@ -90,16 +91,6 @@ void report_failure(bool json, const std::string& message) {
   std::fprintf(stderr, "sluice-consumer: %s\n", message.c_str());
 }
 
-struct Tally {
-  std::uint64_t received = 0;
-  std::uint64_t expected_next = 0;  // next sequence number wanted
-  std::uint64_t lost = 0;
-  std::uint64_t duplicated = 0;
-  std::uint64_t corrupt = 0;
-  std::optional<std::uint64_t> first_seq;
-  std::optional<std::uint64_t> last_seq;
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -123,7 +114,8 @@ int main(int argc, char** argv) {
   }
 
   st::Status status = st::Status::kOk;
-  Tally tally;
+  sluice::tools::SequenceCheck tally;
+  tally.record_bytes = options.size;
   sluice::tools::Progress progress("consumer", options.json, options.size);
   {
     st::RecordReader reader(*consumer);
@@ -141,27 +133,11 @@ int main(int argc, char** argv) {
         progress.start();
         pacer.start(sluice::tools::Pacer::Clock::now());
       }
-      ++tally.received;
-      if (record.size() != options.size) {
-        ++tally.corrupt;
+      const auto seq = tally.observe(record);
+      if (!seq) {
         continue;
       }
-      const std::uint64_t seq = st::pattern::sequence_of(record);
-      if (!st::pattern::body_matches(record, seq)) {
-        ++tally.corrupt;
-        continue;
-      }
-      if (!tally.first_seq) {
-        tally.first_seq = seq;
-      }
-      if (seq < tally.expected_next) {
-        ++tally.duplicated;
-        continue;
-      }
-      tally.lost += seq - tally.expected_next;
-      tally.expected_next = seq + 1;
-      tally.last_seq = seq;
-      progress.tick(tally.received, seq);
+      progress.tick(tally.received, *seq);
     }
   }
   const double seconds = tally.received > 0 ? progress.elapsed_seconds() : 0.0;

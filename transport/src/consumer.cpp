@@ -193,12 +193,14 @@ Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) no
     }
   } else {
     std::chrono::nanoseconds waited{};
+    ConsumerCounters& c = s.control->consumer_counters;
     status = wait_for(
         attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
-        s.control->consumer_sleeping, deadline, s.policy, waited);
+        s.control->consumer_sleeping, deadline, s.policy, waited, &c.idle_since_ns);
     if (waited.count() > 0) {
       s.idle_ns += static_cast<std::uint64_t>(waited.count());
-      s.control->consumer_counters.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
+      c.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
+      c.idle_since_ns.store(0, std::memory_order_relaxed);
     }
   }
   if (status == Status::kOk) {

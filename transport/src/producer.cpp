@@ -108,9 +108,9 @@ struct ProducerState {
   std::uint64_t blocked_ns = 0;
 };
 
+// The buffer stays the producer's (state kWriting): it is in no ring, and
+// the ownership check must find it attributed to the producer.
 void abandon_buffer(ProducerState& owner, std::uint32_t index) noexcept {
-  owner.states[index].store(static_cast<std::uint32_t>(BufferState::kFree),
-                            std::memory_order_relaxed);
   owner.abandoned.push_back(index);
 }
 
@@ -179,12 +179,14 @@ Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline) no
     }
   } else {
     std::chrono::nanoseconds waited{};
+    ProducerCounters& c = s.control->producer_counters;
     status = wait_for(
         attempt, [&s] { return s.consumer_status(); }, s.control->buffer_free,
-        s.control->producer_sleeping, deadline, s.policy, waited);
+        s.control->producer_sleeping, deadline, s.policy, waited, &c.blocked_since_ns);
     if (waited.count() > 0) {
       s.blocked_ns += static_cast<std::uint64_t>(waited.count());
-      s.control->producer_counters.blocked_ns.store(s.blocked_ns, std::memory_order_relaxed);
+      c.blocked_ns.store(s.blocked_ns, std::memory_order_relaxed);
+      c.blocked_since_ns.store(0, std::memory_order_relaxed);
     }
   }
   if (status == Status::kOk) {

@@ -105,12 +105,15 @@ struct alignas(kCacheLine) SleepFlag {
 
 // Written only by the producer. Relaxed stores of load()+delta (single
 // writer, no read-modify-write needed); readers are tools that tolerate a
-// slightly stale view. Updated per buffer, never per record.
+// slightly stale view. Updated per buffer, never per record. The *_since_ns
+// fields let a tool count a wait that is still going on (CLOCK_MONOTONIC is
+// one clock for all processes); they are written only on the slow path.
 struct alignas(kCacheLine) ProducerCounters {
   std::atomic<std::uint64_t> records;
   std::atomic<std::uint64_t> bytes;
   std::atomic<std::uint64_t> buffers;
-  std::atomic<std::uint64_t> blocked_ns;       // waiting for a free buffer
+  std::atomic<std::uint64_t> blocked_ns;       // waiting for a free buffer, finished waits
+  std::atomic<std::uint64_t> blocked_since_ns;  // steady-clock start of the current wait, 0 if none
   std::atomic<std::uint64_t> corruption_seen;  // nonzero once the producer found bad shared data
 };
 
@@ -119,7 +122,8 @@ struct alignas(kCacheLine) ConsumerCounters {
   std::atomic<std::uint64_t> records;
   std::atomic<std::uint64_t> bytes;
   std::atomic<std::uint64_t> buffers;
-  std::atomic<std::uint64_t> idle_ns;  // waiting for data
+  std::atomic<std::uint64_t> idle_ns;        // waiting for data, finished waits
+  std::atomic<std::uint64_t> idle_since_ns;  // steady-clock start of the current wait, 0 if none
   std::atomic<std::uint64_t> corruption_seen;
 };
 

@@ -70,17 +70,24 @@ inline void wake_peer_always(WakeWord& word) noexcept {
 // succeeds, the deadline passes, or `peer_status` (kOk while the peer may
 // still deliver; otherwise kClosed/kPeerDied) says nothing more will come.
 // `waited` receives the time spent once the first attempt failed (0 if it
-// did not), for the blocked/idle counters.
+// did not), for the blocked/idle counters. If `waiting_since` is given, the
+// start of a wait is stored there (relaxed; for tools) and left for the
+// caller to clear once it has counted the wait.
 template <class Attempt, class PeerStatus>
 Status wait_for(Attempt&& attempt, PeerStatus&& peer_status, WakeWord& word, SleepFlag& own_flag,
                 const Deadline& deadline, const WaitPolicy& policy,
-                std::chrono::nanoseconds& waited) noexcept {
+                std::chrono::nanoseconds& waited,
+                std::atomic<std::uint64_t>* waiting_since = nullptr) noexcept {
   waited = std::chrono::nanoseconds::zero();
   Status status = attempt();
   if (status != Status::kWouldBlock || deadline.is_immediate()) {
     return status;
   }
   const Clock::time_point started = Clock::now();
+  if (waiting_since != nullptr) {
+    waiting_since->store(static_cast<std::uint64_t>(started.time_since_epoch().count()),
+                         std::memory_order_relaxed);
+  }
   auto finish = [&](Status result) {
     waited = Clock::now() - started;
     return result;

@@ -1,31 +1,16 @@
-// sluice: inspect and manage the channels on this host.
+// sluice ls and sluice rm: list and remove the channels on this host.
 
 #include <cstdio>
-#include <ctime>
-#include <string>
 
-#include "../common/arguments.hpp"
-#include "../common/json_line.hpp"
+#include "../../common/json_line.hpp"
+#include "commands.hpp"
 #include "sluice/shm/segment_name.hpp"
 #include "sluice/transport/channel.hpp"
 #include "sluice/transport/channel_info.hpp"
 
 namespace st = sluice::transport;
-using sluice::tools::JsonLine;
 
-namespace {
-
-constexpr const char* kUsage =
-    "usage: sluice COMMAND [options]\n"
-    "\n"
-    "commands:\n"
-    "  ls [--json]            list channels on this host: configuration, endpoints, state\n"
-    "  rm NAME...             remove channels (processes using them keep working)\n"
-    "  rm --stale             remove every channel with no living endpoint\n"
-    "  help                   show this text\n"
-    "\n"
-    "exit status: 0 success; 1 a named channel does not exist or could not be removed;\n"
-    "2 bad arguments\n";
+namespace sluice::tools {
 
 std::string endpoint_text(const st::EndpointInfo& e) {
   switch (e.state) {
@@ -38,6 +23,7 @@ std::string endpoint_text(const st::EndpointInfo& e) {
   return "?";
 }
 
+namespace {
 const char* state_text(const st::ChannelInfo& info) {
   if (!info.readable) {
     return "unreadable";
@@ -141,33 +127,14 @@ int remove_channels(const sluice::tools::Arguments& args) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fputs(kUsage, stderr);
-    return 2;
+int run_ls(int argc, char** argv) {
+  const Arguments args(argc, argv, 2, {}, {"--json"});
+  if (!args.positional().empty()) {
+    throw UsageError("ls takes no names");
   }
-  const std::string command = argv[1];
-  try {
-    if (command == "help" || command == "--help" || command == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    if (command == "ls") {
-      const sluice::tools::Arguments args(argc, argv, 2, {}, {"--json"});
-      if (!args.positional().empty()) {
-        throw sluice::tools::UsageError("ls takes no names");
-      }
-      return list_channels(args);
-    }
-    if (command == "rm") {
-      return remove_channels(sluice::tools::Arguments(argc, argv, 2, {}, {"--stale"}));
-    }
-    throw sluice::tools::UsageError("unknown command \"" + command + "\"");
-  } catch (const sluice::tools::UsageError& e) {
-    std::fprintf(stderr, "sluice: %s\n\n%s", e.what(), kUsage);
-    return 2;
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "sluice: %s\n", e.what());
-    return 1;
-  }
+  return list_channels(args);
 }
+
+int run_rm(int argc, char** argv) { return remove_channels(Arguments(argc, argv, 2, {}, {"--stale"})); }
+
+}  // namespace sluice::tools

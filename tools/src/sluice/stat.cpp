@@ -1,0 +1,134 @@
+// sluice stat NAME: one channel's configuration, endpoints, counters and the
+// rates derived over the last interval.
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <thread>
+
+#include "../../common/json_line.hpp"
+#include "commands.hpp"
+#include "sluice/transport/channel_metrics.hpp"
+
+namespace st = sluice::transport;
+
+namespace sluice::tools {
+
+namespace {
+
+std::string local_time(std::uint64_t unix_ns) {
+  const std::time_t seconds = static_cast<std::time_t>(unix_ns / 1'000'000'000ULL);
+  std::tm parts{};
+  localtime_r(&seconds, &parts);
+  char text[32];
+  std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &parts);
+  return text;
+}
+
+void print_json(const std::string& name, const st::ChannelObserver& observer,
+                const st::ChannelSnapshot& s, const st::ChannelRates& r) {
+  const st::ChannelConfig config = observer.config();
+  JsonLine line;
+  line.add("name", name)
+      .add("buffers", static_cast<std::uint64_t>(config.buffer_count))
+      .add("buffer_bytes", static_cast<std::uint64_t>(config.buffer_bytes))
+      .add("flush_timeout_us", static_cast<std::int64_t>(config.flush_timeout.count() / 1000))
+      .add("segment_bytes", static_cast<std::uint64_t>(observer.mapping().segment().size()))
+      .add("closed", s.closed)
+      .add("producer_pid", static_cast<std::int64_t>(s.producer.pid))
+      .add("producer_alive", s.producer.alive)
+      .add("consumer_pid", static_cast<std::int64_t>(s.consumer.pid))
+      .add("consumer_alive", s.consumer.alive)
+      .add("records_sent", s.produced.records)
+      .add("records_received", s.consumed.records)
+      .add("bytes_sent", s.produced.bytes)
+      .add("bytes_received", s.consumed.bytes)
+      .add("buffers_sent", s.produced.buffers)
+      .add("buffers_received", s.consumed.buffers)
+      .add("blocked_seconds", static_cast<double>(s.produced.waited_ns) / 1e9)
+      .add("idle_seconds", static_cast<double>(s.consumed.waited_ns) / 1e9)
+      .add("pool_free", static_cast<std::uint64_t>(s.pool.free))
+      .add("pool_writing", static_cast<std::uint64_t>(s.pool.writing))
+      .add("pool_queued", static_cast<std::uint64_t>(s.pool.queued))
+      .add("pool_reading", static_cast<std::uint64_t>(s.pool.reading))
+      .add("interval_seconds", r.seconds)
+      .add("records_out_per_sec", r.records_out_per_sec)
+      .add("records_in_per_sec", r.records_in_per_sec)
+      .add("bytes_out_per_sec", r.bytes_out_per_sec)
+      .add("bytes_in_per_sec", r.bytes_in_per_sec)
+      .add("backpressured_ms_per_sec", r.backpressured_ms_per_sec)
+      .add("producer_busy_ms_per_sec", r.producer_busy_ms_per_sec)
+      .add("idle_ms_per_sec", r.idle_ms_per_sec)
+      .add("consumer_busy_ms_per_sec", r.consumer_busy_ms_per_sec)
+      .add("out_pool_usage", r.out_pool_usage)
+      .add("buffer_fill", r.buffer_fill)
+      .add("backpressure_level", st::to_string(r.level))
+      .add("corruption_seen", s.produced.corruption_seen || s.consumed.corruption_seen);
+  std::printf("%s\n", line.str().c_str());
+}
+
+void print_text(const std::string& name, const st::ChannelObserver& observer,
+                const st::ChannelSnapshot& s, const st::ChannelRates& r) {
+  const st::ChannelConfig config = observer.config();
+  const auto& segment = observer.mapping().segment();
+  std::printf("channel %s  (%zu bytes, mode %04o, created %s)\n", name.c_str(), segment.size(),
+              segment.mode(), local_time(observer.mapping().config().created_unix_ns).c_str());
+  std::printf("config   %u buffers x %u bytes, flush timeout %lld us\n", config.buffer_count,
+              config.buffer_bytes,
+              static_cast<long long>(config.flush_timeout.count() / 1000));
+  std::printf("producer %-14s consumer %-14s stream %s\n", endpoint_text(s.producer).c_str(),
+              endpoint_text(s.consumer).c_str(), s.closed ? "closed" : "open");
+  std::printf("\nover the last %.2f s        %14s %14s\n", r.seconds, "producer", "consumer");
+  std::printf("records/s                  %14.0f %14.0f\n", r.records_out_per_sec,
+              r.records_in_per_sec);
+  std::printf("MB/s                       %14.1f %14.1f\n", r.bytes_out_per_sec / 1e6,
+              r.bytes_in_per_sec / 1e6);
+  std::printf("buffers/s                  %14.0f %14.0f\n", r.buffers_out_per_sec,
+              r.buffers_in_per_sec);
+  std::printf("backpressured ms/s         %14.1f %14s\n", r.backpressured_ms_per_sec, "");
+  std::printf("idle ms/s                  %14s %14.1f\n", "", r.idle_ms_per_sec);
+  std::printf("busy ms/s                  %14.1f %14.1f\n", r.producer_busy_ms_per_sec,
+              r.consumer_busy_ms_per_sec);
+  std::printf("\npool     %u free, %u producer, %u queued, %u consumer%s  (out-pool usage %.0f%%)\n",
+              s.pool.free, s.pool.writing, s.pool.queued, s.pool.reading,
+              s.pool.invalid > 0 ? (", " + std::to_string(s.pool.invalid) + " INVALID").c_str() : "",
+              100.0 * r.out_pool_usage);
+  std::printf("fill     %.0f%% of each handed-over buffer used\n", 100.0 * r.buffer_fill);
+  std::printf("totals   %llu records / %llu bytes sent, %llu records / %llu bytes received\n",
+              static_cast<unsigned long long>(s.produced.records),
+              static_cast<unsigned long long>(s.produced.bytes),
+              static_cast<unsigned long long>(s.consumed.records),
+              static_cast<unsigned long long>(s.consumed.bytes));
+  std::printf("waited   producer blocked %.3f s, consumer idle %.3f s\n",
+              static_cast<double>(s.produced.waited_ns) / 1e9,
+              static_cast<double>(s.consumed.waited_ns) / 1e9);
+  std::printf("level    backpressure %s (ratio %.2f; OK <= 0.10 < LOW <= 0.50 < HIGH)\n",
+              std::string(st::to_string(r.level)).c_str(), r.backpressured_ms_per_sec / 1000.0);
+  if (s.produced.corruption_seen || s.consumed.corruption_seen) {
+    std::printf("CORRUPT  an endpoint found impossible values in shared memory\n");
+  }
+}
+
+}  // namespace
+
+int run_stat(int argc, char** argv) {
+  const Arguments args(argc, argv, 2, {"--interval"}, {"--json"});
+  if (args.positional().size() != 1) {
+    throw UsageError("stat needs exactly one channel name");
+  }
+  const std::string name = args.positional().front();
+  const double interval = args.has("--interval") ? args.real_number("--interval", 0.01, 3600) : 1.0;
+  const st::ChannelObserver observer(name);
+  const st::ChannelSnapshot before = observer.snapshot();
+  std::this_thread::sleep_for(std::chrono::duration<double>(interval));
+  const st::ChannelSnapshot after = observer.snapshot();
+  const st::ChannelRates rates = st::derive_rates(before, after, observer.config());
+  if (args.has("--json")) {
+    print_json(name, observer, after, rates);
+  } else {
+    print_text(name, observer, after, rates);
+  }
+  return 0;
+}
+
+}  // namespace sluice::tools
