@@ -197,7 +197,18 @@ TEST_F(CorruptFrames, HeaderCutOffAtTheEnd) {
 }
 
 TEST_F(CorruptFrames, ContinuationWithoutAStart) {
-  EXPECT_EQ(read_raw({1, 0, 0, 0x80, 9}), st::Status::kCorrupt);
+  EXPECT_EQ(read_raw({1, 0, 0, 0, 9, 1, 0, 0, 0x80, 9}), st::Status::kCorrupt);
+}
+
+TEST_F(CorruptFrames, LeadingContinuationAfterATakeoverIsSkipped) {
+  // The tail of a record whose start a dead consumer received: skipped, not
+  // returned in part; the next record is delivered.
+  EXPECT_EQ(read_raw({1, 0, 0, 0x80, 9, 1, 0, 0, 0, 7}), st::Status::kClosed);
+}
+
+TEST_F(CorruptFrames, DiscardFrameDropsAHalfRecord) {
+  // A discard frame (a producer took over) ends any record in progress.
+  EXPECT_EQ(read_raw({0, 0, 0, 0x20, 1, 0, 0, 0, 7}), st::Status::kClosed);
 }
 
 TEST_F(CorruptFrames, MoreFollowsButNotLastInBuffer) {

@@ -67,7 +67,9 @@ inline std::string process_channel_name(const char* label) {
 // process with the same pid crashed and left it behind).
 class NameGuard {
  public:
-  explicit NameGuard(std::string name) : name_(std::move(name)) { sluice::shm::Segment::remove(name_); }
+  explicit NameGuard(std::string name) : name_(std::move(name)) {
+    sluice::shm::Segment::remove(name_);
+  }
   ~NameGuard() { sluice::shm::Segment::remove(name_); }
   NameGuard(const NameGuard&) = delete;
   NameGuard& operator=(const NameGuard&) = delete;

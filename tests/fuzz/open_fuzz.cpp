@@ -42,7 +42,9 @@ namespace {
 // SLUICE_FUZZ_TRACE=1 prints what open and inspect said, for reading a
 // reproducer (./sluice_fuzz_open crash-file).
 bool tracing() {
-  static const bool on = std::getenv("SLUICE_FUZZ_TRACE") != nullptr;
+  // Read once, before any thread could set the environment.
+  static const bool on =
+      std::getenv("SLUICE_FUZZ_TRACE") != nullptr;  // NOLINT(concurrency-mt-unsafe)
   return on;
 }
 

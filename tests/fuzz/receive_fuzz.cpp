@@ -51,7 +51,9 @@ constexpr int kMaxOps = 512;
 // SLUICE_FUZZ_TRACE=1 prints each operation and the statuses it got, for
 // reading a reproducer (./sluice_fuzz_receive crash-file).
 bool tracing() {
-  static const bool on = std::getenv("SLUICE_FUZZ_TRACE") != nullptr;
+  // Read once, before any thread could set the environment.
+  static const bool on =
+      std::getenv("SLUICE_FUZZ_TRACE") != nullptr;  // NOLINT(concurrency-mt-unsafe)
   return on;
 }
 void trace(const char* what, st::Status status) {
@@ -103,10 +105,12 @@ struct Raw {
     capacity = header.config.ring_capacity;
     buffer_bytes = header.config.buffer_bytes;
     stride = header.config.buffer_stride;
-    control = reinterpret_cast<st::ChannelControl*>(segment.base() + regions[st::kControlRegion].offset);
-    data_ring = reinterpret_cast<st::RingIndices*>(segment.base() + regions[st::kDataRingRegion].offset);
-    data_slots = reinterpret_cast<st::RingSlot*>(segment.base() + regions[st::kDataRingRegion].offset +
-                                                 sizeof(st::RingIndices));
+    control =
+        reinterpret_cast<st::ChannelControl*>(segment.base() + regions[st::kControlRegion].offset);
+    data_ring =
+        reinterpret_cast<st::RingIndices*>(segment.base() + regions[st::kDataRingRegion].offset);
+    data_slots = reinterpret_cast<st::RingSlot*>(
+        segment.base() + regions[st::kDataRingRegion].offset + sizeof(st::RingIndices));
     return_ring =
         reinterpret_cast<st::RingIndices*>(segment.base() + regions[st::kReturnRingRegion].offset);
     return_slots = reinterpret_cast<st::RingSlot*>(
@@ -139,8 +143,9 @@ void write_index(std::atomic<std::uint64_t>& index, FuzzInput& in) {
     index.store(in.u64(), std::memory_order_release);
   } else {
     const auto step = static_cast<std::int8_t>(in.u8());
-    index.store(index.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(std::int64_t{step}),
-                std::memory_order_release);
+    index.store(
+        index.load(std::memory_order_relaxed) + static_cast<std::uint64_t>(std::int64_t{step}),
+        std::memory_order_release);
   }
 }
 
@@ -167,8 +172,7 @@ void write_into_buffer(const Raw& raw, std::uint32_t index, std::size_t offset,
 class Session {
  public:
   Session(std::string name, const st::ChannelConfig& config, std::uint8_t flags)
-      : name_(std::move(name)),
-        max_record_bytes_((flags & 2U) != 0 ? 96 : std::size_t{64} << 10) {
+      : name_(std::move(name)), max_record_bytes_((flags & 2U) != 0 ? 96 : std::size_t{64} << 10) {
     producer_.emplace(st::Producer::create(name_, config));
     raw_.emplace(name_);
     if ((flags & 1U) == 0) {
@@ -234,12 +238,14 @@ class Session {
       }
       case kFrameWord: {
         const std::uint32_t index = in.u8() % raw.count;
-        const std::size_t offset =
-            std::min<std::size_t>(in.u16() % raw.buffer_bytes, raw.buffer_bytes - st::frame::kHeaderBytes);
+        const std::size_t offset = std::min<std::size_t>(
+            in.u16() % raw.buffer_bytes, raw.buffer_bytes - st::frame::kHeaderBytes);
         st::frame::write_header(raw.buffer(index) + offset, in.u32());
         break;
       }
-      case kClosed: raw.control->stream.closed.store(in.u8() % 3U, std::memory_order_release); break;
+      case kClosed:
+        raw.control->stream.closed.store(in.u8() % 3U, std::memory_order_release);
+        break;
       case kReturnRing: {
         const std::uint8_t which = in.u8() % 3U;
         if (which == 0) {

@@ -63,8 +63,9 @@ std::string channel_problem(const ChannelHeaderImage& header, std::uint64_t mapp
     return "corrupt header: " + std::to_string(header.segment.region_count) +
            " regions instead of " + std::to_string(kRegionCount);
   }
-  static constexpr const char* kRegionNames[kRegionCount] = {
-      "control block", "data ring", "return ring", "buffer states", "buffer pool"};
+  static constexpr const char* kRegionNames[kRegionCount] = {"control block",  "data ring",
+                                                             "return ring",    "buffer states",
+                                                             "buffer commits", "buffer pool"};
   for (std::uint32_t i = 0; i < kRegionCount; ++i) {
     if (!(header.segment.regions[i] == expected.regions[i])) {
       return std::string("corrupt header: ") + kRegionNames[i] + " at offset " +

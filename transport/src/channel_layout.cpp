@@ -33,6 +33,8 @@ ChannelLayout compute_layout(const ChannelConfig& config) {
   layout.regions[kReturnRingRegion] = place(ring_bytes, kCacheLine);
   layout.regions[kBufferStateRegion] =
       place(round_up(config.buffer_count * sizeof(BufferStateWord), kCacheLine), kCacheLine);
+  layout.regions[kBufferCommitRegion] =
+      place(round_up(config.buffer_count * sizeof(BufferCommit), kCacheLine), kCacheLine);
   // Page-aligned so that buffers can be huge-page or page-prefaulted alike.
   layout.regions[kBufferPoolRegion] =
       place(layout.config.buffer_stride * config.buffer_count, kPage);

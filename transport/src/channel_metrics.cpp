@@ -8,8 +8,7 @@ namespace sluice::transport {
 namespace {
 
 std::uint64_t steady_now_ns() {
-  return static_cast<std::uint64_t>(
-      std::chrono::steady_clock::now().time_since_epoch().count());
+  return static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
 }
 
 // A finished-waits counter plus the part of a wait still in progress.
@@ -93,19 +92,24 @@ ChannelRates derive_rates(const ChannelSnapshot& before, const ChannelSnapshot& 
   r.buffers_out_per_sec = per_second(before.produced.buffers, after.produced.buffers, r.seconds);
   r.buffers_in_per_sec = per_second(before.consumed.buffers, after.consumed.buffers, r.seconds);
   // Waiting time per second of wall time, in ms: (ns / s) / 1e6.
-  r.backpressured_ms_per_sec = std::clamp(
-      per_second(before.produced.waited_ns, after.produced.waited_ns, r.seconds) / 1e6, 0.0, 1000.0);
-  r.idle_ms_per_sec = std::clamp(
-      per_second(before.consumed.waited_ns, after.consumed.waited_ns, r.seconds) / 1e6, 0.0, 1000.0);
+  r.backpressured_ms_per_sec =
+      std::clamp(per_second(before.produced.waited_ns, after.produced.waited_ns, r.seconds) / 1e6,
+                 0.0, 1000.0);
+  r.idle_ms_per_sec =
+      std::clamp(per_second(before.consumed.waited_ns, after.consumed.waited_ns, r.seconds) / 1e6,
+                 0.0, 1000.0);
   r.producer_busy_ms_per_sec = 1000.0 - r.backpressured_ms_per_sec;
   r.consumer_busy_ms_per_sec = 1000.0 - r.idle_ms_per_sec;
   const std::uint32_t total = after.pool.total();
   r.out_pool_usage = total > 0 ? static_cast<double>(total - after.pool.free) / total : 0.0;
-  const std::uint64_t buffers = after.produced.buffers - std::min(after.produced.buffers, before.produced.buffers);
-  const std::uint64_t bytes = after.produced.bytes - std::min(after.produced.bytes, before.produced.bytes);
-  r.buffer_fill = buffers > 0 && config.buffer_bytes > 0
-                      ? static_cast<double>(bytes) / (static_cast<double>(buffers) * config.buffer_bytes)
-                      : 0.0;
+  const std::uint64_t buffers =
+      after.produced.buffers - std::min(after.produced.buffers, before.produced.buffers);
+  const std::uint64_t bytes =
+      after.produced.bytes - std::min(after.produced.bytes, before.produced.bytes);
+  r.buffer_fill =
+      buffers > 0 && config.buffer_bytes > 0
+          ? static_cast<double>(bytes) / (static_cast<double>(buffers) * config.buffer_bytes)
+          : 0.0;
   r.level = backpressure_level(r.backpressured_ms_per_sec);
   return r;
 }

@@ -1,5 +1,6 @@
 #include "sluice/transport/consumer.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "corruption_note.hpp"
@@ -16,6 +17,7 @@ struct ConsumerState {
       : mapping(std::move(m)),
         control(&mapping.control()),
         states(mapping.buffer_states()),
+        commits(mapping.buffer_commits()),
         buffer_count(mapping.config().buffer_count),
         buffer_bytes(mapping.config().buffer_bytes),
         data_in(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
@@ -40,12 +42,18 @@ struct ConsumerState {
     if (corruption.found()) {
       return Status::kCorrupt;
     }
+    if (!redeliver.empty()) {  // first what a dead predecessor held, in order
+      index = redeliver.front().index;
+      length = redeliver.front().bytes;
+      redeliver.erase(redeliver.begin());
+      return Status::kOk;
+    }
     std::uint64_t descriptor = 0;
-    RingResult result = data_in.pop(descriptor);
+    RingResult result = data_in.peek(descriptor);
     if (result == RingResult::kEmpty &&
         control->stream.closed.load(std::memory_order_acquire) != 0) {
       // Everything published before the close is visible now; look once more.
-      result = data_in.pop(descriptor);
+      result = data_in.peek(descriptor);
       if (result == RingResult::kEmpty) {
         return Status::kClosed;
       }
@@ -76,9 +84,78 @@ struct ConsumerState {
                           static_cast<std::uint32_t>(BufferState::kQueued));
     }
     held[index] = 1;
+    // Marked before the ring moves on (advance releases it): a successor
+    // never finds this buffer neither in the ring nor marked as held.
     states[index].store(static_cast<std::uint32_t>(BufferState::kReading),
                         std::memory_order_relaxed);
+    data_in.advance();
     return Status::kOk;
+  }
+
+  // After the previous consumer died (or left holding buffers): take over
+  // what it held, to receive it again first, and return what it freed but
+  // never handed back. Runs before this consumer touches either ring.
+  void take_over_from_previous_consumer() noexcept {
+    // A descriptor it marked kReading but died before taking off the ring:
+    // it is among the held buffers below, so skip its ring entry.
+    std::uint64_t descriptor = 0;
+    if (data_in.peek(descriptor) == RingResult::kOk) {
+      const std::uint32_t index = descriptor_buffer(descriptor);
+      if (index < buffer_count && states[index].load(std::memory_order_relaxed) ==
+                                      static_cast<std::uint32_t>(BufferState::kReading)) {
+        data_in.advance();
+      }
+    }
+    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+      if (states[i].load(std::memory_order_relaxed) ==
+          static_cast<std::uint32_t>(BufferState::kReading)) {
+        const std::uint32_t committed = commits[i].bytes.load(std::memory_order_relaxed);
+        if (committed > buffer_bytes) {
+          mark_corrupt("a held buffer's committed length is beyond the buffer size", committed,
+                       buffer_bytes);
+          return;
+        }
+        held[i] = 1;
+        redeliver.push_back({commits[i].sequence.load(std::memory_order_relaxed), i, committed});
+      }
+    }
+    std::sort(redeliver.begin(), redeliver.end(),
+              [](const Redelivery& a, const Redelivery& b) { return a.sequence < b.sequence; });
+
+    // What is in the return ring now. The producer marks a buffer kWriting
+    // before it moves the head past it, so a kFree buffer outside
+    // [head, tail) was freed by the dead consumer but never returned.
+    const RingIndices& ring = mapping.return_ring();
+    const std::uint64_t head = ring.head.load(std::memory_order_acquire);
+    const std::uint64_t tail = free_out.position();
+    const std::uint64_t capacity = mapping.config().ring_capacity;
+    if (tail - head > capacity) {
+      mark_corrupt("return ring indices are out of range", tail - head, capacity);
+      return;
+    }
+    std::vector<std::uint8_t> returned(buffer_count, 0);
+    for (std::uint64_t i = head; i != tail; ++i) {
+      const std::uint64_t index =
+          mapping.return_slots()[i & (capacity - 1)].load(std::memory_order_relaxed);
+      if (index < buffer_count) {
+        returned[index] = 1;
+      }
+    }
+    bool pushed = false;
+    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+      if (returned[i] == 0 && states[i].load(std::memory_order_relaxed) ==
+                                  static_cast<std::uint32_t>(BufferState::kFree)) {
+        if (free_out.stage(i) != RingResult::kOk) {
+          mark_corrupt("return ring is full while returning a leaked buffer", i, buffer_count);
+          return;
+        }
+        pushed = true;
+      }
+    }
+    if (pushed) {
+      free_out.publish();
+      wake_peer(control->buffer_free, control->producer_sleeping);
+    }
   }
 
   // Producer liveness as the consumer's wait sees it. The closed flag is read
@@ -91,18 +168,28 @@ struct ConsumerState {
     if (mapping.probe_role(Role::kProducer) != sluice::shm::LockProbe::kFree) {
       return Status::kOk;
     }
-    return control->stream.closed.load(std::memory_order_acquire) != 0 ? Status::kClosed
-                                                                       : Status::kPeerDied;
+    if (control->stream.closed.load(std::memory_order_acquire) != 0) {
+      return Status::kClosed;
+    }
+    return producer_loss == ProducerLoss::kWaitForNewProducer ? Status::kOk : Status::kPeerDied;
   }
 
   ChannelMapping mapping;
   ChannelControl* control;
   BufferStateWord* states;
+  BufferCommit* commits;
   std::uint32_t buffer_count;
   std::uint64_t buffer_bytes;
   RingReader data_in;
   RingWriter free_out;
   std::vector<std::uint8_t> held;  // 1 while this consumer holds the buffer (private)
+  struct Redelivery {
+    std::uint64_t sequence;
+    std::uint32_t index;
+    std::uint32_t bytes;
+  };
+  std::vector<Redelivery> redeliver;  // taken over from a dead consumer, in commit order
+  ProducerLoss producer_loss = ProducerLoss::kReturnPeerDied;
   WaitPolicy policy;
   CorruptionNote corruption;
   std::uint32_t empty_polls = 0;
@@ -161,8 +248,14 @@ Consumer Consumer::open(std::string_view name, const OpenOptions& options) {
                                   "\" already has a consumer attached (pid " + std::to_string(pid) +
                                   "); only one consumer may attach at a time");
   }
+  const bool takes_over = mapping.control().consumer.state.load(std::memory_order_acquire) !=
+                          static_cast<std::uint32_t>(EndpointState::kNeverAttached);
   detail::register_endpoint(mapping.control().consumer);
-  return Consumer(std::make_unique<ConsumerState>(std::move(mapping)));
+  auto state = std::make_unique<ConsumerState>(std::move(mapping));
+  if (takes_over) {
+    state->take_over_from_previous_consumer();
+  }
+  return Consumer(std::move(state));
 }
 
 Status Consumer::try_receive(ReadableBuffer& out) noexcept {
@@ -231,6 +324,12 @@ std::string Consumer::corruption() const {
 }
 void Consumer::set_wait_policy(const WaitPolicy& policy) noexcept {
   state_->policy = policy;
+}
+void Consumer::set_producer_loss(ProducerLoss policy) noexcept {
+  state_->producer_loss = policy;
+}
+std::size_t Consumer::redelivery_pending() const noexcept {
+  return state_->redeliver.size();
 }
 
 }  // namespace sluice::transport

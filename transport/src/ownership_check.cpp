@@ -55,8 +55,8 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
                 values, snap.problems)) {
     for (std::uint64_t value : values) {
       if (value >= count) {
-        snap.problems.insert("return ring holds out-of-range buffer index " + std::to_string(value) +
-                             " (pool has " + std::to_string(count) + ")");
+        snap.problems.insert("return ring holds out-of-range buffer index " +
+                             std::to_string(value) + " (pool has " + std::to_string(count) + ")");
         continue;
       }
       if (place[value] != Place::kNone) {
@@ -68,8 +68,8 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
       ++snap.places.in_return_ring;
     }
   }
-  if (read_ring(mapping.data_ring(), mapping.data_slots(), config.ring_capacity, "data ring", values,
-                snap.problems)) {
+  if (read_ring(mapping.data_ring(), mapping.data_slots(), config.ring_capacity, "data ring",
+                values, snap.problems)) {
     for (std::uint64_t descriptor : values) {
       const std::uint32_t index = descriptor_buffer(descriptor);
       if (index >= count) {
@@ -79,13 +79,14 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
       }
       if (descriptor_bytes(descriptor) > config.buffer_bytes) {
         snap.problems.insert("data ring holds buffer " + std::to_string(index) + " with length " +
-                             std::to_string(descriptor_bytes(descriptor)) + " beyond the buffer size");
+                             std::to_string(descriptor_bytes(descriptor)) +
+                             " beyond the buffer size");
       }
       if (place[index] != Place::kNone) {
-        snap.problems.insert("buffer " + std::to_string(index) + " is in " +
-                             (place[index] == Place::kDataRing ? "the data ring more than once"
-                                                               : "both rings") +
-                             " (duplicate)");
+        snap.problems.insert(
+            "buffer " + std::to_string(index) + " is in " +
+            (place[index] == Place::kDataRing ? "the data ring more than once" : "both rings") +
+            " (duplicate)");
         continue;
       }
       place[index] = Place::kDataRing;
@@ -114,9 +115,8 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
       case Place::kNone:
         if (state == static_cast<std::uint32_t>(BufferState::kWriting)) {
           ++snap.places.with_producer;
-          if (!producer_alive &&
-              control.producer.state.load(std::memory_order_acquire) !=
-                  static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
+          if (!producer_alive && control.producer.state.load(std::memory_order_acquire) !=
+                                     static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
             snap.problems.insert(buffer + " is held by a producer that is gone");
           }
         } else if (state == static_cast<std::uint32_t>(BufferState::kReading)) {
@@ -136,7 +136,8 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
 
 }  // namespace
 
-OwnershipReport check_ownership(const ChannelMapping& mapping, const OwnershipCheckOptions& options) {
+OwnershipReport check_ownership(const ChannelMapping& mapping,
+                                const OwnershipCheckOptions& options) {
   OwnershipReport report;
   report.buffer_count = mapping.config().buffer_count;
   std::set<std::string> persistent;

@@ -1,9 +1,11 @@
 #include "sluice/transport/producer.hpp"
 
+#include <algorithm>
 #include <vector>
 
 #include "corruption_note.hpp"
 #include "endpoint_registration.hpp"
+#include "sluice/shm/setup_error.hpp"
 #include "sluice/transport/spsc_ring.hpp"
 
 namespace sluice::transport {
@@ -15,6 +17,7 @@ struct ProducerState {
       : mapping(std::move(m)),
         control(&mapping.control()),
         states(mapping.buffer_states()),
+        commits(mapping.buffer_commits()),
         buffer_count(mapping.config().buffer_count),
         buffer_bytes(mapping.config().buffer_bytes),
         data_out(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
@@ -46,9 +49,11 @@ struct ProducerState {
     if (!abandoned.empty()) {
       index = abandoned.back();
       abandoned.pop_back();
-    } else {
+      return Status::kOk;  // already ours and marked kWriting
+    }
+    {
       std::uint64_t value = 0;
-      switch (free_in.pop(value)) {
+      switch (free_in.peek(value)) {
         case RingResult::kOk: break;
         case RingResult::kEmpty: return Status::kWouldBlock;
         default:
@@ -72,9 +77,70 @@ struct ProducerState {
       }
     }
     held[index] = 1;
+    // Marked before the ring moves on (advance releases it): a successor
+    // never finds this buffer neither in the ring nor marked as ours.
     states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
                         std::memory_order_relaxed);
+    free_in.advance();
     return Status::kOk;
+  }
+
+  // How many records reached the stream: the count recorded with the last
+  // published commit (data-ring position tail-1; nothing was committed after
+  // it, so its record is intact). The records counter may lag it by one
+  // buffer if the previous producer died between publishing and counting.
+  void recount_committed_records() noexcept {
+    const std::uint64_t tail = data_out.position();
+    std::uint64_t committed = 0;
+    for (std::uint32_t i = 0; i < buffer_count && tail > 0; ++i) {
+      if (commits[i].sequence.load(std::memory_order_relaxed) == tail - 1) {
+        committed = commits[i].records_through.load(std::memory_order_relaxed);
+        break;
+      }
+    }
+    records = committed;
+    control->producer_counters.records.store(records, std::memory_order_relaxed);
+  }
+
+  // After the previous producer died: adopt what it held, so no buffer leaks.
+  void recover_from_previous_producer() {
+    recount_committed_records();
+    // A free buffer it marked kWriting but died before taking off the ring.
+    std::uint64_t value = 0;
+    if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
+        states[value].load(std::memory_order_relaxed) ==
+            static_cast<std::uint32_t>(BufferState::kWriting)) {
+      free_in.advance();
+    }
+    // What is in the data ring right now. The consumer marks a buffer
+    // kReading before it moves the head past it, so a kQueued buffer outside
+    // [head, tail) was marked but never published.
+    std::vector<std::uint8_t> published(buffer_count, 0);
+    const RingIndices& ring = mapping.data_ring();
+    const std::uint64_t head = ring.head.load(std::memory_order_acquire);
+    const std::uint64_t tail = data_out.position();
+    const std::uint64_t capacity = mapping.config().ring_capacity;
+    if (tail - head <= capacity) {
+      for (std::uint64_t i = head; i != tail; ++i) {
+        const std::uint32_t index = descriptor_buffer(
+            mapping.data_slots()[i & (capacity - 1)].load(std::memory_order_relaxed));
+        if (index < buffer_count) {
+          published[index] = 1;
+        }
+      }
+    }
+    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+      const auto state = static_cast<BufferState>(states[i].load(std::memory_order_relaxed));
+      const bool orphan =
+          state == BufferState::kWriting || (state == BufferState::kQueued && published[i] == 0);
+      if (orphan) {
+        // An unpublished commit is dropped: its commit() never returned.
+        states[i].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                        std::memory_order_relaxed);
+        held[i] = 1;
+        abandoned.push_back(i);
+      }
+    }
   }
 
   // Consumer liveness as the producer's wait sees it: a consumer that never
@@ -84,13 +150,16 @@ struct ProducerState {
     if (state == static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
       return Status::kOk;
     }
-    return mapping.probe_role(Role::kConsumer) == sluice::shm::LockProbe::kFree ? Status::kPeerDied
-                                                                                : Status::kOk;
+    if (mapping.probe_role(Role::kConsumer) != sluice::shm::LockProbe::kFree) {
+      return Status::kOk;
+    }
+    return consumer_loss == ConsumerLoss::kWaitForNewConsumer ? Status::kOk : Status::kPeerDied;
   }
 
   ChannelMapping mapping;
   ChannelControl* control;
   BufferStateWord* states;
+  BufferCommit* commits;
   std::uint32_t buffer_count;
   std::uint64_t buffer_bytes;
   RingWriter data_out;
@@ -100,6 +169,8 @@ struct ProducerState {
   WaitPolicy policy;
   CorruptionNote corruption;
   bool closed = false;
+  bool resumed = false;  // took over a stream from a producer that died
+  ConsumerLoss consumer_loss = ConsumerLoss::kReturnPeerDied;
   std::uint32_t empty_polls = 0;
   // Shadows of this producer's counters (it is their only writer).
   std::uint64_t records = 0;
@@ -148,6 +219,27 @@ Producer Producer::create(std::string_view name, const ChannelConfig& config,
   // create() took the producer lock before publishing the segment.
   detail::register_endpoint(mapping.control().producer);
   return Producer(std::make_unique<ProducerState>(std::move(mapping)));
+}
+
+Producer Producer::attach(std::string_view name, const OpenOptions& options) {
+  ChannelMapping mapping = ChannelMapping::open(name, options);
+  const ChannelControl& control = mapping.control();
+  if (!mapping.try_lock_role(Role::kProducer)) {
+    throw sluice::shm::SetupError(
+        "channel \"" + std::string(name) + "\" already has a producer attached (pid " +
+        std::to_string(control.producer.pid.load(std::memory_order_relaxed)) +
+        "); only one producer may attach at a time");
+  }
+  if (control.stream.closed.load(std::memory_order_acquire) != 0) {
+    mapping.unlock_role(Role::kProducer);
+    throw sluice::shm::SetupError("channel \"" + std::string(name) +
+                                  "\" was closed by its producer; its stream is over");
+  }
+  detail::register_endpoint(mapping.control().producer);
+  auto state = std::make_unique<ProducerState>(std::move(mapping));
+  state->recover_from_previous_producer();
+  state->resumed = true;
+  return Producer(std::move(state));
 }
 
 Status Producer::try_acquire(WritableBuffer& out) noexcept {
@@ -208,6 +300,10 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes,
     return Status::kClosed;
   }
   const std::uint32_t index = buffer.index_;
+  BufferCommit& record = s.commits[index];
+  record.bytes.store(static_cast<std::uint32_t>(bytes), std::memory_order_relaxed);
+  record.sequence.store(s.data_out.position(), std::memory_order_relaxed);
+  record.records_through.store(s.records + records, std::memory_order_relaxed);
   s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
                         std::memory_order_relaxed);
   if (s.data_out.push(make_descriptor(index, static_cast<std::uint32_t>(bytes))) !=
@@ -254,6 +350,15 @@ std::string Producer::corruption() const {
 }
 void Producer::set_wait_policy(const WaitPolicy& policy) noexcept {
   state_->policy = policy;
+}
+void Producer::set_consumer_loss(ConsumerLoss policy) noexcept {
+  state_->consumer_loss = policy;
+}
+bool Producer::resumed_stream() const noexcept {
+  return state_->resumed;
+}
+std::uint64_t Producer::records_committed() const noexcept {
+  return state_->records;
 }
 
 }  // namespace sluice::transport

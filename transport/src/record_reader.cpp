@@ -45,6 +45,20 @@ Status RecordReader::next_until(std::span<const std::byte>& record,
       if (length > left - frame::kHeaderBytes) {
         return corrupt("a record length runs past the bytes committed to its buffer");
       }
+      if ((word & frame::kDiscard) != 0) {
+        // A producer took over from a dead one: drop its predecessor's half record.
+        assembling_ = false;
+        assembly_.clear();
+        offset_ += frame::kHeaderBytes + length;
+        continue;
+      }
+      if (continuation && !assembling_ && !seen_record_start_) {
+        // The tail of a record whose start went to a predecessor (after a
+        // takeover): not ours to return.
+        offset_ += frame::kHeaderBytes + length;
+        continue;
+      }
+      seen_record_start_ = true;
       if (continuation != assembling_) {
         return corrupt(assembling_ ? "a spanning record is not continued in the next buffer"
                                    : "a continuation fragment has no record to continue");

@@ -8,7 +8,9 @@ RecordWriter::RecordWriter(Producer& producer) noexcept
     : RecordWriter(producer, std::chrono::nanoseconds(producer.config().flush_timeout_ns)) {}
 
 RecordWriter::RecordWriter(Producer& producer, std::chrono::nanoseconds flush_timeout) noexcept
-    : producer_(&producer), flush_timeout_(flush_timeout) {}
+    : producer_(&producer),
+      flush_timeout_(flush_timeout),
+      discard_pending_(producer.resumed_stream()) {}
 
 RecordWriter::~RecordWriter() {
   (void)flush();
@@ -22,6 +24,14 @@ Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
   used_ = 0;
   room_ = current_.capacity();
   records_in_buffer_ = 0;
+  if (discard_pending_) {
+    // A stream taken over from a dead producer may end in half a record:
+    // tell the reader to drop it before anything of ours.
+    frame::write_header(current_.data().data(), frame::kDiscard);
+    used_ = frame::kHeaderBytes;
+    room_ -= frame::kHeaderBytes;
+    discard_pending_ = false;
+  }
   if (flush_timeout_.count() > 0) {
     buffer_started_ = Clock::now();
   }

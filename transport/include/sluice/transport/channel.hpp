@@ -57,6 +57,9 @@ class ChannelMapping {
   [[nodiscard]] BufferStateWord* buffer_states() const noexcept {
     return region<BufferStateWord>(kBufferStateRegion);
   }
+  [[nodiscard]] BufferCommit* buffer_commits() const noexcept {
+    return region<BufferCommit>(kBufferCommitRegion);
+  }
   // Buffer `index` (must be < buffer_count; callers check peer-supplied values).
   [[nodiscard]] std::byte* buffer(std::uint32_t index) const noexcept {
     return segment_.base() + regions_[kBufferPoolRegion].offset +

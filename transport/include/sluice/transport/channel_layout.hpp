@@ -54,8 +54,9 @@ enum RegionIndex : std::uint32_t {
   kDataRingRegion = 1,
   kReturnRingRegion = 2,
   kBufferStateRegion = 3,
-  kBufferPoolRegion = 4,
-  kRegionCount = 5,
+  kBufferCommitRegion = 4,
+  kBufferPoolRegion = 5,
+  kRegionCount = 6,
 };
 
 struct alignas(kCacheLine) ChannelHeader {
@@ -112,9 +113,9 @@ struct alignas(kCacheLine) ProducerCounters {
   std::atomic<std::uint64_t> records;
   std::atomic<std::uint64_t> bytes;
   std::atomic<std::uint64_t> buffers;
-  std::atomic<std::uint64_t> blocked_ns;       // waiting for a free buffer, finished waits
+  std::atomic<std::uint64_t> blocked_ns;        // waiting for a free buffer, finished waits
   std::atomic<std::uint64_t> blocked_since_ns;  // steady-clock start of the current wait, 0 if none
-  std::atomic<std::uint64_t> corruption_seen;  // nonzero once the producer found bad shared data
+  std::atomic<std::uint64_t> corruption_seen;   // nonzero once the producer found bad shared data
 };
 
 // Written only by the consumer; same rules as ProducerCounters.
@@ -166,6 +167,23 @@ static_assert(sizeof(RingSlot) == 8);
 // the buffer at the time (ownership passes through the rings, whose
 // release/acquire orders these relaxed stores too).
 using BufferStateWord = std::atomic<std::uint32_t>;
+
+// What the producer committed into a buffer: its length, its position in
+// the data ring, and how many records the stream held once it was
+// committed. Written only by the producer, before the state turns kQueued
+// and before the data-ring publish (release), so whoever acquires the
+// descriptor, or later finds the buffer kReading after a consumer died,
+// reads values that match. Lets a consumer that takes over redeliver the
+// buffers its dead predecessor held, in their original order, and a producer
+// that takes over learn exactly how many records reached the stream. Not
+// rewritten until the buffer's next commit, so it outlives reuse of the data.
+struct BufferCommit {
+  std::atomic<std::uint32_t> bytes;
+  std::uint32_t reserved;
+  std::atomic<std::uint64_t> sequence;
+  std::atomic<std::uint64_t> records_through;
+};
+static_assert(sizeof(BufferCommit) == 24);
 
 struct ChannelLayout {
   std::array<sluice::shm::RegionEntry, kRegionCount> regions;

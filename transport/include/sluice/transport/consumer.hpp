@@ -13,13 +13,24 @@
 
 namespace sluice::transport {
 
+// What a consumer's blocking calls do when the producer goes away without
+// closing the stream (after everything it committed was received).
+enum class ProducerLoss : std::uint8_t {
+  kReturnPeerDied,      // return kPeerDied (default)
+  kWaitForNewProducer,  // keep waiting: a new producer may attach and continue the stream
+};
+
 // The consuming end of a channel. Receives committed buffers as read-only
 // views, in order, and releases them (in any order) back to the producer.
 // One thread uses it at a time.
 class Consumer {
  public:
   // Opens channel NAME (waiting up to options.wait_for_channel for it to
-  // appear) and attaches as its consumer. Throws shm::SetupError naming the
+  // appear) and attaches as its consumer. If an earlier consumer died (or
+  // left) holding buffers, this one takes them over: it receives them again
+  // first, in their original order, then the rest of the stream
+  // (at-least-once), and gives back what the dead one freed but never
+  // returned, so no buffer leaks. Throws shm::SetupError naming the
   // channel: missing, not a Sluice channel, other layout or build, corrupt
   // header, or a consumer already attached.
   static Consumer open(std::string_view name, const OpenOptions& options = {});
@@ -48,6 +59,9 @@ class Consumer {
   [[nodiscard]] const std::string& name() const noexcept;
   [[nodiscard]] std::string corruption() const;
   void set_wait_policy(const WaitPolicy& policy) noexcept;
+  void set_producer_loss(ProducerLoss policy) noexcept;
+  // Buffers taken over from a previous consumer still waiting to be received again.
+  [[nodiscard]] std::size_t redelivery_pending() const noexcept;
 
  private:
   explicit Consumer(std::unique_ptr<detail::ConsumerState> state);

@@ -14,6 +14,12 @@
 
 namespace sluice::transport {
 
+// What a producer's blocking calls do when the consumer goes away.
+enum class ConsumerLoss : std::uint8_t {
+  kReturnPeerDied,      // return kPeerDied (default)
+  kWaitForNewConsumer,  // keep waiting: a new consumer takes over the dead one's buffers
+};
+
 // The producing end of a channel. Creates the channel, acquires free buffers
 // (blocking when none is free: that is the backpressure), commits them to the
 // consumer, and closes the stream. One thread uses it at a time.
@@ -24,6 +30,13 @@ class Producer {
   // (bad name or configuration, name taken, /dev/shm full, ...).
   static Producer create(std::string_view name, const ChannelConfig& config = {},
                          const CreateOptions& options = {});
+
+  // Attaches as the producer of an existing channel whose producer died (or
+  // left without closing), and continues its stream: buffers the dead one
+  // held come back to the pool, a half-written record is discarded (the
+  // record writer marks the restart), and commits continue after the last
+  // one published. Fails if a producer is attached or the stream was closed.
+  static Producer attach(std::string_view name, const OpenOptions& options = {});
 
   Producer(Producer&&) noexcept;
   // Detaches from the current channel (as the destructor does), then takes over `other`'s.
@@ -56,6 +69,14 @@ class Producer {
   // What was wrong, after a call returned kCorrupt.
   [[nodiscard]] std::string corruption() const;
   void set_wait_policy(const WaitPolicy& policy) noexcept;
+  void set_consumer_loss(ConsumerLoss policy) noexcept;
+  // True when this producer took over a stream from another (attach()).
+  [[nodiscard]] bool resumed_stream() const noexcept;
+  // Records committed to the stream so far, by this producer and those it
+  // took over from (as counted by commit()'s `records`). After attach() it
+  // is exact: an application that numbers its records can continue at this
+  // number, and the consumer sees no gap and no duplicate.
+  [[nodiscard]] std::uint64_t records_committed() const noexcept;
 
  private:
   explicit Producer(std::unique_ptr<detail::ProducerState> state);

@@ -2,7 +2,9 @@
 
 // How records are packed into buffers. Each record (or fragment of one) is a
 // 4-byte little-endian frame word followed by its bytes, with no padding:
-//   bits 0..29  fragment length (so a fragment is < 1 GiB; buffers are <= 256 MiB)
+//   bits 0..28  fragment length (so a fragment is < 512 MiB; buffers are <= 256 MiB)
+//   bit 29      kDiscard: drop any record in progress (a producer that took over
+//               from a dead one writes this, with length 0, before anything else)
 //   bit 30      kMoreFollows: the record continues at the start of the next buffer
 //   bit 31      kContinuation: this fragment continues the previous buffer's record
 // A record that fits in one buffer never spans two. A spanning record ends
@@ -16,7 +18,8 @@
 namespace sluice::transport::frame {
 
 inline constexpr std::size_t kHeaderBytes = 4;
-inline constexpr std::uint32_t kLengthMask = (1U << 30) - 1;
+inline constexpr std::uint32_t kLengthMask = (1U << 29) - 1;
+inline constexpr std::uint32_t kDiscard = 1U << 29;
 inline constexpr std::uint32_t kMoreFollows = 1U << 30;
 inline constexpr std::uint32_t kContinuation = 1U << 31;
 

@@ -14,9 +14,10 @@
 namespace sluice::transport {
 
 struct RecordReaderOptions {
-  // Largest record accepted; a longer one (only possible from a broken or
-  // hostile producer, or a mismatched one) is reported as kCorrupt instead of
-  // growing memory without bound.
+  // Largest record assembled from several buffers; a longer one (only
+  // possible from a broken, hostile or mismatched producer) is reported as
+  // kCorrupt instead of growing memory without bound. A record within one
+  // buffer is a view into it, bounded by the buffer size, and not limited.
   std::size_t max_record_bytes = std::size_t{1} << 30;
 };
 
@@ -61,6 +62,7 @@ class RecordReader {
   std::uint64_t records_total_ = 0;
   std::vector<std::byte> assembly_;
   bool assembling_ = false;
+  bool seen_record_start_ = false;  // until then, leading continuation fragments are skipped
   const char* framing_error_ = nullptr;
 };
 

@@ -92,6 +92,7 @@ class RecordWriter {
   Clock::time_point buffer_started_{};
   std::chrono::nanoseconds flush_timeout_;
   std::uint32_t writes_since_clock_check_ = 0;
+  bool discard_pending_ = false;  // the first buffer starts with a discard frame
 };
 
 }  // namespace sluice::transport

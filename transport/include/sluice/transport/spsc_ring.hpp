@@ -79,7 +79,11 @@ class RingReader {
         head_(indices->head.load(std::memory_order_relaxed)),
         tail_cache_(head_) {}
 
-  RingResult pop(std::uint64_t& value) noexcept {
+  // Reads the next value without consuming it. An endpoint records what it
+  // took (a buffer's state) between peek() and advance(), so that at every
+  // instant a buffer is either still in the ring or marked as taken: what
+  // a successor needs to recover after a crash.
+  RingResult peek(std::uint64_t& value) noexcept {
     if (head_ == tail_cache_) {
       const RingResult refreshed = refresh();
       if (refreshed != RingResult::kOk) {
@@ -87,10 +91,23 @@ class RingReader {
       }
     }
     value = slots_[head_ & mask_].load(std::memory_order_relaxed);
-    ++head_;
-    // Release: the slot was read before the writer may reuse it.
-    indices_->head.store(head_, std::memory_order_release);
     return RingResult::kOk;
+  }
+
+  // Consumes the value the last peek() returned.
+  void advance() noexcept {
+    ++head_;
+    // Release: the slot was read (and the taker's marks made) before the
+    // writer may reuse the slot.
+    indices_->head.store(head_, std::memory_order_release);
+  }
+
+  RingResult pop(std::uint64_t& value) noexcept {
+    const RingResult result = peek(value);
+    if (result == RingResult::kOk) {
+      advance();
+    }
+    return result;
   }
 
   // Whether a pop would find something; reads the shared tail only when the
