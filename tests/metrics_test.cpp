@@ -90,7 +90,8 @@ TEST(Metrics, BlockedTimeGrowsWhileTheConsumerStalls) {
   // The wait in progress counts before it ends.
   ASSERT_TRUE(sluice::test::eventually([&] { return observer.snapshot().produced.waited_ns > 0; }));
   const auto first = observer.snapshot().produced.waited_ns;
-  ASSERT_TRUE(sluice::test::eventually([&] { return observer.snapshot().produced.waited_ns > first; }));
+  ASSERT_TRUE(
+      sluice::test::eventually([&] { return observer.snapshot().produced.waited_ns > first; }));
   st::ReadableBuffer received;
   ASSERT_EQ(consumer.try_receive(received), st::Status::kOk);
   received.reset();  // the stall ends
@@ -111,7 +112,8 @@ TEST(Metrics, IdleTimeGrowsWhileTheProducerStalls) {
   const st::ChannelObserver observer(guard.name());
   ASSERT_TRUE(sluice::test::eventually([&] { return observer.snapshot().consumed.waited_ns > 0; }));
   const auto first = observer.snapshot().consumed.waited_ns;
-  ASSERT_TRUE(sluice::test::eventually([&] { return observer.snapshot().consumed.waited_ns > first; }));
+  ASSERT_TRUE(
+      sluice::test::eventually([&] { return observer.snapshot().consumed.waited_ns > first; }));
   st::WritableBuffer buffer;
   ASSERT_EQ(producer.try_acquire(buffer), st::Status::kOk);
   ASSERT_EQ(producer.commit(std::move(buffer), 10), st::Status::kOk);
@@ -151,15 +153,16 @@ class PlantedFault : public ::testing::Test {
  protected:
   void SetUp() override {
     producer_.emplace(st::Producer::create(guard_.name(), config_of(4, 256)));
-    object_ = bip::shared_memory_object(bip::open_only, sluice::shm::object_name(guard_.name()).c_str(),
-                                        bip::read_write);
+    object_ = bip::shared_memory_object(
+        bip::open_only, sluice::shm::object_name(guard_.name()).c_str(), bip::read_write);
     region_ = bip::mapped_region(object_, bip::read_write);
   }
   std::byte* base() { return static_cast<std::byte*>(region_.get_address()); }
   const st::ChannelMapping& mapping() { return producer_->mapping(); }
   st::RingIndices& return_ring() {
     return *reinterpret_cast<st::RingIndices*>(
-        base() + (reinterpret_cast<std::byte*>(&mapping().return_ring()) - mapping().segment().base()));
+        base() +
+        (reinterpret_cast<std::byte*>(&mapping().return_ring()) - mapping().segment().base()));
   }
   st::RingSlot* return_slots() {
     return reinterpret_cast<st::RingSlot*>(reinterpret_cast<std::byte*>(&return_ring()) +
@@ -224,7 +227,8 @@ TEST_F(PlantedFault, DuplicatedBufferIsFound) {
   return_slots()[(tail + 1) & 3].store(2);
   return_ring().tail.store(tail + 2);
   const auto report = check();
-  EXPECT_TRUE(mentions(report, "buffer 2 is in the return ring more than once")) << report.problems.front();
+  EXPECT_TRUE(mentions(report, "buffer 2 is in the return ring more than once"))
+      << report.problems.front();
 }
 
 TEST_F(PlantedFault, OutOfRangeIndexIsFound) {

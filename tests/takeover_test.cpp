@@ -7,6 +7,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <chrono>
+#include <cstring>
 #include <vector>
 
 #include "sluice/shm/segment_name.hpp"
@@ -225,6 +226,33 @@ TEST(Takeover, AttachIsRefusedWhileAProducerLivesOrAfterClose) {
   } catch (const sluice::shm::SetupError& e) {
     EXPECT_NE(std::string(e.what()).find("was closed"), std::string::npos) << e.what();
   }
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Takeover, ResumedWriterNeverWritesPastItsBuffer) {
+  // The discard frame takes the first bytes of the first buffer; a record
+  // that would have filled an empty buffer exactly must not run over.
+  ChannelGuard guard(unique_channel("resume-fit"));
+  { auto first = st::Producer::create(guard.name(), small(3, 128)); }  // gone without close
+  auto producer = st::Producer::attach(guard.name());
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  std::vector<std::byte> record(124);
+  st::pattern::fill(record, 7);
+  ASSERT_EQ(writer.write(record), st::Status::kOk);
+  // Written whole after the discard frame, the record would make the buffer
+  // 132 bytes long and the commit would fail; split, it fits.
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> got;
+  ASSERT_EQ(reader.next_for(got, 10s), st::Status::kOk);
+  EXPECT_EQ(got.size(), 124U);
+  EXPECT_TRUE(st::pattern::body_matches(got, 7));
+  EXPECT_EQ(reader.next_for(got, 10s), st::Status::kClosed);
+  EXPECT_TRUE(sound(guard.name()));
 }
 
 }  // namespace

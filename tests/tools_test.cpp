@@ -5,10 +5,10 @@
 #include <sys/wait.h>
 #include <array>
 #include <cmath>
-#include <cstdlib>
-#include <vector>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "sluice/shm/segment.hpp"
 #include "test_support.hpp"
@@ -192,10 +192,10 @@ TEST(Tools, StatReportsConfigurationCountersAndRates) {
             0);
   const ToolRun json = run(tool("sluice") + " stat " + guard.name() + " --json --interval 0.05");
   EXPECT_EQ(json.status, 0) << json.out;
-  for (const char* key : {"\"buffers\":5", "\"records_sent\":1000", "\"records_received\":0",
-                          "\"backpressured_ms_per_sec\":", "\"idle_ms_per_sec\":",
-                          "\"consumer_busy_ms_per_sec\":", "\"out_pool_usage\":",
-                          "\"backpressure_level\":\"OK\"", "\"closed\":true"}) {
+  for (const char* key :
+       {"\"buffers\":5", "\"records_sent\":1000", "\"records_received\":0",
+        "\"backpressured_ms_per_sec\":", "\"idle_ms_per_sec\":", "\"consumer_busy_ms_per_sec\":",
+        "\"out_pool_usage\":", "\"backpressure_level\":\"OK\"", "\"closed\":true"}) {
     EXPECT_NE(json.out.find(key), std::string::npos) << key << " missing in " << json.out;
   }
   const ToolRun text = run(tool("sluice") + " stat " + guard.name() + " --interval 0.05");
@@ -208,8 +208,9 @@ TEST(Tools, StatReportsConfigurationCountersAndRates) {
 
 TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
   ChannelGuard guard(unique_channel("top"));
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
-            0);
+  ASSERT_EQ(
+      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
+      0);
   const ToolRun top = run(tool("sluice") + " top --iterations 2 --interval 0.05 < /dev/null");
   EXPECT_EQ(top.status, 0) << top.out;
   EXPECT_NE(top.out.find("CHANNEL"), std::string::npos) << top.out;
@@ -219,8 +220,9 @@ TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
 
 TEST(Tools, CheckSaysWhetherAChannelIsSound) {
   ChannelGuard guard(unique_channel("check"));
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
-            0);
+  ASSERT_EQ(
+      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
+      0);
   const ToolRun sound = run(tool("sluice") + " check " + guard.name());
   EXPECT_EQ(sound.status, 0) << sound.out;
   EXPECT_NE(sound.out.find("sound"), std::string::npos) << sound.out;
@@ -282,6 +284,45 @@ TEST(Tools, ExperimentShowsTheProducerFollowingTheThrottledSide) {
   EXPECT_NE(svg, nullptr);
   if (svg != nullptr) std::fclose(svg);
   std::system(("rm -rf " + out).c_str());
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Tools, AResumingConsumerTakesOverFromAKilledOne) {
+  ChannelGuard guard(unique_channel("resume"));
+  const std::string producer_bin = tool("sluice-producer");
+  const std::string consumer_bin = tool("sluice-consumer");
+  const std::string channel = guard.name();
+  sluice::test::ChildProcess producer([&]() -> int {
+    execl(producer_bin.c_str(), producer_bin.c_str(), "--channel", channel.c_str(), "--records",
+          "200000", "--size", "64", "--buffers", "4", "--buffer-size", "4K",
+          "--wait-for-new-consumer", static_cast<char*>(nullptr));
+    return 127;
+  });
+  sluice::test::ChildProcess first([&]() -> int {
+    execl(consumer_bin.c_str(), consumer_bin.c_str(), "--channel", channel.c_str(), "--records",
+          "200000", "--size", "64", "--rate", "50000", "--keep", static_cast<char*>(nullptr));
+    return 127;
+  });
+  // Kill the slow first consumer once it is well into the stream.
+  ASSERT_TRUE(sluice::test::eventually([&] {
+    return run(tool("sluice") + " stat " + channel + " --json --interval 0.01")
+                   .out.find("\"records_received\":0,") == std::string::npos &&
+           run(tool("sluice") + " stat " + channel + " --json --interval 0.01").status == 0;
+  }));
+  first.kill_now();
+  EXPECT_EQ(first.wait(), 128 + SIGKILL);
+  const ToolRun second =
+      run(consumer_bin + " --channel " + channel + " --records 200000 --size 64 --resume --json");
+  EXPECT_EQ(second.status, 0) << second.out;
+  const std::string summary = last_line(second.out);
+  EXPECT_NE(summary.find("\"last_seq\":199999"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("\"lost\":0"), std::string::npos) << summary;
+  EXPECT_EQ(summary.find("\"first_seq\":0,"), std::string::npos)
+      << "expected a resumed stream: " << summary;
+  EXPECT_EQ(producer.wait(), 0);
 }
 
 }  // namespace

@@ -30,6 +30,10 @@ constexpr const char* kUsage =
     "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
     "  --wait SECONDS         how long to wait for the channel to appear (default 10)\n"
     "  --keep                 leave the channel in place at the end (default: remove it)\n"
+    "  --resume               take over from a consumer that died: accept the stream from\n"
+    "                         wherever it stands (records the dead one held come again\n"
+    "                         first), check contiguity from the first sequence number\n"
+    "                         seen, stop after N-1; wait for a new producer if one dies\n"
     "  --json                 one JSON object per output line\n"
     "\n"
     "exit status: 0 all N records arrived intact and in order; 1 loss, duplicates,\n"
@@ -42,13 +46,14 @@ struct Options {
   std::vector<sluice::tools::RatePhase> schedule;
   double wait_seconds = 10;
   bool keep = false;
+  bool resume = false;
   bool json = false;
 };
 
 Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
       argc, argv, 1, {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--wait"},
-      {"--json", "--keep", "--help"});
+      {"--json", "--keep", "--resume", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -74,6 +79,7 @@ Options parse(int argc, char** argv) {
     o.wait_seconds = args.real_number("--wait", 0, 86400);
   }
   o.keep = args.has("--keep");
+  o.resume = args.has("--resume");
   o.json = args.has("--json");
   return o;
 }
@@ -116,6 +122,10 @@ int main(int argc, char** argv) {
   st::Status status = st::Status::kOk;
   sluice::tools::SequenceCheck tally;
   tally.record_bytes = options.size;
+  tally.from_first_seen = options.resume;
+  if (options.resume) {
+    consumer->set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+  }
   sluice::tools::Progress progress("consumer", options.json, options.size);
   {
     st::RecordReader reader(*consumer);
@@ -158,8 +168,9 @@ int main(int argc, char** argv) {
   } else if (status != st::Status::kOk) {
     error = std::string(st::to_string(status));
   }
-  const bool intact = error.empty() && tally.lost == 0 && tally.duplicated == 0 &&
-                      tally.corrupt == 0 && tally.received == options.records;
+  const bool intact =
+      error.empty() && tally.lost == 0 && tally.duplicated == 0 && tally.corrupt == 0 &&
+      (options.resume ? tally.expected_next >= options.records : tally.received == options.records);
   if (!intact) {
     std::string message =
         "received " + std::to_string(tally.received) + " of " + std::to_string(options.records) +

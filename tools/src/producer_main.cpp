@@ -34,6 +34,8 @@ constexpr const char* kUsage =
     "                         (default 1000; 0 = every record)\n"
     "  --mode OCTAL           permissions of the channel (default 600)\n"
     "  --replace-stale        replace an existing channel of that name if nobody uses it\n"
+    "  --wait-for-new-consumer  if the consumer dies, wait for a new one (sluice-consumer\n"
+    "                         --resume) instead of failing\n"
     "  --json                 one JSON object per output line\n"
     "\n"
     "exit status: 0 all records sent and the stream closed; 1 runtime error\n"
@@ -47,6 +49,7 @@ struct Options {
   st::CreateOptions create;
   std::vector<sluice::tools::RatePhase> schedule;
   bool json = false;
+  bool wait_for_new_consumer = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -54,7 +57,7 @@ Options parse(int argc, char** argv) {
       argc, argv, 1,
       {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--buffer-size",
        "--buffers", "--flush-timeout-us", "--mode"},
-      {"--json", "--replace-stale", "--help"});
+      {"--json", "--replace-stale", "--wait-for-new-consumer", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -97,6 +100,7 @@ Options parse(int argc, char** argv) {
     o.create.mode = static_cast<mode_t>(value);
   }
   o.create.replace_stale = args.has("--replace-stale");
+  o.wait_for_new_consumer = args.has("--wait-for-new-consumer");
   o.json = args.has("--json");
   return o;
 }
@@ -133,6 +137,9 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (options.wait_for_new_consumer) {
+    producer->set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
+  }
   st::RecordWriter writer(*producer);
   sluice::tools::Pacer pacer(options.schedule);
   sluice::tools::Progress progress("producer", options.json, options.size);

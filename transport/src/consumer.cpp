@@ -274,7 +274,16 @@ Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) no
   ConsumerState& s = *state_;
   std::uint32_t index = 0;
   std::uint32_t length = 0;
-  auto attempt = [&s, &index, &length] { return s.take_queued_buffer(index, length); };
+  auto attempt = [&s, &index, &length] {
+    for (;;) {
+      const Status taken = s.take_queued_buffer(index, length);
+      if (taken != Status::kOk || length != 0) {
+        return taken;
+      }
+      // An empty commit only hands a buffer back (see Producer::close): return it.
+      detail::release_buffer(s, index);
+    }
+  };
   Status status;
   if (deadline.is_immediate()) {
     status = attempt();

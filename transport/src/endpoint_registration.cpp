@@ -15,6 +15,10 @@ void register_endpoint(EndpointRecord& record) {
                      std::memory_order_release);
 }
 
+// The caller wakes the peer only after this returns: a peer that reads the
+// wake sequence, then probes the lock, must find it released once the
+// sequence has moved (the spin model's wake-before-unlock mutant loses the
+// wake-up otherwise).
 void detach(const ChannelMapping& mapping, EndpointRecord& record, Role role) noexcept {
   record.state.store(static_cast<std::uint32_t>(EndpointState::kDetached),
                      std::memory_order_release);

@@ -144,7 +144,9 @@ struct ProducerState {
   }
 
   // Consumer liveness as the producer's wait sees it: a consumer that never
-  // came is waited for; one that came and went has taken its buffers along.
+  // came is waited for; one that is gone holds buffers only a successor can
+  // give back, so the wait ends with kPeerDied unless the caller chose to
+  // wait for that successor (ConsumerLoss).
   Status consumer_status() const noexcept {
     const auto state = control->consumer.state.load(std::memory_order_acquire);
     if (state == static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
@@ -329,6 +331,22 @@ void Producer::close() noexcept {
   ProducerState& s = *state_;
   if (s.closed) {
     return;
+  }
+  // Buffers this producer holds unused go to the consumer as empty commits,
+  // which it returns to the pool at once: after a close the pool is whole.
+  while (!s.abandoned.empty()) {
+    const std::uint32_t index = s.abandoned.back();
+    s.abandoned.pop_back();
+    s.held[index] = 0;
+    s.commits[index].bytes.store(0, std::memory_order_relaxed);
+    s.commits[index].sequence.store(s.data_out.position(), std::memory_order_relaxed);
+    s.commits[index].records_through.store(s.records, std::memory_order_relaxed);
+    s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
+                          std::memory_order_relaxed);
+    if (s.data_out.push(make_descriptor(index, 0)) != RingResult::kOk) {
+      s.mark_corrupt("data ring reported full or its head is out of range", index, s.buffer_count);
+      break;
+    }
   }
   s.closed = true;
   // Release: a consumer that acquires closed == 1 sees every earlier publish.

@@ -6,11 +6,38 @@
 
 namespace sluice::transport {
 
-RecordReader::RecordReader(Consumer& consumer, RecordReaderOptions options) noexcept
-    : consumer_(&consumer), options_(options) {}
+RecordReader::RecordReader(Consumer& consumer, RecordReaderOptions options)
+    : consumer_(&consumer), options_(options), fragment_limit_(consumer.config().buffer_count) {
+  fragments_.reserve(fragment_limit_);
+}
 
 RecordReader::~RecordReader() {
+  release_fragments();
   release_current();
+}
+
+// Keeps the buffer of a fragment until its record is complete and returned,
+// so that if this consumer dies, a successor receives the record's start
+// again (at-least-once). The producer needs buffers to finish the record:
+// at most buffer_count - 2 are kept; past that the oldest goes back, and a
+// crash in that record loses its start (the successor then skips the tail).
+void RecordReader::hold_fragment() noexcept {
+  consumer_->count_records(records_in_buffer_);
+  records_in_buffer_ = 0;
+  if (fragments_.size() + 2 >= fragment_limit_) {
+    if (!fragments_.empty()) {
+      fragments_.erase(fragments_.begin());
+    }
+  }
+  if (fragments_.size() + 2 < fragment_limit_) {
+    fragments_.push_back(std::move(current_));  // capacity reserved: no allocation
+  } else {
+    current_.reset();
+  }
+}
+
+void RecordReader::release_fragments() noexcept {
+  fragments_.clear();
 }
 
 void RecordReader::release_current() noexcept {
@@ -30,6 +57,9 @@ Status RecordReader::next_until(std::span<const std::byte>& record,
                                 const Deadline& deadline) noexcept {
   if (framing_error_ != nullptr) {
     return Status::kCorrupt;
+  }
+  if (!assembling_) {
+    release_fragments();  // the record they carried was returned by the last call
   }
   for (;;) {
     if (current_.valid() && offset_ < current_.size()) {
@@ -97,7 +127,11 @@ Status RecordReader::next_until(std::span<const std::byte>& record,
       }
       continue;
     }
-    release_current();
+    if (assembling_ && current_.valid()) {
+      hold_fragment();
+    } else {
+      release_current();
+    }
     const Status status = consumer_->receive_until(current_, deadline);
     if (status != Status::kOk) {
       if (status == Status::kClosed || status == Status::kPeerDied) {

@@ -59,8 +59,11 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
     if (Status status = start_buffer(deadline); status != Status::kOk) {
       return status;
     }
-    append_whole(record);
-    return after_append();
+    if (frame::kHeaderBytes + record.size() <= room_) {
+      append_whole(record);
+      return after_append();
+    }
+    // Only after a discard frame took the first bytes: split it after all.
   }
 
   // Larger than a buffer: fill the current one, then continue in fresh ones.

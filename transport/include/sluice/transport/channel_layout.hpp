@@ -86,8 +86,10 @@ struct alignas(kCacheLine) EndpointRecord {
 };
 
 // A futex word. Written only by the waking side, which bumps it (release)
-// after publishing and after seeing the sleeper's flag; the sleeper sleeps
-// only while it still holds the value it read before announcing itself.
+// after publishing when it sees the sleeper's flag, and always on close and
+// detach (state changes a sleeper must see even if it has not announced
+// itself yet); the sleeper sleeps only while it still holds the value it
+// read before its last check.
 // (During a takeover an old and a new endpoint of one role may both bump it
 // for a moment, hence fetch_add.)
 struct alignas(kCacheLine) WakeWord {

@@ -54,7 +54,9 @@ class Producer {
   Status acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeout) noexcept;
   Status acquire_until(WritableBuffer& out, const Deadline& deadline) noexcept;
 
-  // Hands the first `bytes` bytes of `buffer` to the consumer. `records` is
+  // Hands the first `bytes` bytes of `buffer` to the consumer. Committing 0
+  // bytes gives the buffer back to the pool; the consumer never sees it.
+  // On any status but kOk the buffer stays with the caller. `records` is
   // only counted (metrics). kInvalidArgument if `bytes` exceeds the buffer or
   // the buffer is not this producer's; kClosed after close().
   Status commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_t records = 0) noexcept;

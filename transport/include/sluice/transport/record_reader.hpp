@@ -27,7 +27,7 @@ struct RecordReaderOptions {
 // the next call.
 class RecordReader {
  public:
-  explicit RecordReader(Consumer& consumer, RecordReaderOptions options = {}) noexcept;
+  explicit RecordReader(Consumer& consumer, RecordReaderOptions options = {});
   RecordReader(const RecordReader&) = delete;
   RecordReader& operator=(const RecordReader&) = delete;
   ~RecordReader();
@@ -53,6 +53,8 @@ class RecordReader {
  private:
   Status corrupt(const char* why) noexcept;
   void release_current() noexcept;
+  void hold_fragment() noexcept;
+  void release_fragments() noexcept;
 
   Consumer* consumer_;
   RecordReaderOptions options_;
@@ -61,6 +63,8 @@ class RecordReader {
   std::uint64_t records_in_buffer_ = 0;
   std::uint64_t records_total_ = 0;
   std::vector<std::byte> assembly_;
+  std::vector<ReadableBuffer> fragments_;  // buffers of the record being assembled
+  std::size_t fragment_limit_;
   bool assembling_ = false;
   bool seen_record_start_ = false;  // until then, leading continuation fragments are skipped
   const char* framing_error_ = nullptr;

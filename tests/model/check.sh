@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Model-checks the channel's wake-up protocol and buffer ownership
+# (channel.pml) exhaustively with spin, and checks that the checks can fail.
+#
+#   pass   the real protocol: safety (assertions + no invalid end state) on
+#          two pool sizes, with the real wake counters, with spurious futex
+#          returns; and the LTL claim `terminates` (no acceptance cycle), also
+#          with spurious returns under weak fairness.
+#   fail   every mutant of the protocol must make spin report the expected
+#          error: the lost wake-up mutants with end states ignored (-E), so
+#          that the safety assertion alone catches them, and one of them also
+#          as an invalid end state (a process asleep forever).
+#   probe  reachability probes: states in which the properties have teeth
+#          (someone asleep, a publish racing a sleeper, the close or a peer's
+#          leaving landing on a sleeper, kPeerDied, an abandoned buffer) must
+#          exist.
+#
+# Prints one line per run (states stored, depth, errors, time) and exits
+# non-zero if any run does not end as expected or a search is incomplete.
+# Environment: SPIN (default spin), CC (default gcc), MODEL_JOBS (default 2).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+model="$here/channel.pml"
+spin_bin="${SPIN:-spin}"
+cc_bin="${CC:-gcc}"
+jobs="${MODEL_JOBS:-2}"
+command -v "$spin_bin" >/dev/null || { echo "check.sh: '$spin_bin' not found (Debian package spin)" >&2; exit 2; }
+command -v "$cc_bin" >/dev/null || { echo "check.sh: C compiler '$cc_bin' not found" >&2; exit 2; }
+
+scratch="$(mktemp -d)"
+trap 'rm -rf "$scratch"' EXIT
+
+# Each run: name | expect (pass/fail) | spin -D flags | pan compile flags | pan run flags | expected first error (fail runs; ERE)
+safety="-DSAFETY -DNOCLAIM"
+hunt="$safety -DREVERSE" # runs that must fail: try the monitor last, which finds its errors sooner
+n2m4="-DNBUF=2 -DCAP=2 -DMSGS=4 -DABANDONS=1"
+n3m4="-DNBUF=3 -DCAP=4 -DMSGS=4 -DABANDONS=1"
+n3m3="-DNBUF=3 -DCAP=4 -DMSGS=3 -DABANDONS=1"
+lost='assertion violated +!\(\(\(?fq_(data|free)'
+runs=(
+  # The real protocol (the model's default: NBUF=2 CAP=2 MSGS=3 ABANDONS=1, early exits).
+  "safety n2m4|pass|$n2m4|$safety|"
+  "ltl terminates spurious|pass|-DSPURIOUS -DNO_EARLY_EXIT||-a -f"
+  "safety n3m4 plain|pass|$n3m4 -DNO_EARLY_EXIT|$safety|"
+  "safety n3m3|pass|$n3m3|$safety|"
+  "safety n3m3 plain full-seq|pass|$n3m3 -DNO_EARLY_EXIT -DFULL_SEQ|$safety|"
+  "ltl terminates|pass|||-a"
+  "safety spurious|pass|-DSPURIOUS|$safety|"
+  # Mutants: spin must find the bug.
+  # (-E: invalid end states not checked, so the lost wake-up must be caught
+  # by the safety assertion; the deadlock run catches it as a process asleep
+  # forever, the assertion left aside by the search order.)
+  "mutant no-recheck -E|fail|-DMUTANT_NO_RECHECK|$hunt|-E|$lost"
+  "mutant no-recheck deadlock|fail|-DMUTANT_NO_RECHECK|$safety||invalid end state"
+  "mutant recheck-first -E|fail|-DMUTANT_RECHECK_FIRST|$hunt|-E|$lost"
+  "mutant late-seen -E|fail|-DMUTANT_LATE_SEEN|$hunt|-E|$lost"
+  "mutant close-order -E|fail|-DMUTANT_CLOSE_ORDER|$hunt|-E|$lost"
+  "mutant wake-before-unlock -E|fail|-DMUTANT_WAKE_BEFORE_UNLOCK|$hunt|-E|$lost"
+  "mutant cache-no-pop|fail|-DMUTANT_CACHE_NO_POP|$hunt||assertion violated.*(held|mn==1|bstate|pr_hcache)"
+  "mutant free-after-push|fail|-DMUTANT_FREE_AFTER_PUSH|$hunt||assertion violated.*bstate"
+  "mutant early-release|fail|-DMUTANT_EARLY_RELEASE|$hunt||assertion violated.*payload"
+  # Reachability probes: each state must exist.
+  "probe data-while-asleep|fail|-DPROBE_DATA_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_data&&\\(d_tail"
+  "probe free-while-asleep|fail|-DPROBE_FREE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_free&&\\(r_tail"
+  "probe close-while-asleep|fail|-DPROBE_CLOSE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_data&&closed"
+  "probe recheck-finds-data|fail|-DPROBE_RECHECK_FINDS_DATA|$hunt||violated +!\\(\\(\\(\\(co_sleeping"
+  "probe abandoned|fail|-DPROBE_ABANDONED|$hunt||violated +\\(pr_ncache==0\\)"
+  "probe producer-gone-asleep|fail|-DPROBE_PRODUCER_GONE_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(fq_data&& !\\(pr_lock"
+  "probe consumer-gone-asleep|fail|-DPROBE_CONSUMER_GONE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_free&& !\\(co_lock"
+  "probe peer-died|fail|-DPROBE_PEER_DIED|$hunt||violated +\\(co_end!=2\\)"
+)
+
+now() { date +%s.%N; }
+
+# run_one INDEX: verifies runs[INDEX] in its own directory; writes
+# summary (one line) and verdict (ok/FAILED) there.
+run_one() {
+  local i=$1 name expect spin_flags cc_flags pan_flags pattern
+  IFS='|' read -r name expect spin_flags cc_flags pan_flags pattern <<<"${runs[$i]}"
+  local dir="$scratch/$i"
+  mkdir -p "$dir"
+  local start verdict=ok note=""
+  start=$(now)
+  # shellcheck disable=SC2086  # flags are word lists
+  if ! (cd "$dir" && "$spin_bin" $spin_flags -a "$model" >spin.log 2>&1); then
+    verdict=FAILED note="spin -a failed: $(tail -n 3 "$dir/spin.log" | tr '\n' ' ')"
+  elif ! (cd "$dir" && "$cc_bin" -w -O0 $cc_flags -DMEMLIM=2048 -o pan pan.c >cc.log 2>&1); then
+    verdict=FAILED note="compiling pan failed: $(tail -n 3 "$dir/cc.log" | tr '\n' ' ')"
+  else
+    (cd "$dir" && ./pan -m20000 $pan_flags >pan.log 2>&1) || true
+  fi
+  local seconds states="-" depth="-" errors="-" first=""
+  seconds=$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+  if [[ -f "$dir/pan.log" ]]; then
+    states=$(sed -n 's/^ *\([0-9.e+]*\) states, stored.*/\1/p' "$dir/pan.log" | head -n 1)
+    depth=$(sed -n 's/.*depth reached \([0-9]*\),.*/\1/p' "$dir/pan.log" | head -n 1)
+    errors=$(sed -n 's/.*errors: \([0-9]*\).*/\1/p' "$dir/pan.log" | head -n 1)
+    first=$(grep -m 1 -E '^pan:1:' "$dir/pan.log" || true)
+    if [[ -z "$errors" ]]; then
+      verdict=FAILED note="pan did not finish: $(tail -n 3 "$dir/pan.log" | tr '\n' ' ')"
+    elif [[ "$expect" == pass && "$errors" != 0 ]]; then
+      verdict=FAILED note="$first"
+    elif [[ "$expect" == pass ]] &&
+      grep -qE 'max search depth too small|out of memory|reached -DMEMLIM bound|Search not completed' "$dir/pan.log"; then
+      verdict=FAILED note="incomplete search: $(grep -m 1 -E 'max search depth|memory|MEMLIM|not completed' "$dir/pan.log")"
+    elif [[ "$expect" == fail && "$errors" == 0 ]]; then
+      verdict=FAILED note="spin found no error, but this run must fail"
+    elif [[ "$expect" == fail ]] && ! grep -qE "$pattern" <<<"$first"; then
+      verdict=FAILED note="unexpected error: $first"
+    elif [[ "$expect" == fail ]]; then
+      note="${first#pan:1: }"
+    fi
+  fi
+  printf '%-7s %-38s states %9s  depth %4s  errors %s  %5ss  %s\n' \
+    "$verdict" "$name ($expect)" "${states:--}" "${depth:--}" "${errors:--}" "$seconds" "$note" \
+    >"$dir/summary"
+  echo "$verdict" >"$dir/verdict"
+  if [[ "$verdict" != ok && -f "$dir/pan.log" ]]; then
+    {
+      echo "    --- pan output ($name) ---"
+      sed 's/^/    /' "$dir/pan.log" | head -n 40
+      if [[ -f "$dir/channel.pml.trail" ]]; then
+        echo "    --- last steps of the counterexample (spin $spin_flags -t -p channel.pml) ---"
+        # shellcheck disable=SC2086
+        (cd "$dir" && "$spin_bin" $spin_flags -t -p -k channel.pml.trail "$model" 2>&1 |
+          grep -E '^ *[0-9]+:[[:space:]]+proc' | grep -v '(monitor:' | tail -n 30 | sed 's/^/    /')
+      fi
+    } >>"$dir/summary"
+  fi
+}
+
+started=$(now)
+echo "spin model check: $model ($("$spin_bin" -V 2>&1 | head -n 1))"
+for i in "${!runs[@]}"; do
+  while (($(jobs -rp | wc -l) >= jobs)); do
+    wait -n || true
+  done
+  run_one "$i" &
+done
+wait
+
+failures=0
+for i in "${!runs[@]}"; do
+  cat "$scratch/$i/summary" 2>/dev/null || echo "FAILED  run $i (${runs[$i]%%|*}) left no result"
+  [[ "$(cat "$scratch/$i/verdict" 2>/dev/null)" == ok ]] || failures=$((failures + 1))
+done
+total=$(awk -v a="$started" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
+if ((failures > 0)); then
+  echo "spin model check: $failures of ${#runs[@]} runs did not end as expected (${total}s)"
+  exit 1
+fi
+echo "spin model check: all ${#runs[@]} runs as expected (${total}s)"
