@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <unistd.h>
 #include <boost/interprocess/mapped_region.hpp>
@@ -270,6 +271,67 @@ TEST_F(HostileRing, HeaderRewrittenAfterOpenIsNeverReadAgain) {
   st::ReadableBuffer view;
   ASSERT_EQ(consumer_->try_receive(view), st::Status::kOk);
   EXPECT_EQ(view.size(), 256U);
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Security, AnotherUserCannotAttachToAnOwnerOnlyChannel) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "needs root to act as a second user";
+  }
+  ChannelGuard guard(unique_channel("otheruser"));
+  auto producer = st::Producer::create(guard.name());  // mode 0600, owned by root
+  sluice::test::ChildProcess other([&]() -> int {
+    if (setgid(65534) != 0 || setuid(65534) != 0) {  // nobody
+      return 10;
+    }
+    try {
+      (void)st::Consumer::open(guard.name());
+      return 1;  // must not get in
+    } catch (const sluice::shm::SetupError& e) {
+      const std::string what = e.what();
+      return what.find("permission denied") != std::string::npos &&
+                     what.find(guard.name()) != std::string::npos
+                 ? 0
+                 : 2;
+    }
+  });
+  EXPECT_EQ(other.wait(), 0);
+}
+
+TEST(Security, AGroupReadableChannelAdmitsAnotherUserOnlyWhenAsked) {
+  if (geteuid() != 0) {
+    GTEST_SKIP() << "needs root to act as a second user";
+  }
+  ChannelGuard guard(unique_channel("shared"));
+  st::CreateOptions options;
+  options.mode = 0666;
+  auto producer = st::Producer::create(guard.name(), {}, options);
+  sluice::test::ChildProcess other([&]() -> int {
+    if (setgid(65534) != 0 || setuid(65534) != 0) {
+      return 10;
+    }
+    try {
+      auto consumer = st::Consumer::open(guard.name());
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 1;
+    }
+  });
+  EXPECT_EQ(other.wait(), 0);
+}
+
+TEST(Security, APlantedSymlinkIsNeverFollowedOnCreate) {
+  const std::string name = unique_channel("symlink");
+  const std::string target = "/tmp/" + name + ".target";
+  ASSERT_EQ(symlink(target.c_str(), sluice::shm::object_path(name).c_str()), 0);
+  EXPECT_THROW((void)st::Producer::create(name), sluice::shm::SetupError);
+  struct stat st {};
+  EXPECT_NE(stat(target.c_str(), &st), 0) << "the symlink target was created";
+  unlink(sluice::shm::object_path(name).c_str());
 }
 
 }  // namespace
