@@ -41,4 +41,17 @@ std::vector<RatePhase> parse_rate_schedule(const std::string& flag, const std::s
   return phases;
 }
 
+std::vector<RatePhase> rate_schedule_from(const Arguments& args) {
+  if (args.has("--rate") && args.has("--rate-schedule")) {
+    throw UsageError("give either --rate or --rate-schedule, not both");
+  }
+  if (args.has("--rate")) {
+    return {{0, args.real_number("--rate", 1e-3, 1e12)}};
+  }
+  if (args.has("--rate-schedule")) {
+    return parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
+  }
+  return {};
+}
+
 }  // namespace sluice::tools

@@ -3,8 +3,8 @@
 // Throttles a loop to a records-per-second schedule: phases of "SECONDS at
 // RATE" (RATE 0 = as fast as possible); the last phase's rate continues.
 
-#include <chrono>
 #include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <thread>
@@ -19,6 +19,11 @@ struct RatePhase {
 
 // Parses "SECONDS:RATE,SECONDS:RATE,..." (throws UsageError naming `flag`).
 std::vector<RatePhase> parse_rate_schedule(const std::string& flag, const std::string& text);
+
+class Arguments;
+// The schedule given by --rate R or --rate-schedule LIST (at most one of
+// them); empty when neither: unthrottled.
+std::vector<RatePhase> rate_schedule_from(const Arguments& args);
 
 class Pacer {
  public:
@@ -58,9 +63,9 @@ class Pacer {
       return;
     }
     stride_ = std::max<std::uint64_t>(1, static_cast<std::uint64_t>(rate * 50e-6));
-    const auto due = phase_started_ + std::chrono::duration_cast<Clock::duration>(
-                                          std::chrono::duration<double>(
-                                              static_cast<double>(in_phase_) / rate));
+    const auto due =
+        phase_started_ + std::chrono::duration_cast<Clock::duration>(
+                             std::chrono::duration<double>(static_cast<double>(in_phase_) / rate));
     if (due > now + std::chrono::microseconds(100)) {
       before_sleep();
       std::this_thread::sleep_until(due);
@@ -87,9 +92,9 @@ class Pacer {
 
   std::vector<RatePhase> phases_;
   std::size_t phase_ = 0;
-  std::uint64_t in_phase_ = 0;   // records paced in the current phase
+  std::uint64_t in_phase_ = 0;  // records paced in the current phase
   std::uint64_t since_check_ = 0;
-  std::uint64_t stride_ = 1;      // records between clock reads
+  std::uint64_t stride_ = 1;  // records between clock reads
   Clock::time_point phase_started_{};
 };
 

@@ -50,10 +50,11 @@ std::string LineChart::to_svg(int width, int height) const {
   auto py = [&](double y) { return top + plot_h * (1.0 - std::clamp(y, 0.0, y_max) / y_max); };
 
   std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) +
-                    "\" height=\"" + std::to_string(height) + "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+                    "\" height=\"" + std::to_string(height) +
+                    "\" font-family=\"sans-serif\" font-size=\"12\">\n";
   svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  svg += "<text x=\"" + number(width / 2.0) + "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" +
-         escape(title) + "</text>\n";
+  svg += "<text x=\"" + number(width / 2.0) +
+         "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + escape(title) + "</text>\n";
   // Grid and y axis labels.
   for (double y = 0; y <= y_max + 1e-9; y += 20) {
     svg += "<line x1=\"" + number(left) + "\" y1=\"" + number(py(y)) + "\" x2=\"" +
@@ -75,8 +76,9 @@ std::string LineChart::to_svg(int width, int height) const {
          ") rotate(-90)\" text-anchor=\"middle\">" + escape(y_label) + "</text>\n";
   // Phase boundaries.
   for (const auto& m : markers) {
-    svg += "<line x1=\"" + number(px(m.x)) + "\" y1=\"" + number(top) + "\" x2=\"" + number(px(m.x)) +
-           "\" y2=\"" + number(top + plot_h) + "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n";
+    svg += "<line x1=\"" + number(px(m.x)) + "\" y1=\"" + number(top) + "\" x2=\"" +
+           number(px(m.x)) + "\" y2=\"" + number(top + plot_h) +
+           "\" stroke=\"#888\" stroke-dasharray=\"5,4\"/>\n";
     svg += "<text x=\"" + number(px(m.x) + 4) + "\" y=\"" + number(top + 14) +
            "\" fill=\"#444\" font-size=\"11\">" + escape(m.label) + "</text>\n";
   }

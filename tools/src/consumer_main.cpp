@@ -8,6 +8,7 @@
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/progress.hpp"
+#include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/record_reader.hpp"
@@ -65,16 +66,7 @@ Options parse(int argc, char** argv) {
   o.channel = args.text("--channel");
   o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
   o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
-  if (args.has("--rate") && args.has("--rate-schedule")) {
-    throw sluice::tools::UsageError("give either --rate or --rate-schedule, not both");
-  }
-  if (args.has("--rate")) {
-    o.schedule = {{0, args.real_number("--rate", 1e-3, 1e12)}};
-  }
-  if (args.has("--rate-schedule")) {
-    o.schedule =
-        sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
-  }
+  o.schedule = sluice::tools::rate_schedule_from(args);
   if (args.has("--wait")) {
     o.wait_seconds = args.real_number("--wait", 0, 86400);
   }
@@ -82,19 +74,6 @@ Options parse(int argc, char** argv) {
   o.resume = args.has("--resume");
   o.json = args.has("--json");
   return o;
-}
-
-void report_failure(bool json, const std::string& message) {
-  if (json) {
-    std::printf("%s\n", JsonLine()
-                            .add("role", "consumer")
-                            .add("type", "error")
-                            .add("error", message)
-                            .str()
-                            .c_str());
-    std::fflush(stdout);
-  }
-  std::fprintf(stderr, "sluice-consumer: %s\n", message.c_str());
 }
 
 }  // namespace
@@ -115,7 +94,7 @@ int main(int argc, char** argv) {
         std::chrono::duration<double>(options.wait_seconds));
     consumer.emplace(st::Consumer::open(options.channel, open));
   } catch (const std::exception& e) {
-    report_failure(options.json, e.what());
+    sluice::tools::report_failure("consumer", options.json, e.what());
     return 2;
   }
 
@@ -179,7 +158,7 @@ int main(int argc, char** argv) {
     if (!error.empty()) {
       message += "; " + error;
     }
-    report_failure(options.json, message);
+    sluice::tools::report_failure("consumer", options.json, message);
   }
 
   const double idle =

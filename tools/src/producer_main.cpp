@@ -8,6 +8,7 @@
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/progress.hpp"
+#include "../common/report.hpp"
 #include "sluice/shm/setup_error.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_writer.hpp"
@@ -69,16 +70,7 @@ Options parse(int argc, char** argv) {
   o.channel = args.text("--channel");
   o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
   o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
-  if (args.has("--rate") && args.has("--rate-schedule")) {
-    throw sluice::tools::UsageError("give either --rate or --rate-schedule, not both");
-  }
-  if (args.has("--rate")) {
-    o.schedule = {{0, args.real_number("--rate", 1e-3, 1e12)}};
-  }
-  if (args.has("--rate-schedule")) {
-    o.schedule =
-        sluice::tools::parse_rate_schedule("--rate-schedule", args.text("--rate-schedule"));
-  }
+  o.schedule = sluice::tools::rate_schedule_from(args);
   if (auto bytes = args.optional_unsigned("--buffer-size", st::ChannelConfig::kMinBufferBytes,
                                           st::ChannelConfig::kMaxBufferBytes)) {
     o.config.buffer_bytes = static_cast<std::uint32_t>(*bytes);
@@ -105,19 +97,6 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
-void report_failure(bool json, const std::string& message) {
-  if (json) {
-    std::printf("%s\n", JsonLine()
-                            .add("role", "producer")
-                            .add("type", "error")
-                            .add("error", message)
-                            .str()
-                            .c_str());
-    std::fflush(stdout);
-  }
-  std::fprintf(stderr, "sluice-producer: %s\n", message.c_str());
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -133,7 +112,7 @@ int main(int argc, char** argv) {
   try {
     producer.emplace(st::Producer::create(options.channel, options.config, options.create));
   } catch (const std::exception& e) {
-    report_failure(options.json, e.what());
+    sluice::tools::report_failure("producer", options.json, e.what());
     return 2;
   }
 
@@ -176,8 +155,9 @@ int main(int argc, char** argv) {
     } else if (status == st::Status::kCorrupt) {
       why = producer->corruption();
     }
-    report_failure(options.json, "stopped after " + std::to_string(sent) + " of " +
-                                     std::to_string(options.records) + " records: " + why);
+    sluice::tools::report_failure("producer", options.json,
+                                  "stopped after " + std::to_string(sent) + " of " +
+                                      std::to_string(options.records) + " records: " + why);
   }
   if (options.json) {
     JsonLine summary;

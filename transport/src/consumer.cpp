@@ -242,12 +242,7 @@ void Consumer::detach() noexcept {
 
 Consumer Consumer::open(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
-  if (!mapping.try_lock_role(Role::kConsumer)) {
-    const auto pid = mapping.control().consumer.pid.load(std::memory_order_relaxed);
-    throw sluice::shm::SetupError("channel \"" + std::string(name) +
-                                  "\" already has a consumer attached (pid " + std::to_string(pid) +
-                                  "); only one consumer may attach at a time");
-  }
+  detail::claim_role(mapping, Role::kConsumer);
   const bool takes_over = mapping.control().consumer.state.load(std::memory_order_acquire) !=
                           static_cast<std::uint32_t>(EndpointState::kNeverAttached);
   detail::register_endpoint(mapping.control().consumer);

@@ -1,8 +1,24 @@
 #include "endpoint_registration.hpp"
 
+#include <string>
+
 #include "sluice/shm/process_identity.hpp"
+#include "sluice/shm/setup_error.hpp"
 
 namespace sluice::transport::detail {
+
+void claim_role(const ChannelMapping& mapping, Role role) {
+  if (mapping.try_lock_role(role)) {
+    return;
+  }
+  const EndpointRecord& holder =
+      role == Role::kProducer ? mapping.control().producer : mapping.control().consumer;
+  const char* what = role == Role::kProducer ? "producer" : "consumer";
+  throw sluice::shm::SetupError("channel \"" + mapping.name() + "\" already has a " + what +
+                                " attached (pid " +
+                                std::to_string(holder.pid.load(std::memory_order_relaxed)) +
+                                "); only one " + what + " may attach at a time");
+}
 
 void register_endpoint(EndpointRecord& record) {
   const auto self = sluice::shm::ProcessIdentity::self();

@@ -226,12 +226,7 @@ Producer Producer::create(std::string_view name, const ChannelConfig& config,
 Producer Producer::attach(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
   const ChannelControl& control = mapping.control();
-  if (!mapping.try_lock_role(Role::kProducer)) {
-    throw sluice::shm::SetupError(
-        "channel \"" + std::string(name) + "\" already has a producer attached (pid " +
-        std::to_string(control.producer.pid.load(std::memory_order_relaxed)) +
-        "); only one producer may attach at a time");
-  }
+  detail::claim_role(mapping, Role::kProducer);
   if (control.stream.closed.load(std::memory_order_acquire) != 0) {
     mapping.unlock_role(Role::kProducer);
     throw sluice::shm::SetupError("channel \"" + std::string(name) +

@@ -1,0 +1,23 @@
+#pragma once
+
+// How the demo programs report a failure: always on stderr, and also as a
+// JSON line ("type": "error") on stdout when --json was given.
+
+#include <cstdio>
+#include <string>
+
+#include "json_line.hpp"
+
+namespace sluice::tools {
+
+inline void report_failure(const std::string& role, bool json, const std::string& message) {
+  if (json) {
+    std::printf(
+        "%s\n",
+        JsonLine().add("role", role).add("type", "error").add("error", message).str().c_str());
+    std::fflush(stdout);
+  }
+  std::fprintf(stderr, "sluice-%s: %s\n", role.c_str(), message.c_str());
+}
+
+}  // namespace sluice::tools
