@@ -1,0 +1,204 @@
+// What this machine allows at best, measured in the same run as the
+// transports: single-core memcpy bandwidth (in cache and from memory), the
+// round trip of one cache line between two cores, and the cost of only
+// filling and checking the standard records on one core.
+
+#include <pthread.h>
+#include <sched.h>
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "harness.hpp"
+
+namespace cmp {
+namespace {
+
+// Makes the compiler assume `p`'s memory is read and written here.
+inline void clobber(const void* p) {
+  asm volatile("" : : "r"(p) : "memory");
+}
+
+struct AlignedBuffer {
+  explicit AlignedBuffer(std::size_t bytes)
+      : data(static_cast<std::byte*>(::operator new (bytes, std::align_val_t{4096}))), size(bytes) {
+    std::memset(data, 1, bytes);  // fault every page in
+  }
+  AlignedBuffer(const AlignedBuffer&) = delete;
+  AlignedBuffer& operator=(const AlignedBuffer&) = delete;
+  ~AlignedBuffer() { ::operator delete (data, std::align_val_t{4096}); }
+  std::byte* data;
+  std::size_t size;
+};
+
+double memcpy_gbps(std::size_t bytes, double seconds) {
+  AlignedBuffer source(bytes);
+  AlignedBuffer target(bytes);
+  std::memcpy(target.data, source.data, bytes);  // warm up
+  std::uint64_t copied = 0;
+  const auto start = Clock::now();
+  const auto until = start + std::chrono::duration<double>(seconds);
+  Clock::time_point now;
+  do {
+    std::memcpy(target.data, source.data, bytes);
+    clobber(target.data);
+    copied += bytes;
+    now = Clock::now();
+  } while (now < until);
+  return static_cast<double>(copied) / std::chrono::duration<double>(now - start).count() / 1e9;
+}
+
+void pin_thread(int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (pthread_setaffinity_np(pthread_self(), sizeof(set), &set) != 0) {
+    fail("cannot pin a thread to cpu " + std::to_string(cpu));
+  }
+}
+
+struct alignas(64) Line {
+  std::atomic<std::uint64_t> value{0};
+  char pad[64 - sizeof(std::atomic<std::uint64_t>)];
+};
+
+// One cache line bounced between cpu 0 and cpu 1: the first thread writes
+// an odd value and spins until the second answers with the next even one.
+CachelineRtt cacheline_rtt(std::uint64_t rounds) {
+  Line line;
+  std::vector<std::int64_t> samples(rounds);
+  std::exception_ptr error;
+  constexpr std::uint64_t kBatch = 1000;
+  constexpr std::uint64_t kBatches = 200;
+  std::thread echo([&] {
+    try {
+      pin_thread(1);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    for (std::uint64_t i = 0; i < kBatches * kBatch + rounds; ++i) {
+      while (line.value.load(std::memory_order_acquire) != 2 * i + 1) {
+      }
+      line.value.store(2 * i + 2, std::memory_order_release);
+    }
+  });
+  try {
+    pin_thread(0);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  // First batches timed as a whole (no clock reads inside; the median batch,
+  // so that a preemption does not count), then one by one.
+  std::vector<double> batch_means;
+  for (std::uint64_t b = 0; b < kBatches; ++b) {
+    const std::int64_t batch_start = now_ns();
+    for (std::uint64_t k = 0; k < kBatch; ++k) {
+      const std::uint64_t i = b * kBatch + k;
+      line.value.store(2 * i + 1, std::memory_order_release);
+      while (line.value.load(std::memory_order_acquire) != 2 * i + 2) {
+      }
+    }
+    batch_means.push_back(static_cast<double>(now_ns() - batch_start) / kBatch);
+  }
+  std::sort(batch_means.begin(), batch_means.end());
+  for (std::uint64_t k = 0; k < rounds; ++k) {
+    const std::uint64_t i = kBatches * kBatch + k;
+    const std::int64_t start = now_ns();
+    line.value.store(2 * i + 1, std::memory_order_release);
+    while (line.value.load(std::memory_order_acquire) != 2 * i + 2) {
+    }
+    samples[k] = now_ns() - start;
+  }
+  echo.join();
+  if (error) {
+    std::rethrow_exception(error);
+  }
+  Report report;
+  summarise_latency(samples, report);
+  CachelineRtt result;
+  result.mean_ns = batch_means[batch_means.size() / 2];
+  result.p50_ns = report.latency_ns[0];
+  result.p99_ns = report.latency_ns[1];
+  return result;
+}
+
+// Records per second for `step(record, sequence)` over a working set of
+// max(size, 256 KiB) bytes, one record after another.
+template <class Step>
+double records_per_second(std::size_t size, double seconds, const Step& step) {
+  const std::size_t count = std::max<std::size_t>(1, (256 * 1024) / size);
+  AlignedBuffer memory(count * size);
+  for (std::size_t i = 0; i < count; ++i) {
+    pattern::fill({memory.data + i * size, size}, i);
+  }
+  std::uint64_t done = 0;
+  const auto start = Clock::now();
+  const auto until = start + std::chrono::duration<double>(seconds);
+  Clock::time_point now;
+  do {
+    for (std::size_t i = 0; i < count; ++i) {
+      const std::span<std::byte> record(memory.data + i * size, size);
+      step(record, done + i, i);
+      clobber(record.data());
+    }
+    done += count;
+    now = Clock::now();
+  } while (now < until);
+  return static_cast<double>(done) / std::chrono::duration<double>(now - start).count();
+}
+
+}  // namespace
+
+Limits measure_limits(const std::vector<std::size_t>& sizes, double seconds_each) {
+  Limits limits;
+  try {
+    limits.memcpy_cache_gbps = memcpy_gbps(256 * 1024, seconds_each);
+    limits.memcpy_memory_gbps = memcpy_gbps(256 << 20, std::max(seconds_each, 0.5));
+    for (const std::size_t size : sizes) {
+      Limits::FillCheck row;
+      row.size = size;
+      bool ok = true;
+      row.fill_check_rps = records_per_second(
+          size, seconds_each,
+          [&ok](std::span<std::byte> record, std::uint64_t sequence, std::size_t) {
+            pattern::fill(record, sequence);
+            clobber(record.data());
+            ok &=
+                pattern::sequence_of(record) == sequence && pattern::body_matches(record, sequence);
+          });
+      row.fill_rps = records_per_second(
+          size, seconds_each, [](std::span<std::byte> record, std::uint64_t sequence, std::size_t) {
+            pattern::fill(record, sequence);
+          });
+      row.check_rps = records_per_second(
+          size, seconds_each, [&ok](std::span<std::byte> record, std::uint64_t, std::size_t index) {
+            // The working set was filled with sequence = index.
+            ok &= pattern::sequence_of(record) == index && pattern::body_matches(record, index);
+          });
+      if (!ok) {
+        limits.problem = "fill/check mismatch at " + std::to_string(size) + " bytes";
+      }
+      limits.fill_check.push_back(row);
+    }
+  } catch (const std::exception& error) {
+    limits.problem = error.what();
+  }
+  return limits;
+}
+
+CachelineRtt measure_cacheline(std::uint64_t rounds) {
+  try {
+    return cacheline_rtt(rounds);
+  } catch (const std::exception& error) {
+    CachelineRtt result;
+    result.problem = error.what();
+    return result;
+  }
+}
+
+}  // namespace cmp

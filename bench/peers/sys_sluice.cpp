@@ -1,0 +1,228 @@
+// Sluice: the record API (RecordWriter/RecordReader, default channel) for
+// records up to 1 KiB; the zero-copy buffer API (acquire, fill in place,
+// commit; receive, check in place, release) for 64 KiB and 1 MiB records,
+// one record per buffer. Ping-pong: one channel each way, record API with
+// every record handed over at once (flush timeout 0).
+
+#include <algorithm>
+#include <chrono>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "harness.hpp"
+#include "sluice/transport/buffers.hpp"
+#include "sluice/transport/channel.hpp"
+#include "sluice/transport/consumer.hpp"
+#include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_reader.hpp"
+#include "sluice/transport/record_writer.hpp"
+#include "sluice/transport/status.hpp"
+
+namespace cmp {
+namespace {
+
+namespace st = sluice::transport;
+
+constexpr std::size_t kRecordApiMaxBytes = 1024;
+constexpr auto kWaitForChannel = std::chrono::seconds(10);
+
+std::string status_text(st::Status status) {
+  return std::string(st::to_string(status));
+}
+
+void expect_ok(st::Status status, const char* what, std::uint64_t sequence) {
+  if (status != st::Status::kOk) [[unlikely]] {
+    fail(std::string(what) + " " + std::to_string(sequence) + ": " + status_text(status));
+  }
+}
+
+st::ChannelConfig buffer_api_config(std::size_t size) {
+  st::ChannelConfig config;
+  config.buffer_bytes = static_cast<std::uint32_t>(size);
+  // The default 2 MiB in flight, at least 8 buffers.
+  config.buffer_count = std::max<std::uint32_t>(8, static_cast<std::uint32_t>((2U << 20) / size));
+  return config;
+}
+
+void apply_policy(const PingWork& work, st::Producer& producer, st::Consumer& consumer) {
+  if (work.no_spin) {
+    st::WaitPolicy policy;
+    policy.spin_rounds = 0;
+    policy.yield_rounds = 0;
+    producer.set_wait_policy(policy);
+    consumer.set_wait_policy(policy);
+  }
+}
+
+st::Consumer open_consumer(const std::string& name) {
+  st::OpenOptions options;
+  options.wait_for_channel = kWaitForChannel;
+  st::Consumer consumer = st::Consumer::open(name, options);
+  st::remove_channel(name);  // both ends attached: the name is no longer needed
+  return consumer;
+}
+
+class SluiceSystem final : public System {
+ public:
+  [[nodiscard]] std::string name() const override { return "sluice"; }
+
+  void prepare(const std::string& tag, bool /*ping*/) override { tag_ = tag; }
+  void cleanup() override {
+    // Normally removed by the consumer already; this is for failed runs.
+    st::remove_channel(channel("x"));
+    st::remove_channel(channel("ping"));
+    st::remove_channel(channel("pong"));
+  }
+
+  void produce(Link& link, const Work& work) override {
+    if (work.size <= kRecordApiMaxBytes) {
+      produce_records(link, work);
+    } else {
+      produce_buffers(link, work);
+    }
+  }
+  void consume(Link& link, const Work& work) override {
+    if (work.size <= kRecordApiMaxBytes) {
+      consume_records(link, work);
+    } else {
+      consume_buffers(link, work);
+    }
+  }
+
+  void ping(Link& link, const PingWork& work) override {
+    st::Producer producer = st::Producer::create(channel("ping"), st::ChannelConfig{});
+    st::Consumer consumer = open_consumer(channel("pong"));
+    apply_policy(work, producer, consumer);
+    st::RecordWriter writer(producer, std::chrono::nanoseconds::zero());  // hand over every record
+    st::RecordReader reader(consumer);
+    std::vector<std::byte> message(PingWork::kBytes);
+    std::vector<std::int64_t> samples;
+    samples.reserve(work.rounds);
+    link.ready();
+    std::span<const std::byte> reply;
+    for (std::uint64_t i = 0; i < work.total(); ++i) {
+      pattern::fill(message, i);
+      const std::int64_t start = now_ns();
+      expect_ok(writer.write(message), "ping", i);
+      st::Status status;
+      if (work.busy_poll) {
+        while ((status = reader.try_next(reply)) == st::Status::kWouldBlock) {
+        }
+      } else {
+        status = reader.next(reply);
+      }
+      const std::int64_t end = now_ns();
+      expect_ok(status, "pong", i);
+      check_record(reply, PingWork::kBytes, i);
+      if (i >= work.warmup) {
+        samples.push_back(end - start);
+      }
+    }
+    link.done();
+    summarise_latency(samples, link.report());
+    expect_ok(writer.close(), "close", work.total());
+  }
+
+  void pong(Link& link, const PingWork& work) override {
+    st::Consumer consumer = open_consumer(channel("ping"));
+    st::Producer producer = st::Producer::create(channel("pong"), st::ChannelConfig{});
+    apply_policy(work, producer, consumer);
+    st::RecordReader reader(consumer);
+    st::RecordWriter writer(producer, std::chrono::nanoseconds::zero());
+    link.ready();
+    std::span<const std::byte> message;
+    for (std::uint64_t i = 0; i < work.total(); ++i) {
+      st::Status status;
+      if (work.busy_poll) {
+        while ((status = reader.try_next(message)) == st::Status::kWouldBlock) {
+        }
+      } else {
+        status = reader.next(message);
+      }
+      expect_ok(status, "ping", i);
+      check_record(message, PingWork::kBytes, i);
+      expect_ok(writer.write(message), "pong", i);
+    }
+    link.done();
+    expect_ok(writer.close(), "close", work.total());
+  }
+
+ private:
+  [[nodiscard]] std::string channel(const char* what) const { return "cmp-" + tag_ + "-" + what; }
+
+  void produce_records(Link& link, const Work& work) {
+    st::Producer producer = st::Producer::create(channel("x"), st::ChannelConfig{});
+    std::vector<std::byte> record(work.size);
+    link.ready();
+    {
+      st::RecordWriter writer(producer);
+      for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
+        pattern::fill(record, sequence);
+        expect_ok(writer.write(record), "record", sequence);
+      }
+      expect_ok(writer.close(), "close", work.records);
+    }
+    link.done();
+  }
+
+  void consume_records(Link& link, const Work& work) {
+    st::Consumer consumer = open_consumer(channel("x"));
+    link.ready();
+    st::RecordReader reader(consumer);
+    std::span<const std::byte> record;
+    for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
+      const st::Status status = reader.next(record);
+      if (status != st::Status::kOk) [[unlikely]] {
+        const char* framing = reader.framing_error();
+        fail("record " + std::to_string(sequence) + ": " + status_text(status) +
+             (framing != nullptr ? std::string(" (") + framing + ")" : std::string()));
+      }
+      check_record(record, work.size, sequence);
+    }
+    link.done();
+    const st::Status end = reader.next(record);
+    if (end != st::Status::kClosed) {
+      fail("after the last record: " + status_text(end) + " instead of closed");
+    }
+  }
+
+  void produce_buffers(Link& link, const Work& work) {
+    st::Producer producer = st::Producer::create(channel("x"), buffer_api_config(work.size));
+    link.ready();
+    for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
+      st::WritableBuffer buffer;
+      expect_ok(producer.acquire(buffer), "acquire", sequence);
+      pattern::fill(buffer.data().first(work.size), sequence);
+      expect_ok(producer.commit(std::move(buffer), work.size, 1), "commit", sequence);
+    }
+    producer.close();
+    link.done();
+  }
+
+  void consume_buffers(Link& link, const Work& work) {
+    st::Consumer consumer = open_consumer(channel("x"));
+    link.ready();
+    for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
+      st::ReadableBuffer buffer;  // released at the end of each round
+      expect_ok(consumer.receive(buffer), "buffer", sequence);
+      check_record(buffer.data(), work.size, sequence);
+    }
+    link.done();
+    st::ReadableBuffer extra;
+    const st::Status end = consumer.receive(extra);
+    if (end != st::Status::kClosed) {
+      fail("after the last buffer: " + status_text(end) + " instead of closed");
+    }
+  }
+
+  std::string tag_;
+};
+
+}  // namespace
+
+std::unique_ptr<System> make_sluice() {
+  return std::make_unique<SluiceSystem>();
+}
+
+}  // namespace cmp
