@@ -242,3 +242,37 @@ TEST(Records, OversizedSpanningRecordIsRefusedNotAllocated) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Records, RecordsWrittenInPlaceArriveLikeCopiedOnes) {
+  ChannelGuard guard(unique_channel("inplace"));
+  auto producer = st::Producer::create(guard.name(), config_of(3, 256));
+  auto consumer = st::Consumer::open(guard.name());
+  std::thread writer_thread([&producer] {
+    st::RecordWriter writer(producer);
+    for (std::uint64_t seq = 0; seq < 5000; ++seq) {
+      std::span<std::byte> room;
+      ASSERT_EQ(writer.begin_record(8 + seq % 200, room), st::Status::kOk);
+      st::pattern::fill(room, seq);
+      ASSERT_EQ(writer.finish_record(), st::Status::kOk);
+    }
+    std::span<std::byte> too_big;
+    EXPECT_EQ(writer.begin_record(253, too_big), st::Status::kInvalidArgument);
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  });
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  std::uint64_t seq = 0;
+  while (reader.next_for(record, 30s) == st::Status::kOk) {
+    ASSERT_EQ(record.size(), 8 + seq % 200);
+    ASSERT_TRUE(st::pattern::body_matches(record, seq));
+    ASSERT_EQ(st::pattern::sequence_of(record), seq);
+    ++seq;
+  }
+  writer_thread.join();
+  EXPECT_EQ(seq, 5000U);
+  EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 5000U);
+}
+
+}  // namespace

@@ -50,15 +50,16 @@ void RecordReader::release_current() noexcept {
 
 Status RecordReader::corrupt(const char* why) noexcept {
   framing_error_ = why;
+  release_current();  // also keeps the inline fast path from reading past the bad frame
   return Status::kCorrupt;
 }
 
-Status RecordReader::next_until(std::span<const std::byte>& record,
-                                const Deadline& deadline) noexcept {
+Status RecordReader::next_slow(std::span<const std::byte>& record,
+                               const Deadline& deadline) noexcept {
   if (framing_error_ != nullptr) {
     return Status::kCorrupt;
   }
-  if (!assembling_) {
+  if (!assembling_ && !fragments_.empty()) {
     release_fragments();  // the record they carried was returned by the last call
   }
   for (;;) {

@@ -103,6 +103,25 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
   }
 }
 
+Status RecordWriter::make_room(std::size_t needed) noexcept {
+  if (needed > producer_->config().buffer_bytes) {
+    return Status::kInvalidArgument;
+  }
+  if (const Status status = flush(); status != Status::kOk) {
+    return status;
+  }
+  if (const Status status = start_buffer(Deadline::never()); status != Status::kOk) {
+    return status;
+  }
+  if (needed > room_) {  // the discard frame of a resumed stream took the first bytes
+    if (const Status status = flush(); status != Status::kOk) {
+      return status;
+    }
+    return start_buffer(Deadline::never());
+  }
+  return Status::kOk;
+}
+
 Status RecordWriter::flush() noexcept {
   if (!current_.valid() || used_ == 0) {
     return Status::kOk;

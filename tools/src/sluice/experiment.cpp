@@ -385,7 +385,10 @@ int run_experiment(int argc, char** argv) {
   for (std::size_t i = 1; i < calibration.windows.size(); ++i) {
     rates.push_back(calibration.windows[i].consumer_rate);
   }
-  const double top = median(rates.empty() ? std::vector<double>{calibration.windows.front().consumer_rate} : rates);
+  // The best window: on a shared machine interference only ever slows a
+  // window down, so the fastest one is the closest to the real top speed.
+  const double top = rates.empty() ? calibration.windows.front().consumer_rate
+                                   : *std::max_element(rates.begin(), rates.end());
   std::printf("top speed: %.0f records/s\n", top);
 
   const std::vector<Phase> phases = {
@@ -436,6 +439,11 @@ int run_experiment(int argc, char** argv) {
     consumer_line.y.push_back(100.0 * w.consumer_rate / top);
   }
   chart.series = {producer_line, consumer_line};
+  for (const ChartSeries& line : chart.series) {  // a noisy machine can beat its measured top speed
+    for (double y : line.y) {
+      chart.y_max = std::max(chart.y_max, std::ceil((y + 10) / 20) * 20);
+    }
+  }
   for (std::size_t i = 0; i < phases.size(); ++i) {
     chart.markers.push_back({s.phase_seconds * static_cast<double>(i), phases[i].label});
   }

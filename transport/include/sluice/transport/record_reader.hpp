@@ -9,6 +9,7 @@
 #include "sluice/transport/buffers.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/deadline.hpp"
+#include "sluice/transport/record_frame.hpp"
 #include "sluice/transport/status.hpp"
 
 namespace sluice::transport {
@@ -44,13 +45,32 @@ class RecordReader {
   Status next_for(std::span<const std::byte>& record, std::chrono::nanoseconds timeout) noexcept {
     return next_until(record, Deadline::after(timeout));
   }
-  Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
+  Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
+    // Fast path, inline: the next frame is a whole record in the current buffer.
+    if (current_.valid() && !assembling_ && fragments_.empty()) [[likely]] {
+      const std::span<const std::byte> data = current_.data();
+      if (offset_ + frame::kHeaderBytes <= data.size()) {
+        const std::uint32_t word = frame::read_header(data.data() + offset_);
+        const std::size_t left = data.size() - offset_ - frame::kHeaderBytes;
+        if ((word & ~frame::kLengthMask) == 0 && word <= left) {
+          record = data.subspan(offset_ + frame::kHeaderBytes, word);
+          offset_ += frame::kHeaderBytes + word;
+          seen_record_start_ = true;
+          ++records_in_buffer_;
+          ++records_total_;
+          return Status::kOk;
+        }
+      }
+    }
+    return next_slow(record, deadline);
+  }
 
   [[nodiscard]] std::uint64_t records_read() const noexcept { return records_total_; }
   // Why the last kCorrupt was returned, when the stream's framing was at fault.
   [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
 
  private:
+  Status next_slow(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status corrupt(const char* why) noexcept;
   void release_current() noexcept;
   void hold_fragment() noexcept;

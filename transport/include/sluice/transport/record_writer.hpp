@@ -41,6 +41,31 @@ class RecordWriter {
     }
     return write_slow(record, Deadline::never());
   }
+  // Writes a record in place: reserves `bytes` for the next record in the
+  // current buffer (blocking for a buffer when needed) and returns them in
+  // `out` to be filled, without the copy write() makes. The record counts
+  // once finish_record() is called, before any other call on this writer.
+  // Only for records that fit in one buffer (kInvalidArgument otherwise).
+  Status begin_record(std::size_t bytes, std::span<std::byte>& out) noexcept {
+    const std::size_t needed = frame::kHeaderBytes + bytes;
+    if (needed > room_) [[unlikely]] {
+      if (const Status status = make_room(needed); status != Status::kOk) {
+        return status;
+      }
+    }
+    std::byte* at = current_.data().data() + used_;
+    frame::write_header(at, static_cast<std::uint32_t>(bytes));
+    out = std::span<std::byte>(at + frame::kHeaderBytes, bytes);
+    used_ += needed;
+    room_ -= needed;
+    return Status::kOk;
+  }
+  Status finish_record() noexcept {
+    ++records_in_buffer_;
+    ++records_total_;
+    return after_append();
+  }
+
   // As write(), but gives up with kTimeout if no buffer is free by the
   // deadline before the record's first byte is placed. Once part of a
   // spanning record is handed over, the rest is waited for without deadline
@@ -60,9 +85,7 @@ class RecordWriter {
   void append_whole(std::span<const std::byte> record) noexcept {
     std::byte* at = current_.data().data() + used_;
     frame::write_header(at, static_cast<std::uint32_t>(record.size()));
-    if (!record.empty()) {
-      std::memcpy(at + frame::kHeaderBytes, record.data(), record.size());
-    }
+    frame::copy_payload(at + frame::kHeaderBytes, record.data(), record.size());
     const std::size_t needed = frame::kHeaderBytes + record.size();
     used_ += needed;
     room_ -= needed;
@@ -79,6 +102,7 @@ class RecordWriter {
     return Status::kOk;
   }
   Status write_slow(std::span<const std::byte> record, const Deadline& deadline) noexcept;
+  Status make_room(std::size_t needed) noexcept;
   Status start_buffer(const Deadline& deadline) noexcept;
 
   static constexpr std::uint32_t kClockCheckMask = 63;  // read the clock every 64 writes
