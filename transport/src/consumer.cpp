@@ -28,6 +28,8 @@ struct ConsumerState {
     bytes = c.bytes.load(std::memory_order_relaxed);
     buffers = c.buffers.load(std::memory_order_relaxed);
     idle_ns = c.idle_ns.load(std::memory_order_relaxed);
+    // A predecessor that died while waiting left its wait open; it is over.
+    control->consumer_counters.idle_since_ns.store(0, std::memory_order_relaxed);
   }
 
   Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {

@@ -29,6 +29,8 @@ struct ProducerState {
     bytes = c.bytes.load(std::memory_order_relaxed);
     buffers = c.buffers.load(std::memory_order_relaxed);
     blocked_ns = c.blocked_ns.load(std::memory_order_relaxed);
+    // A predecessor that died while blocked left its wait open; it is over.
+    control->producer_counters.blocked_since_ns.store(0, std::memory_order_relaxed);
   }
 
   Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {
