@@ -7,7 +7,11 @@
 namespace sluice::transport {
 
 RecordReader::RecordReader(Consumer& consumer, RecordReaderOptions options)
-    : consumer_(&consumer), options_(options), fragment_limit_(consumer.config().buffer_count) {
+    : consumer_(&consumer),
+      options_(options),
+      // A quarter of the pool at most: holding more keeps the producer from
+      // writing ahead and halves the throughput of records near the pool size.
+      fragment_limit_(consumer.config().buffer_count / 4 + 2) {
   fragments_.reserve(fragment_limit_);
 }
 
@@ -19,8 +23,8 @@ RecordReader::~RecordReader() {
 // Keeps the buffer of a fragment until its record is complete and returned,
 // so that if this consumer dies, a successor receives the record's start
 // again (at-least-once). The producer needs buffers to finish the record:
-// at most buffer_count - 2 are kept; past that the oldest goes back, and a
-// crash in that record loses its start (the successor then skips the tail).
+// at most a quarter of the pool is kept; past that the oldest goes back, and a crash
+// in that record loses its start (the successor then skips the tail).
 void RecordReader::hold_fragment() noexcept {
   consumer_->count_records(records_in_buffer_);
   records_in_buffer_ = 0;
