@@ -6,6 +6,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "common/fd_io.hpp"
+
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -58,21 +60,7 @@ std::string describe(st::Status status) {
 // ---------------------------------------------------------------------------
 // The forked consumer
 
-bool write_all(int fd, const void* data, std::size_t bytes) {
-  const auto* at = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, at, bytes);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return false;
-    }
-    at += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
+using sluice::bench::write_all;
 
 // Runs in the child: attach, say so, consume, report the time the last item
 // was verified. Exits 0 only if everything arrived intact; never returns.

@@ -1,4 +1,5 @@
 #include "harness.hpp"
+#include "../common/fd_io.hpp"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -86,21 +87,7 @@ void summarise_latency(std::vector<std::int64_t>& samples, Report& report) {
 
 namespace {
 
-bool write_all(int fd, const void* data, std::size_t bytes) {
-  const auto* at = static_cast<const char*>(data);
-  while (bytes > 0) {
-    const ssize_t n = ::write(fd, at, bytes);
-    if (n < 0 && errno == EINTR) {
-      continue;
-    }
-    if (n <= 0) {
-      return false;
-    }
-    at += n;
-    bytes -= static_cast<std::size_t>(n);
-  }
-  return true;
-}
+using sluice::bench::write_all;
 
 char read_byte(int fd) {
   char c = 0;
