@@ -162,6 +162,24 @@ class System {
   virtual void pong(Link& link, const PingWork& work) = 0;  // server: echoes
 };
 
+// A peer that was not built (its library was missing): listed in the tables
+// with the reason, never run.
+class UnavailableSystem final : public System {
+ public:
+  UnavailableSystem(std::string name, std::string reason)
+      : name_(std::move(name)), reason_(std::move(reason)) {}
+  [[nodiscard]] std::string name() const override { return name_; }
+  [[nodiscard]] std::string unavailable() const override { return reason_; }
+  void produce(Link&, const Work&) override { fail(reason_); }
+  void consume(Link&, const Work&) override { fail(reason_); }
+  void ping(Link&, const PingWork&) override { fail(reason_); }
+  void pong(Link&, const PingWork&) override { fail(reason_); }
+
+ private:
+  std::string name_;
+  std::string reason_;
+};
+
 std::unique_ptr<System> make_sluice();
 std::unique_ptr<System> make_iceoryx();
 std::unique_ptr<System> make_boost_mq();

@@ -389,24 +389,16 @@ class IceoryxSystem final : public System {
   pid_t roudi_ = -1;
 };
 
-#else  // no iceoryx at build time
-
-class IceoryxSystem final : public System {
- public:
-  [[nodiscard]] std::string name() const override { return "iceoryx"; }
-  [[nodiscard]] std::string unavailable() const override { return SLUICE_COMPARE_ICEORYX_MISSING; }
-  void produce(Link&, const Work&) override { fail(unavailable()); }
-  void consume(Link&, const Work&) override { fail(unavailable()); }
-  void ping(Link&, const PingWork&) override { fail(unavailable()); }
-  void pong(Link&, const PingWork&) override { fail(unavailable()); }
-};
-
 #endif
 
 }  // namespace
 
 std::unique_ptr<System> make_iceoryx() {
+#if defined(SLUICE_COMPARE_HAVE_ICEORYX)
   return std::make_unique<IceoryxSystem>();
+#else
+  return std::make_unique<UnavailableSystem>("iceoryx", SLUICE_COMPARE_ICEORYX_MISSING);
+#endif
 }
 
 }  // namespace cmp

@@ -229,26 +229,17 @@ class ZmqSystem final : public System {
   std::string tag_;
 };
 
-#else  // no libzmq at build time
-
-class ZmqSystem final : public System {
- public:
-  [[nodiscard]] std::string name() const override { return "zeromq"; }
-  [[nodiscard]] std::string unavailable() const override {
-    return "libzmq (libzmq3-dev) not found at build time";
-  }
-  void produce(Link&, const Work&) override { fail(unavailable()); }
-  void consume(Link&, const Work&) override { fail(unavailable()); }
-  void ping(Link&, const PingWork&) override { fail(unavailable()); }
-  void pong(Link&, const PingWork&) override { fail(unavailable()); }
-};
-
 #endif
 
 }  // namespace
 
 std::unique_ptr<System> make_zmq() {
+#if defined(SLUICE_COMPARE_HAVE_ZMQ)
   return std::make_unique<ZmqSystem>();
+#else
+  return std::make_unique<UnavailableSystem>("zeromq",
+                                             "libzmq (libzmq3-dev) not found at build time");
+#endif
 }
 
 }  // namespace cmp
