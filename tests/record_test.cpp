@@ -160,6 +160,28 @@ TEST(Records, WritesCheckTheFlushTimeoutWithoutExplicitCalls) {
   EXPECT_LT(buffer.size(), 64U * 1024U);
 }
 
+TEST(Records, ASlowSteadyStreamIsHandedOverCloseToTheTimeout) {
+  ChannelGuard guard(unique_channel("flushslow"));
+  auto producer = st::Producer::create(guard.name(), config_of(8, 64 * 1024, 1ms));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  st::ReadableBuffer buffer;
+  // One record every 200 us, no flush_if_due(): the writer must read the
+  // clock often enough on its own that the first buffer goes out after about
+  // five records, not after a fixed count of writes. A slower machine only
+  // stretches the pauses, which means fewer records per buffer.
+  std::uint64_t written = 0;
+  ASSERT_TRUE(sluice::test::eventually([&] {
+    EXPECT_EQ(writer.write(pattern_record(8, written)), st::Status::kOk);
+    ++written;
+    std::this_thread::sleep_for(200us);
+    return consumer.try_receive(buffer) == st::Status::kOk;
+  }));
+  const std::size_t records = buffer.size() / (st::frame::kHeaderBytes + 8);
+  EXPECT_GE(records, 1U);
+  EXPECT_LT(records, 32U) << "the flush timeout was checked too rarely";
+}
+
 class CorruptFrames : public ::testing::Test {
  protected:
   // Commits raw bytes as one buffer and returns what the reader makes of it.

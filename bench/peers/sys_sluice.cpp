@@ -31,9 +31,15 @@ std::string status_text(st::Status status) {
   return std::string(st::to_string(status));
 }
 
-void expect_ok(st::Status status, const char* what, std::uint64_t sequence) {
+[[noreturn]] __attribute__((noinline, cold)) void fail_status(st::Status status, const char* what,
+                                                              std::uint64_t sequence) {
+  fail(std::string(what) + " " + std::to_string(sequence) + ": " + status_text(status));
+}
+
+// Inline: called once or twice per record, so only the failure is out of line.
+inline void expect_ok(st::Status status, const char* what, std::uint64_t sequence) {
   if (status != st::Status::kOk) [[unlikely]] {
-    fail(std::string(what) + " " + std::to_string(sequence) + ": " + status_text(status));
+    fail_status(status, what, sequence);
   }
 }
 

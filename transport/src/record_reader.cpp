@@ -25,9 +25,14 @@ RecordReader::~RecordReader() {
 // again (at-least-once). The producer needs buffers to finish the record:
 // at most a quarter of the pool is kept; past that the oldest goes back, and a crash
 // in that record loses its start (the successor then skips the tail).
-void RecordReader::hold_fragment() noexcept {
+void RecordReader::count_buffer_records() noexcept {
   consumer_->count_records(records_in_buffer_);
+  records_before_buffer_ += records_in_buffer_;
   records_in_buffer_ = 0;
+}
+
+void RecordReader::hold_fragment() noexcept {
+  count_buffer_records();
   if (fragments_.size() + 2 >= fragment_limit_) {
     if (!fragments_.empty()) {
       fragments_.erase(fragments_.begin());
@@ -45,9 +50,9 @@ void RecordReader::release_fragments() noexcept {
 }
 
 void RecordReader::release_current() noexcept {
+  fast_bytes_left_ = 0;
   if (current_.valid()) {
-    consumer_->count_records(records_in_buffer_);
-    records_in_buffer_ = 0;
+    count_buffer_records();
     current_.reset();
   }
 }
@@ -60,6 +65,18 @@ Status RecordReader::corrupt(const char* why) noexcept {
 
 Status RecordReader::next_slow(std::span<const std::byte>& record,
                                const Deadline& deadline) noexcept {
+  const Status status = next_frame(record, deadline);
+  // Re-arm the inline fast path only where it is exact: a current buffer, no
+  // record in assembly and no fragments held for the one just returned.
+  fast_bytes_left_ = 0;
+  if (status == Status::kOk && current_.valid() && !assembling_ && fragments_.empty()) {
+    fast_bytes_left_ = current_.size() - offset();
+  }
+  return status;
+}
+
+Status RecordReader::next_frame(std::span<const std::byte>& record,
+                                const Deadline& deadline) noexcept {
   if (framing_error_ != nullptr) {
     return Status::kCorrupt;
   }
@@ -67,13 +84,13 @@ Status RecordReader::next_slow(std::span<const std::byte>& record,
     release_fragments();  // the record they carried was returned by the last call
   }
   for (;;) {
-    if (current_.valid() && offset_ < current_.size()) {
+    if (current_.valid() && offset() < current_.size()) {
       const std::span<const std::byte> data = current_.data();
-      const std::size_t left = data.size() - offset_;
+      const std::size_t left = data.size() - offset();
       if (left < frame::kHeaderBytes) {
         return corrupt("a frame header is cut off by the end of its buffer");
       }
-      const std::uint32_t word = frame::read_header(data.data() + offset_);
+      const std::uint32_t word = frame::read_header(cursor_);
       const std::size_t length = word & frame::kLengthMask;
       const bool more = (word & frame::kMoreFollows) != 0;
       const bool continuation = (word & frame::kContinuation) != 0;
@@ -84,13 +101,13 @@ Status RecordReader::next_slow(std::span<const std::byte>& record,
         // A producer took over from a dead one: drop its predecessor's half record.
         assembling_ = false;
         assembly_.clear();
-        offset_ += frame::kHeaderBytes + length;
+        cursor_ += frame::kHeaderBytes + length;
         continue;
       }
-      if (continuation && !assembling_ && !seen_record_start_) {
+      if (continuation && !assembling_ && !seen_record_start_ && records_read() == 0) {
         // The tail of a record whose start went to a predecessor (after a
         // takeover): not ours to return.
-        offset_ += frame::kHeaderBytes + length;
+        cursor_ += frame::kHeaderBytes + length;
         continue;
       }
       seen_record_start_ = true;
@@ -98,17 +115,16 @@ Status RecordReader::next_slow(std::span<const std::byte>& record,
         return corrupt(assembling_ ? "a spanning record is not continued in the next buffer"
                                    : "a continuation fragment has no record to continue");
       }
-      if (continuation && offset_ != 0) {
+      if (continuation && offset() != 0) {
         return corrupt("a continuation fragment is not at the start of its buffer");
       }
-      const std::span<const std::byte> body = data.subspan(offset_ + frame::kHeaderBytes, length);
-      offset_ += frame::kHeaderBytes + length;
-      if (more && offset_ != data.size()) {
+      const std::span<const std::byte> body = data.subspan(offset() + frame::kHeaderBytes, length);
+      cursor_ += frame::kHeaderBytes + length;
+      if (more && offset() != data.size()) {
         return corrupt("a record continues into the next buffer but is not last in its buffer");
       }
       if (!more && !continuation) {
         ++records_in_buffer_;
-        ++records_total_;
         record = body;
         return Status::kOk;
       }
@@ -126,7 +142,6 @@ Status RecordReader::next_slow(std::span<const std::byte>& record,
       assembling_ = more;
       if (!more) {
         ++records_in_buffer_;
-        ++records_total_;
         record = std::span<const std::byte>(assembly_);
         return Status::kOk;
       }
@@ -146,7 +161,7 @@ Status RecordReader::next_slow(std::span<const std::byte>& record,
       }
       return status;
     }
-    offset_ = 0;
+    cursor_ = current_.data().data();
   }
 }
 

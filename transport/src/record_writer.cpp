@@ -10,7 +10,52 @@ RecordWriter::RecordWriter(Producer& producer) noexcept
 RecordWriter::RecordWriter(Producer& producer, std::chrono::nanoseconds flush_timeout) noexcept
     : producer_(&producer),
       flush_timeout_(flush_timeout),
-      discard_pending_(producer.resumed_stream()) {}
+      discard_pending_(producer.resumed_stream()) {
+  schedule_policy_check();
+}
+
+void RecordWriter::schedule_policy_check() noexcept {
+  if (flush_timeout_.count() == 0) {
+    next_policy_check_ = records_in_buffer_ + 1;
+  } else if (flush_timeout_.count() > 0) {
+    next_policy_check_ = records_in_buffer_ + clock_check_interval_;
+  } else {
+    next_policy_check_ = UINT64_MAX;  // only when full or on flush()
+  }
+}
+
+// A clock read costs about as much as writing several small records, so it
+// is spaced by the rate just seen: about four reads per timeout at the
+// current rate, at least one per kMaxClockCheckInterval records. A fast
+// stream reads the clock a few times per buffer; a slow steady one every
+// record or two, which bounds its wait close to the timeout.
+Status RecordWriter::apply_flush_policy() noexcept {
+  if (flush_timeout_.count() == 0) {
+    return flush();
+  }
+  const Clock::time_point now = Clock::now();
+  if (current_.valid() && used() != 0 && now - buffer_started_ >= flush_timeout_) {
+    return flush();
+  }
+  const auto since_check =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(now - last_clock_check_);
+  // Across buffer boundaries: the rate is the stream's, not one buffer's.
+  const std::uint64_t records_since_check = records_written() - records_at_last_check_;
+  std::uint64_t interval = kMaxClockCheckInterval;
+  if (since_check.count() > 0) {
+    const double per_quarter_timeout = static_cast<double>(records_since_check) *
+                                       (static_cast<double>(flush_timeout_.count()) / 4.0) /
+                                       static_cast<double>(since_check.count());
+    interval = per_quarter_timeout < static_cast<double>(kMaxClockCheckInterval)
+                   ? static_cast<std::uint64_t>(per_quarter_timeout)
+                   : kMaxClockCheckInterval;
+  }
+  clock_check_interval_ = std::max<std::uint64_t>(interval, 1);
+  last_clock_check_ = now;
+  records_at_last_check_ = records_written();
+  schedule_policy_check();
+  return Status::kOk;
+}
 
 RecordWriter::~RecordWriter() {
   (void)flush();
@@ -21,15 +66,16 @@ Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
   if (status != Status::kOk) {
     return status;
   }
-  used_ = 0;
-  room_ = current_.capacity();
+  cursor_ = current_.data().data();
+  limit_ = cursor_ + current_.capacity();
+  records_before_buffer_ += records_in_buffer_;  // of a buffer whose commit failed
   records_in_buffer_ = 0;
+  schedule_policy_check();
   if (discard_pending_) {
     // A stream taken over from a dead producer may end in half a record:
     // tell the reader to drop it before anything of ours.
-    frame::write_header(current_.data().data(), frame::kDiscard);
-    used_ = frame::kHeaderBytes;
-    room_ -= frame::kHeaderBytes;
+    frame::write_header(cursor_, frame::kDiscard);
+    cursor_ += frame::kHeaderBytes;
     discard_pending_ = false;
   }
   if (flush_timeout_.count() > 0) {
@@ -41,7 +87,7 @@ Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
 Status RecordWriter::write_for(std::span<const std::byte> record,
                                std::chrono::nanoseconds timeout) noexcept {
   const std::size_t needed = frame::kHeaderBytes + record.size();
-  if (needed <= room_) {
+  if (needed <= room()) {
     append_whole(record);
     return after_append();
   }
@@ -59,7 +105,7 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
     if (Status status = start_buffer(deadline); status != Status::kOk) {
       return status;
     }
-    if (frame::kHeaderBytes + record.size() <= room_) {
+    if (frame::kHeaderBytes + record.size() <= room()) {
       append_whole(record);
       return after_append();
     }
@@ -67,7 +113,7 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
   }
 
   // Larger than a buffer: fill the current one, then continue in fresh ones.
-  if (room_ <= frame::kHeaderBytes) {
+  if (room() <= frame::kHeaderBytes) {
     if (Status status = flush(); status != Status::kOk) {
       return status;
     }
@@ -78,19 +124,15 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
   std::span<const std::byte> rest = record;
   std::uint32_t continuation = 0;
   for (;;) {
-    const std::size_t chunk = std::min(rest.size(), room_ - frame::kHeaderBytes);
+    const std::size_t chunk = std::min(rest.size(), room() - frame::kHeaderBytes);
     const bool more = chunk < rest.size();
-    std::byte* at = current_.data().data() + used_;
-    frame::write_header(
-        at, static_cast<std::uint32_t>(chunk) | continuation | (more ? frame::kMoreFollows : 0U));
-    std::memcpy(at + frame::kHeaderBytes, rest.data(), chunk);
-    used_ += frame::kHeaderBytes + chunk;
-    room_ -= frame::kHeaderBytes + chunk;
+    frame::write_header(cursor_, static_cast<std::uint32_t>(chunk) | continuation |
+                                     (more ? frame::kMoreFollows : 0U));
+    std::memcpy(cursor_ + frame::kHeaderBytes, rest.data(), chunk);
+    cursor_ += frame::kHeaderBytes + chunk;
     rest = rest.subspan(chunk);
     if (!more) {
-      ++records_in_buffer_;  // counted in the buffer where it ends
-      ++records_total_;
-      return after_append();
+      return after_append();  // counted in the buffer where it ends
     }
     if (Status status = flush(); status != Status::kOk) {
       return status;
@@ -113,7 +155,7 @@ Status RecordWriter::make_room(std::size_t needed) noexcept {
   if (const Status status = start_buffer(Deadline::never()); status != Status::kOk) {
     return status;
   }
-  if (needed > room_) {  // the discard frame of a resumed stream took the first bytes
+  if (needed > room()) {  // the discard frame of a resumed stream took the first bytes
     if (const Status status = flush(); status != Status::kOk) {
       return status;
     }
@@ -123,20 +165,22 @@ Status RecordWriter::make_room(std::size_t needed) noexcept {
 }
 
 Status RecordWriter::flush() noexcept {
-  if (!current_.valid() || used_ == 0) {
+  if (!current_.valid() || used() == 0) {
     return Status::kOk;
   }
-  const Status status = producer_->commit(std::move(current_), used_, records_in_buffer_);
-  room_ = 0;
+  const std::size_t bytes = used();
+  drop_current_view();
+  const Status status = producer_->commit(std::move(current_), bytes, records_in_buffer_);
   if (status == Status::kOk) {
-    used_ = 0;
+    records_before_buffer_ += records_in_buffer_;
     records_in_buffer_ = 0;
+    schedule_policy_check();
   }
   return status;
 }
 
 Status RecordWriter::flush_if_due() noexcept {
-  if (!current_.valid() || used_ == 0 || flush_timeout_.count() < 0) {
+  if (!current_.valid() || used() == 0 || flush_timeout_.count() < 0) {
     return Status::kOk;
   }
   if (Clock::now() - buffer_started_ >= flush_timeout_) {

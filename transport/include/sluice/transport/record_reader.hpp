@@ -46,42 +46,48 @@ class RecordReader {
     return next_until(record, Deadline::after(timeout));
   }
   Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
-    // Fast path, inline: the next frame is a whole record in the current buffer.
-    if (current_.valid() && !assembling_ && fragments_.empty()) [[likely]] {
-      const std::span<const std::byte> data = current_.data();
-      if (offset_ + frame::kHeaderBytes <= data.size()) {
-        const std::uint32_t word = frame::read_header(data.data() + offset_);
-        const std::size_t left = data.size() - offset_ - frame::kHeaderBytes;
-        if ((word & ~frame::kLengthMask) == 0 && word <= left) {
-          record = data.subspan(offset_ + frame::kHeaderBytes, word);
-          offset_ += frame::kHeaderBytes + word;
-          seen_record_start_ = true;
-          ++records_in_buffer_;
-          ++records_total_;
-          return Status::kOk;
-        }
+    // Fast path, inline: the next frame is a whole record in the current
+    // buffer. fast_bytes_left_ is 0 whenever anything needs the slow path
+    // (no buffer, a record being assembled, fragments still held, an error).
+    if (fast_bytes_left_ >= frame::kHeaderBytes) [[likely]] {
+      const std::uint32_t word = frame::read_header(cursor_);
+      if ((word & ~frame::kLengthMask) == 0 && word <= fast_bytes_left_ - frame::kHeaderBytes)
+          [[likely]] {
+        record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, word);
+        cursor_ += frame::kHeaderBytes + word;
+        fast_bytes_left_ -= frame::kHeaderBytes + word;
+        ++records_in_buffer_;
+        return Status::kOk;
       }
     }
     return next_slow(record, deadline);
   }
 
-  [[nodiscard]] std::uint64_t records_read() const noexcept { return records_total_; }
+  [[nodiscard]] std::uint64_t records_read() const noexcept {
+    return records_before_buffer_ + records_in_buffer_;
+  }
   // Why the last kCorrupt was returned, when the stream's framing was at fault.
   [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
 
  private:
   Status next_slow(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
+  Status next_frame(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status corrupt(const char* why) noexcept;
+  void count_buffer_records() noexcept;
   void release_current() noexcept;
   void hold_fragment() noexcept;
   void release_fragments() noexcept;
+  [[nodiscard]] std::size_t offset() const noexcept {
+    return static_cast<std::size_t>(cursor_ - current_.data().data());
+  }
 
   Consumer* consumer_;
   RecordReaderOptions options_;
   ReadableBuffer current_;
-  std::size_t offset_ = 0;
+  const std::byte* cursor_ = nullptr;  // next frame in current_
+  std::size_t fast_bytes_left_ = 0;    // bytes after cursor_ the fast path may read
   std::uint64_t records_in_buffer_ = 0;
-  std::uint64_t records_total_ = 0;
+  std::uint64_t records_before_buffer_ = 0;
   std::vector<std::byte> assembly_;
   std::vector<ReadableBuffer> fragments_;  // buffers of the record being assembled
   std::size_t fragment_limit_;

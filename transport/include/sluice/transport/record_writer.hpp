@@ -17,7 +17,8 @@ namespace sluice::transport {
 // Packs length-prefixed records into the producer's buffers and hands a
 // buffer over when the next record does not fit, on flush(), or once its
 // oldest record has waited longer than the flush timeout (Flink's buffer
-// timeout). The timeout is checked inside write() every few records and by
+// timeout). The timeout is checked inside write() (about four times per
+// timeout at the rate seen, at least every 256 records) and by
 // flush_if_due(), which a producer that pauses between records should call;
 // nothing flushes in the background.
 class RecordWriter {
@@ -35,7 +36,7 @@ class RecordWriter {
   // than a buffer is split over several. kOk, kPeerDied, kClosed, kCorrupt.
   Status write(std::span<const std::byte> record) noexcept {
     const std::size_t needed = frame::kHeaderBytes + record.size();
-    if (needed <= room_) [[likely]] {
+    if (needed <= room()) [[likely]] {
       append_whole(record);
       return after_append();
     }
@@ -48,23 +49,17 @@ class RecordWriter {
   // Only for records that fit in one buffer (kInvalidArgument otherwise).
   Status begin_record(std::size_t bytes, std::span<std::byte>& out) noexcept {
     const std::size_t needed = frame::kHeaderBytes + bytes;
-    if (needed > room_) [[unlikely]] {
+    if (needed > room()) [[unlikely]] {
       if (const Status status = make_room(needed); status != Status::kOk) {
         return status;
       }
     }
-    std::byte* at = current_.data().data() + used_;
-    frame::write_header(at, static_cast<std::uint32_t>(bytes));
-    out = std::span<std::byte>(at + frame::kHeaderBytes, bytes);
-    used_ += needed;
-    room_ -= needed;
+    frame::write_header(cursor_, static_cast<std::uint32_t>(bytes));
+    out = std::span<std::byte>(cursor_ + frame::kHeaderBytes, bytes);
+    cursor_ += needed;
     return Status::kOk;
   }
-  Status finish_record() noexcept {
-    ++records_in_buffer_;
-    ++records_total_;
-    return after_append();
-  }
+  Status finish_record() noexcept { return after_append(); }
 
   // As write(), but gives up with kTimeout if no buffer is free by the
   // deadline before the record's first byte is placed. Once part of a
@@ -79,43 +74,54 @@ class RecordWriter {
   // Flushes and closes the stream.
   Status close() noexcept;
 
-  [[nodiscard]] std::uint64_t records_written() const noexcept { return records_total_; }
+  [[nodiscard]] std::uint64_t records_written() const noexcept {
+    return records_before_buffer_ + records_in_buffer_;
+  }
 
  private:
-  void append_whole(std::span<const std::byte> record) noexcept {
-    std::byte* at = current_.data().data() + used_;
-    frame::write_header(at, static_cast<std::uint32_t>(record.size()));
-    frame::copy_payload(at + frame::kHeaderBytes, record.data(), record.size());
-    const std::size_t needed = frame::kHeaderBytes + record.size();
-    used_ += needed;
-    room_ -= needed;
-    ++records_in_buffer_;
-    ++records_total_;
+  // Bytes left in the current buffer; 0 when there is none.
+  [[nodiscard]] std::size_t room() const noexcept {
+    return static_cast<std::size_t>(limit_ - cursor_);
   }
+  [[nodiscard]] std::size_t used() const noexcept {
+    return static_cast<std::size_t>(cursor_ - current_.data().data());
+  }
+  void append_whole(std::span<const std::byte> record) noexcept {
+    frame::write_header(cursor_, static_cast<std::uint32_t>(record.size()));
+    frame::copy_payload(cursor_ + frame::kHeaderBytes, record.data(), record.size());
+    cursor_ += frame::kHeaderBytes + record.size();
+  }
+  // One counter and one comparison per record: the flush policy is looked at
+  // only when records_in_buffer_ reaches next_policy_check_ (every record for
+  // a zero timeout, every clock_check_interval_ records for a positive one).
   Status after_append() noexcept {
-    if (flush_timeout_.count() == 0) {
-      return flush();
-    }
-    if ((++writes_since_clock_check_ & kClockCheckMask) == 0) [[unlikely]] {
-      return flush_if_due();
+    if (++records_in_buffer_ >= next_policy_check_) [[unlikely]] {
+      return apply_flush_policy();
     }
     return Status::kOk;
   }
+  Status apply_flush_policy() noexcept;
+  void schedule_policy_check() noexcept;
   Status write_slow(std::span<const std::byte> record, const Deadline& deadline) noexcept;
   Status make_room(std::size_t needed) noexcept;
   Status start_buffer(const Deadline& deadline) noexcept;
+  void drop_current_view() noexcept { cursor_ = limit_ = nullptr; }
 
-  static constexpr std::uint32_t kClockCheckMask = 63;  // read the clock every 64 writes
+  static constexpr std::uint64_t kMaxClockCheckInterval = 256;  // records between clock reads
 
   Producer* producer_;
   WritableBuffer current_;
-  std::size_t used_ = 0;
-  std::size_t room_ = 0;  // bytes left in current_ (0 when there is none)
+  // The unwritten part of current_: [cursor_, limit_); both null without a buffer.
+  std::byte* cursor_ = nullptr;
+  std::byte* limit_ = nullptr;
   std::uint64_t records_in_buffer_ = 0;
-  std::uint64_t records_total_ = 0;
+  std::uint64_t records_before_buffer_ = 0;
+  std::uint64_t next_policy_check_ = 1;
+  std::uint64_t clock_check_interval_ = 1;
+  std::uint64_t records_at_last_check_ = 0;
   Clock::time_point buffer_started_{};
+  Clock::time_point last_clock_check_{};
   std::chrono::nanoseconds flush_timeout_;
-  std::uint32_t writes_since_clock_check_ = 0;
   bool discard_pending_ = false;  // the first buffer starts with a discard frame
 };
 
