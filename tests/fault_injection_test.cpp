@@ -70,7 +70,12 @@ st::ChannelConfig fault_config() {
     auto producer = create ? st::Producer::create(channel, fault_config())
                            : st::Producer::attach(channel, {std::chrono::seconds(10)});
     producer.set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
-    st::RecordWriter writer(producer);
+    // Half the incarnations publish every record in place (open buffers;
+    // records too large for one go as sealed fragments), half fill whole
+    // buffers: takeovers then meet both kinds, and mixes of them.
+    const bool in_place = (static_cast<std::uint64_t>(getpid()) & 1U) != 0;
+    st::RecordWriter writer(
+        producer, in_place ? st::Publication::kEachRecordInPlace : st::Publication::kWholeBuffers);
     std::vector<std::byte> record(1024);
     std::uint64_t seq = producer.records_committed();
     for (; seq < log->stop_before.load(std::memory_order_relaxed); ++seq) {

@@ -47,12 +47,13 @@ std::vector<std::byte> pattern_record(std::size_t size, std::uint64_t seq) {
 
 // Writes `sizes` on one thread and reads them back on another; the pool is
 // small, so this also exercises blocking in both directions.
-void round_trip(const st::ChannelConfig& config, const std::vector<std::size_t>& sizes) {
+void round_trip(const st::ChannelConfig& config, const std::vector<std::size_t>& sizes,
+                st::Publication publication = st::Publication::kWholeBuffers) {
   ChannelGuard guard(unique_channel("records"));
   auto producer = st::Producer::create(guard.name(), config);
   auto consumer = st::Consumer::open(guard.name());
-  std::thread writer_thread([&producer, &sizes] {
-    st::RecordWriter writer(producer);
+  std::thread writer_thread([&producer, &sizes, publication] {
+    st::RecordWriter writer(producer, publication);
     for (std::size_t i = 0; i < sizes.size(); ++i) {
       const auto record = pattern_record(sizes[i], i);
       ASSERT_EQ(writer.write(record), st::Status::kOk) << "record " << i;
@@ -180,6 +181,78 @@ TEST(Records, ASlowSteadyStreamIsHandedOverCloseToTheTimeout) {
   const std::size_t records = buffer.size() / (st::frame::kHeaderBytes + 8);
   EXPECT_GE(records, 1U);
   EXPECT_LT(records, 32U) << "the flush timeout was checked too rarely";
+}
+
+TEST(InPlace, EveryRecordIsReadableAtOnceWithoutAFlush) {
+  ChannelGuard guard(unique_channel("inplace-now"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
+  for (std::uint64_t i = 0; i < 200; ++i) {  // several buffers' worth
+    ASSERT_EQ(writer.write(pattern_record(40, i)), st::Status::kOk);
+    ASSERT_EQ(reader.try_next(record), st::Status::kOk) << "record " << i;
+    ASSERT_EQ(record.size(), 40U);
+    EXPECT_TRUE(st::pattern::body_matches(record, i));
+    EXPECT_EQ(st::pattern::sequence_of(record), i);
+    EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
+  }
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+  EXPECT_EQ(reader.next_for(record, 10s), st::Status::kClosed);
+  EXPECT_EQ(writer.records_written(), 200U);
+  EXPECT_EQ(reader.records_read(), 200U);
+}
+
+TEST(InPlace, RecordsOfEverySizeRoundTripThroughATinyPool) {
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < 5'000; ++i) {
+    sizes.push_back((i * 37) % 300);  // 0 .. 299: in place, sealed whole and spanning
+  }
+  round_trip(config_of(3, 128), sizes, st::Publication::kEachRecordInPlace);
+}
+
+TEST(InPlace, ManySmallRecordsRoundTrip) {
+  std::vector<std::size_t> sizes(50'000, 8);
+  round_trip(config_of(4, 4096), sizes, st::Publication::kEachRecordInPlace);
+}
+
+TEST(InPlace, ABlockedReaderIsWokenByARecordPublishedInPlace) {
+  ChannelGuard guard(unique_channel("inplace-wake"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::WaitPolicy sleep_at_once;  // straight to the futex: the wake-up must arrive
+  sleep_at_once.spin_rounds = 0;
+  sleep_at_once.yield_rounds = 0;
+  consumer.set_wait_policy(sleep_at_once);
+  const auto& idle_since = consumer.mapping().control().consumer_counters.idle_since_ns;
+  std::thread writer_thread([&] {
+    st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
+    std::uint64_t last_wait = 0;
+    for (std::uint64_t i = 0; i < 20; ++i) {
+      // Only once the reader waits for this very record: a wait that began
+      // after the one for the previous record.
+      ASSERT_TRUE(sluice::test::eventually([&] {
+        const std::uint64_t since = idle_since.load();
+        if (since == 0 || since == last_wait) {
+          return false;
+        }
+        last_wait = since;
+        return true;
+      }));
+      ASSERT_EQ(writer.write(pattern_record(16, i)), st::Status::kOk);
+    }
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  });
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  for (std::uint64_t i = 0; i < 20; ++i) {
+    ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << i;
+    EXPECT_EQ(st::pattern::sequence_of(record), i);
+  }
+  EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+  writer_thread.join();
 }
 
 class CorruptFrames : public ::testing::Test {

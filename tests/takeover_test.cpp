@@ -207,6 +207,62 @@ TEST(Takeover, NewProducerContinuesTheStreamOfAKilledOne) {
   EXPECT_TRUE(sound(guard.name()));
 }
 
+TEST(Takeover, NewProducerSealsAndCountsTheOpenBufferOfAKilledOne) {
+  ChannelGuard guard(unique_channel("inplace-takeover"));
+  constexpr std::uint64_t kFirst = 37;  // fewer than one buffer holds: it stays open
+  constexpr std::uint64_t kRecords = 5'000;
+  ChildProcess first([&]() -> int {
+    auto producer = st::Producer::create(guard.name(), small(4, 4096));
+    st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
+    std::vector<std::byte> payload(24);
+    for (std::uint64_t seq = 0; seq < kFirst; ++seq) {
+      st::pattern::fill(payload, seq);
+      if (writer.write(payload) != st::Status::kOk) return 1;
+    }
+    _exit(0);  // gone without sealing or closing, as in a crash
+  });
+  ASSERT_EQ(first.wait(), 0);
+  auto consumer = st::Consumer::open(guard.name());
+  consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  std::uint64_t expected = 0;
+  std::uint64_t bad = 0;
+  auto check = [&] {
+    if (record.size() != 24 || st::pattern::sequence_of(record) != expected ||
+        !st::pattern::body_matches(record, expected)) {
+      ++bad;
+    }
+    ++expected;
+  };
+  // Everything published in place before the death is there; then the
+  // reader waits on the open buffer, which only a successor can end.
+  while (expected < kFirst && reader.next_for(record, 30s) == st::Status::kOk) {
+    check();
+  }
+  EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
+  ChildProcess second([&]() -> int {
+    auto producer = st::Producer::attach(guard.name());
+    if (producer.records_committed() != kFirst) return 3;  // counted from the open buffer
+    st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
+    std::vector<std::byte> payload(24);
+    for (std::uint64_t seq = producer.records_committed(); seq < kRecords; ++seq) {
+      st::pattern::fill(payload, seq);
+      if (writer.write(payload) != st::Status::kOk) return 1;
+    }
+    return writer.close() == st::Status::kOk ? 0 : 2;
+  });
+  st::Status status;
+  while ((status = reader.next_for(record, 30s)) == st::Status::kOk) {
+    check();
+  }
+  EXPECT_EQ(status, st::Status::kClosed);
+  EXPECT_EQ(bad, 0U);
+  EXPECT_EQ(expected, kRecords);
+  EXPECT_EQ(second.wait(), 0);
+  EXPECT_TRUE(sound(guard.name()));
+}
+
 TEST(Takeover, AttachIsRefusedWhileAProducerLivesOrAfterClose) {
   ChannelGuard guard(unique_channel("attach-refused"));
   {

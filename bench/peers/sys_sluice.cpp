@@ -2,7 +2,7 @@
 // records up to 1 KiB; the zero-copy buffer API (acquire, fill in place,
 // commit; receive, check in place, release) for 64 KiB and 1 MiB records,
 // one record per buffer. Ping-pong: one channel each way, record API with
-// every record handed over at once (flush timeout 0).
+// every record published in place at once (Publication::kEachRecordInPlace).
 
 #include <algorithm>
 #include <chrono>
@@ -100,7 +100,8 @@ class SluiceSystem final : public System {
     st::Producer producer = st::Producer::create(channel("ping"), st::ChannelConfig{});
     st::Consumer consumer = open_consumer(channel("pong"));
     apply_policy(work, producer, consumer);
-    st::RecordWriter writer(producer, std::chrono::nanoseconds::zero());  // hand over every record
+    // Every record published in place the moment it is written.
+    st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
     st::RecordReader reader(consumer);
     std::vector<std::byte> message(PingWork::kBytes);
     std::vector<std::int64_t> samples;
@@ -135,7 +136,7 @@ class SluiceSystem final : public System {
     st::Producer producer = st::Producer::create(channel("pong"), st::ChannelConfig{});
     apply_policy(work, producer, consumer);
     st::RecordReader reader(consumer);
-    st::RecordWriter writer(producer, std::chrono::nanoseconds::zero());
+    st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
     link.ready();
     std::span<const std::byte> message;
     for (std::uint64_t i = 0; i < work.total(); ++i) {

@@ -156,7 +156,9 @@ std::uint64_t make_descriptor(const Raw& raw, FuzzInput& in) {
     return in.u64();
   }
   const std::uint32_t index = in.u8() % (raw.count + 1);  // == count: one beyond the pool
-  const std::uint32_t bytes = static_cast<std::uint32_t>(in.u16() % (raw.buffer_bytes + 2));
+  const std::uint32_t bytes = (how & 2U) != 0
+                                  ? st::kOpenBufferBytes  // read in place
+                                  : static_cast<std::uint32_t>(in.u16() % (raw.buffer_bytes + 2));
   return st::make_descriptor(index, bytes);
 }
 
@@ -413,6 +415,9 @@ class Session {
         const std::size_t room = data.size() - used - st::frame::kHeaderBytes;
         const std::size_t length = std::min<std::size_t>(in.u8(), room);
         std::uint32_t word = static_cast<std::uint32_t>(length);
+        if ((how & 16U) != 0) {
+          word |= st::frame::kInPlace;  // as an open buffer's frames, wherever they are
+        }
         if (r == 0 && (how & 2U) != 0) {
           word |= st::frame::kContinuation;
         }
@@ -436,6 +441,12 @@ class Session {
     }
     if ((how & 8U) != 0) {
       used = in.u16() % (data.size() + 2);  // may exceed: kInvalidArgument
+    }
+    if ((how & 32U) != 0) {
+      // Handed over open: the reader polls whatever frame words are there.
+      std::span<std::byte> writable;
+      trace("publish_open", producer_->publish_open(std::move(buffer), writable));
+      return;
     }
     trace("commit", producer_->commit(std::move(buffer), used, 1));
   }

@@ -32,7 +32,7 @@ constexpr const char* kUsage =
     "  --buffer-size BYTES    size of each pool buffer (default 32K; K/M suffixes allowed)\n"
     "  --buffers COUNT        number of pool buffers (default 64)\n"
     "  --flush-timeout-us US  hand over a partly filled buffer after US microseconds\n"
-    "                         (default 1000; 0 = every record)\n"
+    "                         (default 1000; 0 = every record at once, published in place)\n"
     "  --mode OCTAL           permissions of the channel (default 600)\n"
     "  --replace-stale        replace an existing channel of that name if nobody uses it\n"
     "  --wait-for-new-consumer  if the consumer dies, wait for a new one (sluice-consumer\n"
@@ -119,7 +119,11 @@ int main(int argc, char** argv) {
   if (options.wait_for_new_consumer) {
     producer->set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
   }
-  st::RecordWriter writer(*producer);
+  // A zero timeout asks for every record at once: published in place in an
+  // open buffer rather than one buffer per record.
+  st::RecordWriter writer(*producer, options.config.flush_timeout.count() == 0
+                                         ? st::Publication::kEachRecordInPlace
+                                         : st::Publication::kWholeBuffers);
   sluice::tools::Pacer pacer(options.schedule);
   sluice::tools::Progress progress("producer", options.json, options.size);
   std::vector<std::byte> record(options.size);

@@ -1,5 +1,7 @@
 #include "sluice/transport/consumer.hpp"
 
+#include "sluice/transport/record_frame.hpp"
+
 #include <algorithm>
 #include <vector>
 
@@ -71,7 +73,7 @@ struct ConsumerState {
     if (index >= buffer_count) {
       return mark_corrupt("data ring holds a buffer index beyond the pool", index, buffer_count);
     }
-    if (length > buffer_bytes) {
+    if (length > buffer_bytes && length != kOpenBufferBytes) {
       return mark_corrupt("data ring holds a length beyond the buffer size", length, buffer_bytes);
     }
     // Our own record decides whether we hold it already; the shared state
@@ -112,7 +114,7 @@ struct ConsumerState {
       if (states[i].load(std::memory_order_relaxed) ==
           static_cast<std::uint32_t>(BufferState::kReading)) {
         const std::uint32_t committed = commits[i].bytes.load(std::memory_order_relaxed);
-        if (committed > buffer_bytes) {
+        if (committed > buffer_bytes && committed != kOpenBufferBytes) {
           mark_corrupt("a held buffer's committed length is beyond the buffer size", committed,
                        buffer_bytes);
           return;
@@ -303,12 +305,53 @@ Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) no
     }
   }
   if (status == Status::kOk) {
-    out = ReadableBuffer(&s, index, std::span<const std::byte>(s.mapping.buffer(index), length));
+    const bool open = length == kOpenBufferBytes;
+    const std::size_t visible = open ? s.buffer_bytes : length;
+    out = ReadableBuffer(&s, index, std::span<const std::byte>(s.mapping.buffer(index), visible),
+                         open);
     ConsumerCounters& c = s.control->consumer_counters;
-    c.bytes.store(s.bytes += length, std::memory_order_relaxed);
+    if (!open) {
+      c.bytes.store(s.bytes += length, std::memory_order_relaxed);
+    }
     c.buffers.store(++s.buffers, std::memory_order_relaxed);
   }
   return status;
+}
+
+Status Consumer::wait_in_place(const std::byte* at, const Deadline& deadline,
+                               std::uint32_t& word) noexcept {
+  ConsumerState& s = *state_;
+  auto attempt = [at, &word] {
+    word = frame::load_in_place_word(at);
+    return word != 0 ? Status::kOk : Status::kWouldBlock;
+  };
+  Status status;
+  if (deadline.is_immediate()) {
+    status = attempt();
+    if (status == Status::kWouldBlock && (++s.empty_polls & 1023U) == 0) {
+      const Status producer = s.producer_status();
+      if (producer != Status::kOk) {
+        status = attempt();
+        status = status == Status::kWouldBlock ? producer : status;
+      }
+    }
+    return status;
+  }
+  std::chrono::nanoseconds waited{};
+  ConsumerCounters& c = s.control->consumer_counters;
+  status = wait_for(
+      attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
+      s.control->consumer_sleeping, deadline, s.policy, waited, &c.idle_since_ns);
+  if (waited.count() > 0) {
+    s.idle_ns += static_cast<std::uint64_t>(waited.count());
+    c.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
+    c.idle_since_ns.store(0, std::memory_order_relaxed);
+  }
+  return status;
+}
+
+void Consumer::count_in_place_bytes(std::uint64_t bytes) noexcept {
+  state_->control->consumer_counters.bytes.store(state_->bytes += bytes, std::memory_order_relaxed);
 }
 
 void Consumer::count_records(std::uint64_t records) noexcept {

@@ -77,7 +77,8 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
                              " (pool has " + std::to_string(count) + ")");
         continue;
       }
-      if (descriptor_bytes(descriptor) > config.buffer_bytes) {
+      if (descriptor_bytes(descriptor) > config.buffer_bytes &&
+          descriptor_bytes(descriptor) != kOpenBufferBytes) {
         snap.problems.insert("data ring holds buffer " + std::to_string(index) + " with length " +
                              std::to_string(descriptor_bytes(descriptor)) +
                              " beyond the buffer size");

@@ -1,5 +1,7 @@
 #include "sluice/transport/producer.hpp"
 
+#include "sluice/transport/record_frame.hpp"
+
 #include <algorithm>
 #include <vector>
 
@@ -97,11 +99,42 @@ struct ProducerState {
     for (std::uint32_t i = 0; i < buffer_count && tail > 0; ++i) {
       if (commits[i].sequence.load(std::memory_order_relaxed) == tail - 1) {
         committed = commits[i].records_through.load(std::memory_order_relaxed);
+        if (commits[i].bytes.load(std::memory_order_relaxed) == kOpenBufferBytes) {
+          committed += seal_open_buffer(i);
+        }
         break;
       }
     }
     records = committed;
     control->producer_counters.records.store(records, std::memory_order_relaxed);
+  }
+
+  // The last buffer the previous producer published was open: count the
+  // records it published in place and seal it where it stopped, so the
+  // consumer moves on to this producer's buffers. The frames are checked as
+  // the reader checks them; counting stops at the first that is not a record.
+  std::uint64_t seal_open_buffer(std::uint32_t index) noexcept {
+    std::byte* base = mapping.buffer(index);
+    std::uint64_t found = 0;
+    std::uint64_t offset = 0;
+    while (offset + frame::kHeaderBytes <= buffer_bytes) {
+      const std::uint32_t word = frame::load_in_place_word(base + offset);
+      const std::uint64_t length = word & frame::kLengthMask;
+      const std::uint32_t flags = word & ~frame::kLengthMask;
+      const bool record = flags == frame::kInPlace;
+      const bool discard = flags == (frame::kInPlace | frame::kDiscard) && length == 0;
+      if ((!record && !discard) || length > buffer_bytes - offset - frame::kHeaderBytes) {
+        break;  // 0 (where it stopped), kSealed, or not a frame we could have written
+      }
+      found += record ? 1 : 0;
+      offset += frame::in_place_frame_bytes(length);
+    }
+    if (offset + frame::kHeaderBytes <= buffer_bytes &&
+        frame::load_in_place_word(base + offset) == 0) {
+      frame::store_in_place_word(base + offset, frame::kSealed, __ATOMIC_RELEASE);
+      wake_peer(control->data_ready, control->consumer_sleeping);
+    }
+    return found;
   }
 
   // After the previous producer died: adopt what it held, so no buffer leaks.
@@ -322,6 +355,54 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes,
   c.buffers.store(++s.buffers, std::memory_order_relaxed);
   wake_peer(s.control->data_ready, s.control->consumer_sleeping);
   return Status::kOk;
+}
+
+Status Producer::publish_open(WritableBuffer&& buffer, std::span<std::byte>& writable) noexcept {
+  ProducerState& s = *state_;
+  if (buffer.owner_ != &s) {
+    return Status::kInvalidArgument;
+  }
+  if (s.corruption.found()) {
+    return Status::kCorrupt;
+  }
+  if (s.closed) {
+    return Status::kClosed;
+  }
+  const std::uint32_t index = buffer.index_;
+  BufferCommit& record = s.commits[index];
+  record.bytes.store(kOpenBufferBytes, std::memory_order_relaxed);
+  record.sequence.store(s.data_out.position(), std::memory_order_relaxed);
+  // The records before this buffer; a successor adds those it finds in place.
+  record.records_through.store(s.records, std::memory_order_relaxed);
+  s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
+                        std::memory_order_relaxed);
+  if (s.data_out.push(make_descriptor(index, kOpenBufferBytes)) != RingResult::kOk) {
+    s.states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                          std::memory_order_relaxed);
+    return s.mark_corrupt("data ring reported full or its head is out of range",
+                          s.data_out.position(), s.mapping.config().ring_capacity);
+  }
+  s.held[index] = 0;
+  writable = buffer.data_;
+  buffer.owner_ = nullptr;  // now the consumer's; the producer only appends in place
+  buffer.data_ = {};
+  ProducerCounters& c = s.control->producer_counters;
+  c.buffers.store(++s.buffers, std::memory_order_relaxed);
+  wake_peer(s.control->data_ready, s.control->consumer_sleeping);
+  return Status::kOk;
+}
+
+void Producer::published_in_place(std::uint64_t bytes) noexcept {
+  ProducerState& s = *state_;
+  ProducerCounters& c = s.control->producer_counters;
+  c.records.store(++s.records, std::memory_order_relaxed);
+  c.bytes.store(s.bytes += bytes, std::memory_order_relaxed);
+  wake_peer(s.control->data_ready, s.control->consumer_sleeping);
+}
+
+void Producer::sealed_in_place() noexcept {
+  ProducerState& s = *state_;
+  wake_peer(s.control->data_ready, s.control->consumer_sleeping);
 }
 
 void Producer::close() noexcept {

@@ -1,5 +1,6 @@
 #include "sluice/transport/record_reader.hpp"
 
+#include <algorithm>
 #include <new>
 
 #include "sluice/transport/record_frame.hpp"
@@ -51,6 +52,7 @@ void RecordReader::release_fragments() noexcept {
 
 void RecordReader::release_current() noexcept {
   fast_bytes_left_ = 0;
+  in_place_bytes_left_ = 0;
   if (current_.valid()) {
     count_buffer_records();
     current_.reset();
@@ -63,14 +65,74 @@ Status RecordReader::corrupt(const char* why) noexcept {
   return Status::kCorrupt;
 }
 
+// One frame of an open buffer, waiting (per the deadline) for the producer
+// to publish it. Sets end_of_buffer when the buffer is sealed, full, or its
+// producer is gone without sealing it (closed or dead: nothing more will be
+// written there; the next receive reports the stream's state).
+Status RecordReader::next_in_place(std::span<const std::byte>& record, const Deadline& deadline,
+                                   bool& end_of_buffer) noexcept {
+  for (;;) {
+    const std::size_t left = current_.size() - offset();
+    if (left < frame::kHeaderBytes) {
+      end_of_buffer = true;
+      return Status::kOk;
+    }
+    std::uint32_t word = 0;
+    // The next frame's bytes past this line: asked for while polling, so a
+    // record longer than the rest of the line costs one transfer, not two.
+    if (left > kCacheLine) {
+      __builtin_prefetch(cursor_ + kCacheLine);
+    }
+    const Status waited = consumer_->wait_in_place(cursor_, deadline, word);
+    if (waited == Status::kClosed || waited == Status::kPeerDied) {
+      end_of_buffer = true;
+      return Status::kOk;
+    }
+    if (waited != Status::kOk) {
+      return waited;  // kWouldBlock, kTimeout, kCorrupt
+    }
+    if (word == frame::kSealed) {
+      end_of_buffer = true;
+      return Status::kOk;
+    }
+    const std::size_t length = word & frame::kLengthMask;
+    const std::uint32_t flags = word & ~frame::kLengthMask;
+    if (length > left - frame::kHeaderBytes) {
+      return corrupt("an in-place record runs past the end of its buffer");
+    }
+    const std::size_t advance = std::min(frame::in_place_frame_bytes(length), left);
+    if (flags == (frame::kInPlace | frame::kDiscard) && length == 0) {
+      assembling_ = false;  // a producer took over from a dead one
+      assembly_.clear();
+      cursor_ += advance;
+      continue;
+    }
+    if (flags != frame::kInPlace) {
+      return corrupt("an in-place frame is neither a whole record nor a discard or seal");
+    }
+    if (assembling_) {
+      return corrupt("a spanning record is not continued in the next buffer");
+    }
+    record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, length);
+    cursor_ += advance;
+    seen_record_start_ = true;
+    ++records_in_buffer_;
+    return Status::kOk;
+  }
+}
+
 Status RecordReader::next_slow(std::span<const std::byte>& record,
                                const Deadline& deadline) noexcept {
   const Status status = next_frame(record, deadline);
   // Re-arm the inline fast path only where it is exact: a current buffer, no
   // record in assembly and no fragments held for the one just returned.
   fast_bytes_left_ = 0;
-  if (status == Status::kOk && current_.valid() && !assembling_ && fragments_.empty()) {
-    fast_bytes_left_ = current_.size() - offset();
+  in_place_bytes_left_ = 0;
+  const bool plain = current_.valid() && !assembling_ && fragments_.empty();
+  if (status == Status::kOk && plain) {
+    (current_.open() ? in_place_bytes_left_ : fast_bytes_left_) = current_.size() - offset();
+  } else if (status == Status::kWouldBlock && plain && current_.open()) {
+    in_place_bytes_left_ = current_.size() - offset();  // polls stay inline
   }
   return status;
 }
@@ -84,6 +146,15 @@ Status RecordReader::next_frame(std::span<const std::byte>& record,
     release_fragments();  // the record they carried was returned by the last call
   }
   for (;;) {
+    if (current_.valid() && current_.open()) {
+      bool end_of_buffer = false;
+      const Status status = next_in_place(record, deadline, end_of_buffer);
+      if (!end_of_buffer) {
+        return status;
+      }
+      consumer_->count_in_place_bytes(offset());
+      release_current();
+    }
     if (current_.valid() && offset() < current_.size()) {
       const std::span<const std::byte> data = current_.data();
       const std::size_t left = data.size() - offset();

@@ -14,8 +14,16 @@ RecordWriter::RecordWriter(Producer& producer, std::chrono::nanoseconds flush_ti
   schedule_policy_check();
 }
 
+RecordWriter::RecordWriter(Producer& producer, Publication publication) noexcept
+    : RecordWriter(producer) {
+  in_place_ = publication == Publication::kEachRecordInPlace;
+  schedule_policy_check();
+}
+
 void RecordWriter::schedule_policy_check() noexcept {
-  if (flush_timeout_.count() == 0) {
+  if (in_place_) {
+    next_policy_check_ = 0;  // every record: finish_record publishes it
+  } else if (flush_timeout_.count() == 0) {
     next_policy_check_ = records_in_buffer_ + 1;
   } else if (flush_timeout_.count() > 0) {
     next_policy_check_ = records_in_buffer_ + clock_check_interval_;
@@ -30,8 +38,11 @@ void RecordWriter::schedule_policy_check() noexcept {
 // stream reads the clock a few times per buffer; a slow steady one every
 // record or two, which bounds its wait close to the timeout.
 Status RecordWriter::apply_flush_policy() noexcept {
-  if (flush_timeout_.count() == 0) {
-    return flush();
+  if (in_place_ && reserved_) {
+    return publish_reserved();
+  }
+  if (flush_timeout_.count() == 0 || in_place_) {
+    return flush();  // in place mode: a spanning record's last buffer, at once
   }
   const Clock::time_point now = Clock::now();
   if (current_.valid() && used() != 0 && now - buffer_started_ >= flush_timeout_) {
@@ -58,7 +69,88 @@ Status RecordWriter::apply_flush_policy() noexcept {
 }
 
 RecordWriter::~RecordWriter() {
+  seal_in_place();
   (void)flush();
+}
+
+bool RecordWriter::fits_in_place(std::size_t bytes) const noexcept {
+  // The frame, a discard frame before it in a resumed stream's first buffer,
+  // and the word after it.
+  return bytes <= frame::kLengthMask &&
+         frame::in_place_frame_bytes(bytes) + 2 * frame::kHeaderBytes <=
+             producer_->config().buffer_bytes;
+}
+
+Status RecordWriter::open_buffer(const Deadline& deadline) noexcept {
+  WritableBuffer buffer;
+  if (const Status status = producer_->acquire_until(buffer, deadline); status != Status::kOk) {
+    return status;
+  }
+  std::byte* base = buffer.data().data();
+  std::size_t first = 0;
+  if (discard_pending_) {
+    // Not yet published: plain stores, made visible by the data-ring push.
+    frame::write_header(base, frame::kInPlace | frame::kDiscard);
+    first = frame::kHeaderBytes;
+    discard_pending_ = false;
+  }
+  frame::write_header(base + first, 0);
+  std::span<std::byte> writable;
+  if (const Status status = producer_->publish_open(std::move(buffer), writable);
+      status != Status::kOk) {
+    return status;
+  }
+  place_cursor_ = writable.data() + first;
+  place_limit_ = writable.data() + writable.size();
+  records_before_buffer_ += records_in_buffer_;
+  records_in_buffer_ = 0;
+  return Status::kOk;
+}
+
+void RecordWriter::seal_in_place() noexcept {
+  if (place_cursor_ == nullptr) {
+    return;
+  }
+  if (place_cursor_ + frame::kHeaderBytes <= place_limit_) {
+    // Release: the reader that sees the seal has seen every frame before it.
+    frame::store_in_place_word(place_cursor_, frame::kSealed, __ATOMIC_RELEASE);
+  }
+  producer_->sealed_in_place();
+  place_cursor_ = place_limit_ = nullptr;
+  reserved_ = false;
+}
+
+Status RecordWriter::reserve_in_place(std::size_t bytes, std::span<std::byte>& out,
+                                      const Deadline& deadline) noexcept {
+  if (!fits_in_place(bytes)) {
+    return Status::kInvalidArgument;
+  }
+  const std::size_t needed = frame::in_place_frame_bytes(bytes) + frame::kHeaderBytes;
+  if (place_cursor_ == nullptr || static_cast<std::size_t>(place_limit_ - place_cursor_) < needed) {
+    seal_in_place();
+    if (const Status status = open_buffer(deadline); status != Status::kOk) {
+      return status;
+    }
+  }
+  out = std::span<std::byte>(place_cursor_ + frame::kHeaderBytes, bytes);
+  reserved_bytes_ = bytes;
+  reserved_ = true;
+  return Status::kOk;
+}
+
+Status RecordWriter::publish_reserved() noexcept {
+  std::byte* next = place_cursor_ + frame::in_place_frame_bytes(reserved_bytes_);
+  // The zero first, then the frame word with release: a reader that sees the
+  // word sees the bytes and the end marker after them, never a stale word
+  // from the buffer's earlier use. `next` has room: reserve_in_place kept it.
+  frame::store_in_place_word(next, 0, __ATOMIC_RELAXED);
+  frame::store_in_place_word(place_cursor_,
+                             frame::kInPlace | static_cast<std::uint32_t>(reserved_bytes_),
+                             __ATOMIC_RELEASE);
+  place_cursor_ = next;
+  reserved_ = false;
+  producer_->published_in_place(reserved_bytes_);
+  return Status::kOk;
 }
 
 Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
@@ -96,6 +188,20 @@ Status RecordWriter::write_for(std::span<const std::byte> record,
 
 Status RecordWriter::write_slow(std::span<const std::byte> record,
                                 const Deadline& deadline) noexcept {
+  if (in_place_) {
+    if (fits_in_place(record.size())) {
+      std::span<std::byte> out;
+      if (const Status status = reserve_in_place(record.size(), out, deadline);
+          status != Status::kOk) {
+        return status;
+      }
+      frame::copy_payload(out.data(), record.data(), record.size());
+      return after_append();  // publishes it
+    }
+    // Too large for one open buffer: sealed, committed fragments as in the
+    // default mode, each handed over at once (the flush timeout is 0).
+    seal_in_place();
+  }
   const std::size_t buffer_bytes = producer_->config().buffer_bytes;
   if (frame::kHeaderBytes + record.size() <= buffer_bytes) {
     // Fits in an empty buffer: never split a record that does not have to be.
@@ -190,6 +296,7 @@ Status RecordWriter::flush_if_due() noexcept {
 }
 
 Status RecordWriter::close() noexcept {
+  seal_in_place();
   const Status status = flush();
   producer_->close();
   return status;

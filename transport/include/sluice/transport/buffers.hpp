@@ -70,6 +70,7 @@ class ReadableBuffer {
       owner_ = std::exchange(other.owner_, nullptr);
       index_ = other.index_;
       data_ = std::exchange(other.data_, {});
+      open_ = other.open_;
     }
     return *this;
   }
@@ -78,8 +79,11 @@ class ReadableBuffer {
   ~ReadableBuffer() { reset(); }
 
   [[nodiscard]] bool valid() const noexcept { return owner_ != nullptr; }
-  // The committed bytes; valid until the buffer is released.
+  // The committed bytes; valid until the buffer is released. For an open
+  // buffer, the whole buffer, which the producer is still appending to: only
+  // the in-place protocol (record_frame.hpp) may read it; the RecordReader does.
   [[nodiscard]] std::span<const std::byte> data() const noexcept { return data_; }
+  [[nodiscard]] bool open() const noexcept { return open_; }
   [[nodiscard]] std::size_t size() const noexcept { return data_.size(); }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
 
@@ -93,12 +97,13 @@ class ReadableBuffer {
 
  private:
   friend class Consumer;
-  ReadableBuffer(detail::ConsumerState* owner, std::uint32_t index,
-                 std::span<const std::byte> data) noexcept
-      : owner_(owner), index_(index), data_(data) {}
+  ReadableBuffer(detail::ConsumerState* owner, std::uint32_t index, std::span<const std::byte> data,
+                 bool open) noexcept
+      : owner_(owner), index_(index), data_(data), open_(open) {}
   detail::ConsumerState* owner_ = nullptr;
   std::uint32_t index_ = 0;
   std::span<const std::byte> data_;
+  bool open_ = false;
 };
 
 }  // namespace sluice::transport

@@ -14,7 +14,8 @@
 
 namespace sluice::transport {
 
-inline constexpr std::uint32_t kLayoutVersion = 1;
+// 2: frames published in place (open buffers, kOpenBufferBytes).
+inline constexpr std::uint32_t kLayoutVersion = 2;
 inline constexpr std::uint32_t kChannelKind = 1;
 inline constexpr std::size_t kCacheLine = sluice::shm::kCacheLine;
 
@@ -186,6 +187,12 @@ struct BufferCommit {
   std::atomic<std::uint64_t> records_through;
 };
 static_assert(sizeof(BufferCommit) == 24);
+
+// Committed length of an open buffer: handed to the consumer before it is
+// written, its records then published one by one in place (record_frame.hpp,
+// "in place"). Larger than any buffer, so it cannot be a real length.
+inline constexpr std::uint32_t kOpenBufferBytes = 0xFFFFFFFFU;
+static_assert(kOpenBufferBytes > ChannelConfig::kMaxBufferBytes);
 
 struct ChannelLayout {
   std::array<sluice::shm::RegionEntry, kRegionCount> regions;

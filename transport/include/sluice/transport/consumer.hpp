@@ -53,6 +53,14 @@ class Consumer {
 
   // Adds to the records-received counter (metrics; the record reader calls it).
   void count_records(std::uint64_t records) noexcept;
+  // Adds the bytes read from an open buffer to the bytes-received counter.
+  void count_in_place_bytes(std::uint64_t bytes) noexcept;
+
+  // Waits until the frame word at `at` (in an open buffer this consumer
+  // holds, 4-byte aligned) is non-zero, with the same waiting, liveness
+  // checks and idle accounting as receive: kOk with `word` set, kWouldBlock,
+  // kTimeout, kClosed or kPeerDied (nothing more will be written there).
+  Status wait_in_place(const std::byte* at, const Deadline& deadline, std::uint32_t& word) noexcept;
 
   [[nodiscard]] const ChannelConfigRecord& config() const noexcept;
   [[nodiscard]] const ChannelMapping& mapping() const noexcept;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -60,6 +61,20 @@ class Producer {
   // only counted (metrics). kInvalidArgument if `bytes` exceeds the buffer or
   // the buffer is not this producer's; kClosed after close().
   Status commit(WritableBuffer&& buffer, std::size_t bytes, std::uint64_t records = 0) noexcept;
+
+  // Hands `buffer` to the consumer before it is written: an open buffer,
+  // whose records the caller then publishes one by one in place
+  // (record_frame.hpp) and ends with a kSealed word. The caller must have
+  // written a zero word at `first_frame` (0, or 4 after a discard frame).
+  // On kOk `writable` is the buffer's memory: from now on only the in-place
+  // protocol may touch it, since the consumer reads it concurrently. The
+  // RecordWriter does all this (Publication::kEachRecordInPlace).
+  Status publish_open(WritableBuffer&& buffer, std::span<std::byte>& writable) noexcept;
+  // Counts one record published in place (metrics) and wakes a consumer
+  // waiting for it; called after the frame word's release store.
+  void published_in_place(std::uint64_t bytes) noexcept;
+  // Wakes a consumer waiting on an open buffer just sealed.
+  void sealed_in_place() noexcept;
 
   // Ends the stream: the consumer receives everything committed so far, then
   // kClosed. Idempotent.

@@ -2,7 +2,8 @@
 
 // How records are packed into buffers. Each record (or fragment of one) is a
 // 4-byte little-endian frame word followed by its bytes, with no padding:
-//   bits 0..28  fragment length (so a fragment is < 512 MiB; buffers are <= 256 MiB)
+//   bits 0..27  fragment length (< 256 MiB, the largest buffer)
+//   bit 28      kInPlace: published in place in an open buffer (see below)
 //   bit 29      kDiscard: drop any record in progress (a producer that took over
 //               from a dead one writes this, with length 0, before anything else)
 //   bit 30      kMoreFollows: the record continues at the start of the next buffer
@@ -10,6 +11,15 @@
 // A record that fits in one buffer never spans two. A spanning record ends
 // its buffer(s) with a kMoreFollows fragment, and every later buffer of it
 // starts with a kContinuation fragment.
+//
+// In place (open buffers): the consumer holds the buffer while the producer
+// appends, and reads each frame as soon as its word is published. Every frame
+// there has kInPlace set, starts on a 4-byte boundary (a frame is padded to
+// a multiple of 4), and is a whole record or a discard frame. The producer
+// writes the bytes, then a zero word where the next frame will start, then
+// the frame word with release; so a zero word at the reader's position means
+// "not written yet" and a non-zero one is a complete frame. kSealed ends the
+// buffer (as does having fewer than 4 bytes left).
 
 #include <cstddef>
 #include <cstdint>
@@ -18,10 +28,18 @@
 namespace sluice::transport::frame {
 
 inline constexpr std::size_t kHeaderBytes = 4;
-inline constexpr std::uint32_t kLengthMask = (1U << 29) - 1;
+inline constexpr std::uint32_t kLengthMask = (1U << 28) - 1;
+inline constexpr std::uint32_t kInPlace = 1U << 28;
 inline constexpr std::uint32_t kDiscard = 1U << 29;
 inline constexpr std::uint32_t kMoreFollows = 1U << 30;
 inline constexpr std::uint32_t kContinuation = 1U << 31;
+// Ends an open buffer: no record has all of these flags.
+inline constexpr std::uint32_t kSealed = kInPlace | kDiscard | kMoreFollows | kContinuation;
+
+// Bytes an in-place frame takes: its word and body, padded to 4 bytes.
+constexpr std::size_t in_place_frame_bytes(std::size_t body_bytes) noexcept {
+  return (kHeaderBytes + body_bytes + 3) & ~std::size_t{3};
+}
 
 inline void write_header(std::byte* at, std::uint32_t word) noexcept {
   static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "frame words are little-endian");
@@ -69,6 +87,18 @@ inline std::uint32_t read_header(const std::byte* at) noexcept {
   std::uint32_t word = 0;
   std::memcpy(&word, at, sizeof(word));
   return word;
+}
+
+// The frame word of an open buffer, which the other process may be writing:
+// an atomic access at a 4-byte aligned address. Acquire pairs with the
+// writer's release, so the frame's bytes are visible once its word is.
+inline std::uint32_t load_in_place_word(const std::byte* at) noexcept {
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): 4-aligned word in shared memory
+  return __atomic_load_n(reinterpret_cast<const std::uint32_t*>(at), __ATOMIC_ACQUIRE);
+}
+inline void store_in_place_word(std::byte* at, std::uint32_t word, int order) noexcept {
+  // NOLINTNEXTLINE(cppcoreguidelines-pro-type-reinterpret-cast): 4-aligned word in shared memory
+  __atomic_store_n(reinterpret_cast<std::uint32_t*>(at), word, order);
 }
 
 }  // namespace sluice::transport::frame

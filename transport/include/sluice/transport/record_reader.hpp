@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +61,26 @@ class RecordReader {
         return Status::kOk;
       }
     }
+    // The same for an open buffer: the next frame, published in place.
+    if (in_place_bytes_left_ >= frame::kHeaderBytes) {
+      const std::uint32_t word = frame::load_in_place_word(cursor_);
+      const std::uint32_t length = word & frame::kLengthMask;
+      if ((word & ~frame::kLengthMask) == frame::kInPlace &&
+          length <= in_place_bytes_left_ - frame::kHeaderBytes) {
+        record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, length);
+        const std::size_t advance =
+            std::min(frame::in_place_frame_bytes(length), in_place_bytes_left_);
+        cursor_ += advance;
+        in_place_bytes_left_ -= advance;
+        ++records_in_buffer_;
+        return Status::kOk;
+      }
+      // Not written yet: a poll answers at once, but every 1024th goes the
+      // slow way, which also learns whether the producer is still there.
+      if (word == 0 && deadline.is_immediate() && (++in_place_polls_ & 1023U) != 0) {
+        return Status::kWouldBlock;
+      }
+    }
     return next_slow(record, deadline);
   }
 
@@ -72,6 +93,8 @@ class RecordReader {
  private:
   Status next_slow(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status next_frame(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
+  Status next_in_place(std::span<const std::byte>& record, const Deadline& deadline,
+                       bool& end_of_buffer) noexcept;
   Status corrupt(const char* why) noexcept;
   void count_buffer_records() noexcept;
   void release_current() noexcept;
@@ -84,8 +107,10 @@ class RecordReader {
   Consumer* consumer_;
   RecordReaderOptions options_;
   ReadableBuffer current_;
-  const std::byte* cursor_ = nullptr;  // next frame in current_
-  std::size_t fast_bytes_left_ = 0;    // bytes after cursor_ the fast path may read
+  const std::byte* cursor_ = nullptr;    // next frame in current_
+  std::size_t fast_bytes_left_ = 0;      // bytes after cursor_ the fast path may read
+  std::size_t in_place_bytes_left_ = 0;  // the same in an open buffer (frames polled)
+  std::uint32_t in_place_polls_ = 0;
   std::uint64_t records_in_buffer_ = 0;
   std::uint64_t records_before_buffer_ = 0;
   std::vector<std::byte> assembly_;

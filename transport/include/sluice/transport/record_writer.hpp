@@ -21,11 +21,24 @@ namespace sluice::transport {
 // timeout at the rate seen, at least every 256 records) and by
 // flush_if_due(), which a producer that pauses between records should call;
 // nothing flushes in the background.
+//
+// Publication::kEachRecordInPlace is the low-latency mode: the writer hands
+// the consumer an open buffer before writing it and publishes every record
+// in it the moment it is complete (Flink's BufferBuilder/BufferConsumer), so
+// a record costs one frame-word store to become visible instead of a buffer
+// commit, and records still share buffers. No flush timeout applies.
+enum class Publication : std::uint8_t {
+  kWholeBuffers,       // a buffer goes over when full, flushed or timed out (default)
+  kEachRecordInPlace,  // every record visible at once, in place in an open buffer
+};
+
 class RecordWriter {
  public:
   // Uses the channel's configured flush timeout.
   explicit RecordWriter(Producer& producer) noexcept;
   RecordWriter(Producer& producer, std::chrono::nanoseconds flush_timeout) noexcept;
+  // kWholeBuffers: as RecordWriter(producer).
+  RecordWriter(Producer& producer, Publication publication) noexcept;
   RecordWriter(const RecordWriter&) = delete;
   RecordWriter& operator=(const RecordWriter&) = delete;
   // Flushes what is buffered (without blocking forever: gives up if the
@@ -50,6 +63,9 @@ class RecordWriter {
   Status begin_record(std::size_t bytes, std::span<std::byte>& out) noexcept {
     const std::size_t needed = frame::kHeaderBytes + bytes;
     if (needed > room()) [[unlikely]] {
+      if (in_place_) {
+        return reserve_in_place(bytes, out, Deadline::never());
+      }
       if (const Status status = make_room(needed); status != Status::kOk) {
         return status;
       }
@@ -101,6 +117,16 @@ class RecordWriter {
     return Status::kOk;
   }
   Status apply_flush_policy() noexcept;
+  // In-place publication (Publication::kEachRecordInPlace). The open
+  // buffer's unwritten part is [place_cursor_, place_limit_); the writer
+  // keeps room for one word after every frame (the zero that marks the end,
+  // or the seal).
+  Status reserve_in_place(std::size_t bytes, std::span<std::byte>& out,
+                          const Deadline& deadline) noexcept;
+  Status publish_reserved() noexcept;
+  Status open_buffer(const Deadline& deadline) noexcept;
+  void seal_in_place() noexcept;
+  [[nodiscard]] bool fits_in_place(std::size_t bytes) const noexcept;
   void schedule_policy_check() noexcept;
   Status write_slow(std::span<const std::byte> record, const Deadline& deadline) noexcept;
   Status make_room(std::size_t needed) noexcept;
@@ -121,6 +147,11 @@ class RecordWriter {
   std::uint64_t records_at_last_check_ = 0;
   Clock::time_point buffer_started_{};
   Clock::time_point last_clock_check_{};
+  std::byte* place_cursor_ = nullptr;  // null while no open buffer
+  std::byte* place_limit_ = nullptr;
+  std::size_t reserved_bytes_ = 0;
+  bool reserved_ = false;  // begin_record reserved a frame that finish_record publishes
+  bool in_place_ = false;
   std::chrono::nanoseconds flush_timeout_;
   bool discard_pending_ = false;  // the first buffer starts with a discard frame
 };
