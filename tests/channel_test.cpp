@@ -2,6 +2,13 @@
 // exclusivity of roles.
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+
+#include <string>
+
+#include <limits>
+
+#include <fstream>
 
 #include <chrono>
 #include <cstring>
@@ -265,6 +272,43 @@ TEST(Channel, SegmentIsOwnerOnlyByDefaultAndSizedByItsConfiguration) {
   EXPECT_TRUE(info.producer.alive);
   EXPECT_EQ(info.producer.pid, getpid());
   EXPECT_FALSE(info.consumer.alive);
+}
+
+// Resident shared memory of this process, kB (/proc/self/status RssShmem).
+std::uint64_t resident_shmem_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string key;
+  std::uint64_t value = 0;
+  while (status >> key) {
+    if (key == "RssShmem:") {
+      status >> value;
+      return value;
+    }
+    status.ignore(std::numeric_limits<std::streamsize>::max(), '\n');
+  }
+  return 0;
+}
+
+bool kernel_can_populate() {
+  void* page = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) {
+    return false;
+  }
+  const bool can = ::madvise(page, 4096, MADV_POPULATE_WRITE) == 0;
+  ::munmap(page, 4096);
+  return can;
+}
+
+TEST(Channel, EndpointsMapTheWholeSegmentUpFront) {
+  if (!kernel_can_populate()) {
+    GTEST_SKIP() << "this kernel has no MADV_POPULATE_WRITE";
+  }
+  ChannelGuard guard(unique_channel("prefault"));
+  const std::uint64_t before = resident_shmem_kb();
+  auto producer = st::Producer::create(guard.name(), small_config(64, 64 * 1024));  // 4 MiB
+  // Every page of the pool is mapped before any buffer was touched.
+  const std::uint64_t segment_kb = producer.mapping().segment().size() / 1024;
+  EXPECT_GE(resident_shmem_kb() - before, segment_kb * 9 / 10);
 }
 
 TEST(Channel, WiderPermissionsOnlyWhenAsked) {

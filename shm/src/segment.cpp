@@ -1,8 +1,7 @@
 #include "sluice/shm/segment.hpp"
 
-#include <filesystem>
-#include <system_error>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <algorithm>
 #include <boost/interprocess/exceptions.hpp>
@@ -10,6 +9,8 @@
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "sluice/shm/segment_name.hpp"
 #include "sluice/shm/setup_error.hpp"
@@ -99,6 +100,14 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
   Segment segment(std::move(impl));
   segment.name_ = std::string(name);
   return segment;
+}
+
+bool Segment::prefault() const noexcept {
+#ifdef MADV_POPULATE_WRITE
+  return base_ != nullptr && ::madvise(base_, size_, MADV_POPULATE_WRITE) == 0;
+#else
+  return false;
+#endif
 }
 
 Segment Segment::open(std::string_view name) {

@@ -246,6 +246,8 @@ void Consumer::detach() noexcept {
 
 Consumer Consumer::open(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
+  // Endpoints touch every buffer within the first pass: map them all now.
+  (void)mapping.segment().prefault();
   detail::claim_role(mapping, Role::kConsumer);
   const bool takes_over = mapping.control().consumer.state.load(std::memory_order_acquire) !=
                           static_cast<std::uint32_t>(EndpointState::kNeverAttached);

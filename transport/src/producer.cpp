@@ -253,6 +253,8 @@ void Producer::detach() noexcept {
 Producer Producer::create(std::string_view name, const ChannelConfig& config,
                           const CreateOptions& options) {
   ChannelMapping mapping = ChannelMapping::create(name, config, options);
+  // Endpoints touch every buffer within the first pass: map them all now.
+  (void)mapping.segment().prefault();
   // create() took the producer lock before publishing the segment.
   detail::register_endpoint(mapping.control().producer);
   return Producer(std::make_unique<ProducerState>(std::move(mapping)));
@@ -260,6 +262,8 @@ Producer Producer::create(std::string_view name, const ChannelConfig& config,
 
 Producer Producer::attach(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
+  // Endpoints touch every buffer within the first pass: map them all now.
+  (void)mapping.segment().prefault();
   const ChannelControl& control = mapping.control();
   detail::claim_role(mapping, Role::kProducer);
   if (control.stream.closed.load(std::memory_order_acquire) != 0) {

@@ -45,6 +45,12 @@ class Segment {
   Segment& operator=(const Segment&) = delete;
   ~Segment();
 
+  // Maps every page now (MADV_POPULATE_WRITE), so the first pass over the
+  // segment takes no page faults. Best effort: on a kernel without it (before
+  // 5.14) pages are mapped on first touch as usual. Never faults: a page the
+  // object no longer backs (a peer shrank it) makes this return false.
+  bool prefault() const noexcept;
+
   [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {base_, size_}; }
   [[nodiscard]] std::byte* base() const noexcept { return base_; }
   [[nodiscard]] std::size_t size() const noexcept { return size_; }
