@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstring>
 #include <numeric>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -253,6 +254,78 @@ TEST(InPlace, ABlockedReaderIsWokenByARecordPublishedInPlace) {
   }
   EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
   writer_thread.join();
+}
+
+// Reads everything with read_batch, stopping every `stop_every`th record.
+std::vector<std::vector<std::byte>> read_in_batches(st::RecordReader& reader,
+                                                    std::size_t stop_every) {
+  std::vector<std::vector<std::byte>> got;
+  st::Status status;
+  std::size_t calls = 0;
+  while ((status = reader.read_batch_until(
+              [&](std::span<const std::byte> record) {
+                got.emplace_back(record.begin(), record.end());
+                return got.size() % stop_every != 0;
+              },
+              st::Deadline::after(30s))) == st::Status::kOk) {
+    ++calls;
+  }
+  EXPECT_EQ(status, st::Status::kClosed);
+  EXPECT_GT(calls, 0U);
+  return got;
+}
+
+TEST(Batches, ReadBatchYieldsWhatNextWouldInOrder) {
+  for (const auto publication :
+       {st::Publication::kWholeBuffers, st::Publication::kEachRecordInPlace}) {
+    ChannelGuard guard(unique_channel("batch"));
+    auto producer = st::Producer::create(guard.name(), config_of(4, 256));
+    auto consumer = st::Consumer::open(guard.name());
+    std::vector<std::size_t> sizes;
+    for (std::size_t i = 0; i < 3'000; ++i) {
+      sizes.push_back((i * 53) % 600);  // whole, exact fits and spanning records
+    }
+    std::thread writer_thread([&] {
+      st::RecordWriter writer(producer, publication);
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        ASSERT_EQ(writer.write(pattern_record(sizes[i], i)), st::Status::kOk);
+      }
+      ASSERT_EQ(writer.close(), st::Status::kOk);
+    });
+    st::RecordReader reader(consumer);
+    const auto got = read_in_batches(reader, 7);  // stops early now and then
+    writer_thread.join();
+    ASSERT_EQ(got.size(), sizes.size());
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      ASSERT_EQ(got[i], pattern_record(sizes[i], i)) << "record " << i;
+    }
+    EXPECT_EQ(reader.records_read(), sizes.size());
+  }
+}
+
+TEST(Batches, ARecordWhoseHandlerThrowsCountsAsRead) {
+  ChannelGuard guard(unique_channel("batch-throw"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  for (std::uint64_t i = 0; i < 10; ++i) {
+    ASSERT_EQ(writer.write(pattern_record(16, i)), st::Status::kOk);
+  }
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+  st::RecordReader reader(consumer);
+  std::uint64_t seen = 0;
+  EXPECT_THROW((void)reader.read_batch([&](std::span<const std::byte> record) {
+    EXPECT_EQ(st::pattern::sequence_of(record), seen);
+    if (++seen == 4) {
+      throw std::runtime_error("handler failed");
+    }
+    return true;
+  }),
+               std::runtime_error);
+  std::span<const std::byte> record;
+  ASSERT_EQ(reader.next_for(record, 10s), st::Status::kOk);
+  EXPECT_EQ(st::pattern::sequence_of(record), 4U);  // the one that threw is not repeated
+  EXPECT_EQ(reader.records_read(), 5U);
 }
 
 class CorruptFrames : public ::testing::Test {

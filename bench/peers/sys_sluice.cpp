@@ -182,14 +182,18 @@ class SluiceSystem final : public System {
     link.ready();
     st::RecordReader reader(consumer);
     std::span<const std::byte> record;
-    for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
-      const st::Status status = reader.next(record);
+    // Batches: every record already in the current buffer per call.
+    std::uint64_t sequence = 0;
+    while (sequence < work.records) {
+      const st::Status status = reader.read_batch([&](std::span<const std::byte> next) {
+        check_record(next, work.size, sequence);
+        return ++sequence < work.records;
+      });
       if (status != st::Status::kOk) [[unlikely]] {
         const char* framing = reader.framing_error();
         fail("record " + std::to_string(sequence) + ": " + status_text(status) +
              (framing != nullptr ? std::string(" (") + framing + ")" : std::string()));
       }
-      check_record(record, work.size, sequence);
     }
     link.done();
     const st::Status end = reader.next(record);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "sluice/transport/buffers.hpp"
@@ -82,6 +83,64 @@ class RecordReader {
       }
     }
     return next_slow(record, deadline);
+  }
+
+  // Batch form: calls on_record(std::span<const std::byte>) for the next
+  // record (waiting for it per the deadline, as next_until) and then for
+  // every further record already complete in the same buffer, in order;
+  // on_record returns false to stop after the record it was given. Returns
+  // what next_until returns for the first record (kOk if any was delivered).
+  // Views are valid during the call. A record given to on_record counts as
+  // read even if on_record throws. Faster than next() for small records: the
+  // position lives in registers for the whole buffer instead of in the reader.
+  template <class OnRecord>
+  Status read_batch_until(OnRecord&& on_record, const Deadline& deadline) {
+    std::span<const std::byte> first;
+    const Status status = next_until(first, deadline);
+    if (status != Status::kOk) {
+      return status;
+    }
+    if (!on_record(first)) {
+      return Status::kOk;
+    }
+    // The rest of this buffer's plain frames, with the fast path's checks.
+    struct WriteBack {
+      RecordReader& reader;
+      const std::byte*& at;
+      std::size_t& left;
+      std::uint64_t& delivered;
+      ~WriteBack() {
+        reader.cursor_ = at;
+        reader.fast_bytes_left_ = left;
+        reader.records_in_buffer_ += delivered;
+      }
+    };
+    const std::byte* at = cursor_;
+    std::size_t left = fast_bytes_left_;
+    std::uint64_t delivered = 0;
+    const WriteBack write_back{*this, at, left, delivered};
+    while (left >= frame::kHeaderBytes) {
+      const std::uint32_t word = frame::read_header(at);
+      if ((word & ~frame::kLengthMask) != 0 || word > left - frame::kHeaderBytes) {
+        break;  // not a plain whole record: next() decides what it is
+      }
+      const std::span<const std::byte> record(at + frame::kHeaderBytes, word);
+      at += frame::kHeaderBytes + word;
+      left -= frame::kHeaderBytes + word;
+      ++delivered;
+      if (!on_record(record)) {
+        break;
+      }
+    }
+    return Status::kOk;
+  }
+  template <class OnRecord>
+  Status read_batch(OnRecord&& on_record) {
+    return read_batch_until(std::forward<OnRecord>(on_record), Deadline::never());
+  }
+  template <class OnRecord>
+  Status try_read_batch(OnRecord&& on_record) {
+    return read_batch_until(std::forward<OnRecord>(on_record), Deadline::immediate());
   }
 
   [[nodiscard]] std::uint64_t records_read() const noexcept {
