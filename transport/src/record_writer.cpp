@@ -139,17 +139,9 @@ Status RecordWriter::reserve_in_place(std::size_t bytes, std::span<std::byte>& o
 }
 
 Status RecordWriter::publish_reserved() noexcept {
-  std::byte* next = place_cursor_ + frame::in_place_frame_bytes(reserved_bytes_);
-  // The zero first, then the frame word with release: a reader that sees the
-  // word sees the bytes and the end marker after them, never a stale word
-  // from the buffer's earlier use. `next` has room: reserve_in_place kept it.
-  frame::store_in_place_word(next, 0, __ATOMIC_RELAXED);
-  frame::store_in_place_word(place_cursor_,
-                             frame::kInPlace | static_cast<std::uint32_t>(reserved_bytes_),
-                             __ATOMIC_RELEASE);
-  place_cursor_ = next;
+  // `next` has room: reserve_in_place kept a word after the frame.
+  publish_frame(reserved_bytes_);
   reserved_ = false;
-  producer_->published_in_place(reserved_bytes_);
   return Status::kOk;
 }
 

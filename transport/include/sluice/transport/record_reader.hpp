@@ -79,6 +79,11 @@ class RecordReader {
       // Not written yet: a poll answers at once, but every 1024th goes the
       // slow way, which also learns whether the producer is still there.
       if (word == 0 && deadline.is_immediate() && (++in_place_polls_ & 1023U) != 0) {
+        // The line after the word, asked for while polling: a record longer
+        // than the rest of this line then costs one transfer, not two.
+        if (in_place_bytes_left_ > kCacheLine) {
+          __builtin_prefetch(cursor_ + kCacheLine);
+        }
         return Status::kWouldBlock;
       }
     }

@@ -53,6 +53,13 @@ class RecordWriter {
       append_whole(record);
       return after_append();
     }
+    if (fits_open_buffer_now(record.size())) {
+      // In place, inline: a round trip pays for every instruction here.
+      frame::copy_payload(place_cursor_ + frame::kHeaderBytes, record.data(), record.size());
+      publish_frame(record.size());
+      ++records_in_buffer_;
+      return Status::kOk;
+    }
     return write_slow(record, Deadline::never());
   }
   // Writes a record in place: reserves `bytes` for the next record in the
@@ -124,6 +131,24 @@ class RecordWriter {
   Status reserve_in_place(std::size_t bytes, std::span<std::byte>& out,
                           const Deadline& deadline) noexcept;
   Status publish_reserved() noexcept;
+  // Whether a record of `bytes` goes into the current open buffer as it is.
+  [[nodiscard]] bool fits_open_buffer_now(std::size_t bytes) const noexcept {
+    return place_cursor_ != nullptr && bytes <= frame::kLengthMask &&
+           static_cast<std::size_t>(place_limit_ - place_cursor_) >=
+               frame::in_place_frame_bytes(bytes) + frame::kHeaderBytes;
+  }
+  // Publishes the frame whose `bytes` are written after place_cursor_: the
+  // zero word where the next frame starts, then the frame word with release
+  // (a reader that sees the word sees the bytes and the end marker, never a
+  // stale word from the buffer's earlier use), then counts and wakes.
+  void publish_frame(std::size_t bytes) noexcept {
+    std::byte* next = place_cursor_ + frame::in_place_frame_bytes(bytes);
+    frame::store_in_place_word(next, 0, __ATOMIC_RELAXED);
+    frame::store_in_place_word(place_cursor_, frame::kInPlace | static_cast<std::uint32_t>(bytes),
+                               __ATOMIC_RELEASE);
+    place_cursor_ = next;
+    producer_->published_in_place(bytes);
+  }
   Status open_buffer(const Deadline& deadline) noexcept;
   void seal_in_place() noexcept;
   [[nodiscard]] bool fits_in_place(std::size_t bytes) const noexcept;
