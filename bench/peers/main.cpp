@@ -45,6 +45,7 @@ struct Options {
   bool pin_throughput = false;
   bool pin_latency = true;
   int timeout_s = 0;
+  double min_run_seconds = -1;  // < 0: by mode
   std::string commit;
 };
 
@@ -66,6 +67,10 @@ struct Options {
   --pin                pin throughput producer/consumer to cpu 0/1 (default: unpinned)
   --no-pin-latency     do not pin the ping-pong client/server to cpu 0/1
   --timeout S          kill a run after S seconds (default 120, quick 30)
+  --min-seconds S      a first, unmeasured run per system and size; where it took
+                       less than S seconds the measured runs get more records (up
+                       to the payload per run), so they time steady state rather
+                       than start-up (default 0.25, quick 0: no such run)
   --commit TEXT        recorded in the JSON
 )";
   std::exit(2);
@@ -143,6 +148,8 @@ Options parse(int argc, char** argv) {
       options.pin_latency = false;
     } else if (arg == "--timeout") {
       options.timeout_s = static_cast<int>(parse_count(value()));
+    } else if (arg == "--min-seconds") {
+      options.min_run_seconds = std::stod(value());
     } else if (arg == "--commit") {
       options.commit = value();
     } else if (arg == "-h" || arg == "--help") {
@@ -162,6 +169,9 @@ Options parse(int argc, char** argv) {
   }
   if (options.rounds == 0) {
     options.rounds = options.quick ? 5000 : 50000;
+  }
+  if (options.min_run_seconds < 0) {
+    options.min_run_seconds = options.quick ? 0.0 : 0.25;
   }
   if (options.timeout_s == 0) {
     options.timeout_s = options.quick ? 30 : 120;
@@ -622,8 +632,12 @@ void print_tables(std::ostream& out, const Options& options, const Meta& meta,
   out << "Run " << meta.started << (options.commit.empty() ? "" : " at " + options.commit) << " on "
       << meta.host << " (" << meta.cpu << ", " << meta.cpus << " cpus); "
       << (options.quick ? "quick" : "full") << " mode, " << (options.bytes_per_run >> 20)
-      << " MiB per run (" << options.min_records << " to " << options.max_records
-      << " records), median of " << options.runs << " runs"
+      << " MiB per run (" << options.min_records << " to " << options.max_records << " records"
+      << (options.min_run_seconds > 0
+              ? format(", more where a run took under %.2f s, within the payload",
+                       options.min_run_seconds)
+              : std::string())
+      << "), median of " << options.runs << " runs"
       << (options.pin_throughput ? ", producer/consumer pinned to cpu 0/1" : ", unpinned") << ".\n";
   out << "Load average before: " << meta.load_before << "; after: " << meta.load_after
       << ". Other work on the machine during the run: " << format("%.2f", meta.other_busy_cores)
@@ -733,7 +747,8 @@ void write_json(const std::string& path, const Options& options, const Meta& met
       << "\", \"mode\": \"" << (options.quick ? "quick" : "full")
       << "\", \"bytes_per_run\": " << options.bytes_per_run
       << ", \"min_records\": " << options.min_records
-      << ", \"max_records\": " << options.max_records << ", \"runs\": " << options.runs
+      << ", \"max_records\": " << options.max_records
+      << ", \"min_run_seconds\": " << num(options.min_run_seconds) << ", \"runs\": " << options.runs
       << ", \"rounds\": " << options.rounds
       << ", \"pin_throughput\": " << (options.pin_throughput ? "true" : "false")
       << ", \"pin_latency\": " << (options.pin_latency ? "true" : "false")
@@ -895,6 +910,29 @@ int main_impl(int argc, char** argv) {
         row.records = records_for(options, size);
         row.unavailable = system->unavailable();
         rows.push_back(row);
+      }
+    }
+    // A system that moves the capped record count in a few milliseconds
+    // would be timed mostly on start-up and scheduling noise: one unmeasured
+    // run per row finds how many records fill min_run_seconds, within the
+    // payload per run. The same rule for every system.
+    if (options.min_run_seconds > 0) {
+      for (Row& row : rows) {
+        if (!row.unavailable.empty()) {
+          continue;
+        }
+        const RunResult probe =
+            run_throughput(*systems[row.system_index], options, row.size, row.records);
+        if (!probe.ok || probe.seconds <= 0 || probe.seconds >= options.min_run_seconds) {
+          continue;
+        }
+        const std::uint64_t by_bytes = options.bytes_per_run / row.size;
+        const auto wanted = static_cast<std::uint64_t>(static_cast<double>(row.records) *
+                                                       options.min_run_seconds / probe.seconds);
+        row.records = std::max(row.records, std::min(by_bytes, wanted));
+        std::cerr << "calibration: " << row.system << " " << bytes_label(row.size) << " took "
+                  << format("%.3f s", probe.seconds) << "; measured runs use " << row.records
+                  << " records\n";
       }
     }
     // Interleaved (run, size, system) so that a change in the machine's other
