@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <chrono>
@@ -261,6 +263,42 @@ TEST(Takeover, NewProducerSealsAndCountsTheOpenBufferOfAKilledOne) {
   EXPECT_EQ(expected, kRecords);
   EXPECT_EQ(second.wait(), 0);
   EXPECT_TRUE(sound(guard.name()));
+}
+
+TEST(Takeover, RecordsCommittedStaysExactWhenTheLastOpenBufferWasTakenBack) {
+  // One buffer: sealed with kRecords in place, read and returned, then taken
+  // back by the producer, which zeroes its start for the next open use and
+  // dies before publishing it. The buffer's content no longer shows the
+  // records, yet they were all delivered.
+  ChannelGuard guard(unique_channel("inplace-reused"));
+  constexpr std::uint64_t kRecords = 9;
+  auto consumer_holder = std::optional<st::Consumer>();
+  {
+    auto producer = st::Producer::create(guard.name(), small(1, 512));
+    consumer_holder.emplace(st::Consumer::open(guard.name()));
+    {
+      st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
+      std::vector<std::byte> payload(24);
+      for (std::uint64_t seq = 0; seq < kRecords; ++seq) {
+        st::pattern::fill(payload, seq);
+        ASSERT_EQ(writer.write(payload), st::Status::kOk);
+      }
+    }  // the writer seals its open buffer
+    {
+      st::RecordReader reader(*consumer_holder);
+      std::span<const std::byte> record;
+      for (std::uint64_t seq = 0; seq < kRecords; ++seq) {
+        ASSERT_EQ(reader.next_for(record, 10s), st::Status::kOk);
+        EXPECT_EQ(st::pattern::sequence_of(record), seq);
+      }
+      EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);  // sealed: returned
+    }
+    st::WritableBuffer buffer;
+    ASSERT_EQ(producer.try_acquire(buffer), st::Status::kOk);
+    std::memset(buffer.data().data(), 0, st::frame::kHeaderBytes);  // as a new open buffer
+  }  // buffer, then producer, gone without a close
+  auto successor = st::Producer::attach(guard.name());
+  EXPECT_EQ(successor.records_committed(), kRecords);
 }
 
 TEST(Takeover, AttachIsRefusedWhileAProducerLivesOrAfterClose) {

@@ -330,7 +330,9 @@ Status Consumer::wait_in_place(const std::byte* at, const Deadline& deadline,
   Status status;
   if (deadline.is_immediate()) {
     status = attempt();
-    if (status == Status::kWouldBlock && (++s.empty_polls & 1023U) == 0) {
+    // Probes every time: the reader's inline poll comes here only once per
+    // 1024 empty polls, which is the rate the other try_ paths probe at.
+    if (status == Status::kWouldBlock) {
       const Status producer = s.producer_status();
       if (producer != Status::kOk) {
         status = attempt();

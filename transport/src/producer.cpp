@@ -89,21 +89,36 @@ struct ProducerState {
     return Status::kOk;
   }
 
-  // How many records reached the stream: the count recorded with the last
-  // published commit (data-ring position tail-1; nothing was committed after
-  // it, so its record is intact). The records counter may lag it by one
-  // buffer if the previous producer died between publishing and counting.
+  // How many records reached the stream, exactly. Two sources, each exact
+  // in the crash windows where the other is not; the larger is the count:
+  // - the records counter, which the producer stores after every publish
+  //   (buffer pushed, record published in place): it lags by one publish if
+  //   the predecessor died between publishing and counting;
+  // - the commit at data-ring position tail-1 (the last published buffer):
+  //   its records_through, plus, if that buffer is still open and still
+  //   queued or being read (so not yet reused), the records published in it
+  //   in place. It is missing if the predecessor died while rewriting that
+  //   very buffer's commit record for its next use, and an open buffer's
+  //   content is no longer its own once it was sealed and taken back; in
+  //   both windows the counter is exact, since nothing was published since
+  //   it was stored.
   void recount_committed_records() noexcept {
     const std::uint64_t tail = data_out.position();
-    std::uint64_t committed = 0;
+    std::uint64_t committed = control->producer_counters.records.load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < buffer_count && tail > 0; ++i) {
-      if (commits[i].sequence.load(std::memory_order_relaxed) == tail - 1) {
-        committed = commits[i].records_through.load(std::memory_order_relaxed);
-        if (commits[i].bytes.load(std::memory_order_relaxed) == kOpenBufferBytes) {
-          committed += seal_open_buffer(i);
-        }
-        break;
+      if (commits[i].sequence.load(std::memory_order_relaxed) != tail - 1) {
+        continue;
       }
+      std::uint64_t through = commits[i].records_through.load(std::memory_order_relaxed);
+      if (commits[i].bytes.load(std::memory_order_relaxed) == kOpenBufferBytes) {
+        const auto state = static_cast<BufferState>(states[i].load(std::memory_order_relaxed));
+        if (state != BufferState::kQueued && state != BufferState::kReading) {
+          break;  // sealed, returned and taken back: its content is not that stream's
+        }
+        through += seal_open_buffer(i);
+      }
+      committed = std::max(committed, through);
+      break;
     }
     records = committed;
     control->producer_counters.records.store(records, std::memory_order_relaxed);
@@ -396,12 +411,15 @@ Status Producer::publish_open(WritableBuffer&& buffer, std::span<std::byte>& wri
   return Status::kOk;
 }
 
-void Producer::published_in_place(std::uint64_t bytes) noexcept {
+Status Producer::published_in_place(std::uint64_t frame_bytes) noexcept {
   ProducerState& s = *state_;
   ProducerCounters& c = s.control->producer_counters;
+  // After publishing: a successor relies on this count (recount above).
   c.records.store(++s.records, std::memory_order_relaxed);
-  c.bytes.store(s.bytes += bytes, std::memory_order_relaxed);
+  c.bytes.store(s.bytes += frame_bytes, std::memory_order_relaxed);
   wake_peer(s.control->data_ready, s.control->consumer_sleeping);
+  // Written after close(): the consumer may have ended the buffer already.
+  return s.closed ? Status::kClosed : Status::kOk;
 }
 
 void Producer::sealed_in_place() noexcept {

@@ -140,9 +140,8 @@ Status RecordWriter::reserve_in_place(std::size_t bytes, std::span<std::byte>& o
 
 Status RecordWriter::publish_reserved() noexcept {
   // `next` has room: reserve_in_place kept a word after the frame.
-  publish_frame(reserved_bytes_);
   reserved_ = false;
-  return Status::kOk;
+  return publish_frame(reserved_bytes_);
 }
 
 Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {

@@ -109,7 +109,10 @@ struct alignas(kCacheLine) SleepFlag {
 
 // Written only by the producer. Relaxed stores of load()+delta (single
 // writer, no read-modify-write needed); readers are tools that tolerate a
-// slightly stale view. Updated per buffer, never per record. The *_since_ns
+// slightly stale view, and a producer that takes over, which reads them
+// after the writer died (records is stored after each publish, so it is
+// exact or one publish behind; see Producer::attach). Updated per buffer,
+// or per record for records published in place. The *_since_ns
 // fields let a tool count a wait that is still going on (CLOCK_MONOTONIC is
 // one clock for all processes); they are written only on the slow path.
 struct alignas(kCacheLine) ProducerCounters {

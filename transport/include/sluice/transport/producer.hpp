@@ -70,9 +70,11 @@ class Producer {
   // protocol may touch it, since the consumer reads it concurrently. The
   // RecordWriter does all this (Publication::kEachRecordInPlace).
   Status publish_open(WritableBuffer&& buffer, std::span<std::byte>& writable) noexcept;
-  // Counts one record published in place (metrics) and wakes a consumer
-  // waiting for it; called after the frame word's release store.
-  void published_in_place(std::uint64_t bytes) noexcept;
+  // Counts one record published in place (records and frame bytes, which a
+  // successor producer's records_committed() relies on) and wakes a consumer
+  // waiting for it; called after the frame word's release store. kClosed if
+  // the stream was closed before (the record may never be read).
+  Status published_in_place(std::uint64_t frame_bytes) noexcept;
   // Wakes a consumer waiting on an open buffer just sealed.
   void sealed_in_place() noexcept;
 

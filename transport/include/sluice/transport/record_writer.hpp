@@ -56,9 +56,8 @@ class RecordWriter {
     if (fits_open_buffer_now(record.size())) {
       // In place, inline: a round trip pays for every instruction here.
       frame::copy_payload(place_cursor_ + frame::kHeaderBytes, record.data(), record.size());
-      publish_frame(record.size());
       ++records_in_buffer_;
-      return Status::kOk;
+      return publish_frame(record.size());
     }
     return write_slow(record, Deadline::never());
   }
@@ -141,14 +140,15 @@ class RecordWriter {
   // zero word where the next frame starts, then the frame word with release
   // (a reader that sees the word sees the bytes and the end marker, never a
   // stale word from the buffer's earlier use), then counts and wakes.
-  void publish_frame(std::size_t bytes) noexcept {
+  Status publish_frame(std::size_t bytes) noexcept {
     std::byte* next = place_cursor_ + frame::in_place_frame_bytes(bytes);
     frame::store_in_place_word(next, 0, __ATOMIC_RELAXED);
     frame::store_in_place_word(place_cursor_, frame::kInPlace | static_cast<std::uint32_t>(bytes),
                                __ATOMIC_RELEASE);
     place_cursor_ = next;
-    producer_->published_in_place(bytes);
+    return producer_->published_in_place(frame::in_place_frame_bytes(bytes));
   }
+
   Status open_buffer(const Deadline& deadline) noexcept;
   void seal_in_place() noexcept;
   [[nodiscard]] bool fits_in_place(std::size_t bytes) const noexcept;
