@@ -330,9 +330,12 @@ Status Consumer::wait_in_place(const std::byte* at, const Deadline& deadline,
   Status status;
   if (deadline.is_immediate()) {
     status = attempt();
-    // Probes every time: the reader's inline poll comes here only once per
-    // 1024 empty polls, which is the rate the other try_ paths probe at.
-    if (status == Status::kWouldBlock) {
+    // The reader's inline poll comes here once per 1024 empty polls; a
+    // liveness probe is a system call, so only every 64th of those probes
+    // (once per 65,536 polls, a few milliseconds of busy polling): often
+    // enough to report a dead producer soon, rare enough to stay out of a
+    // ping-pong's p99.
+    if (status == Status::kWouldBlock && (++s.empty_polls & 63U) == 0) {
       const Status producer = s.producer_status();
       if (producer != Status::kOk) {
         status = attempt();
