@@ -208,8 +208,11 @@ BENCHMARK(BM_RingPingThreads)->ArgName("batch")->Arg(1)->Arg(32)->UseRealTime();
 // Writes a batch of records with RecordWriter, flushes, reads them back with
 // RecordReader, all through a real channel on one thread: framing, buffer
 // hand-over and both rings, but no cross-core traffic.
+// mode 0: whole buffers, read with next(); 1: whole buffers, read with
+// read_batch(); 2: every record published in place, read with next().
 void BM_RecordFraming(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
+  const auto mode = state.range(1);
   try {
     ScratchChannel channel;
     st::Consumer consumer = st::Consumer::open(channel.name());
@@ -222,7 +225,8 @@ void BM_RecordFraming(benchmark::State& state) {
 
     std::vector<std::byte> payload(size);
     st::pattern::fill(payload, 0);
-    st::RecordWriter writer(channel.producer());
+    st::RecordWriter writer(channel.producer(), mode == 2 ? st::Publication::kEachRecordInPlace
+                                                          : st::Publication::kWholeBuffers);
     st::RecordReader reader(consumer);
 
     auto round_trip = [&]() noexcept {
@@ -233,6 +237,21 @@ void BM_RecordFraming(benchmark::State& state) {
       }
       if (writer.flush() != st::Status::kOk) {
         return false;
+      }
+      if (mode == 1) {
+        std::size_t read = 0;
+        bool intact = true;
+        while (read < batch) {
+          const st::Status status = reader.try_read_batch([&](std::span<const std::byte> record) {
+            intact = intact && record.size() == size;
+            benchmark::DoNotOptimize(record.data());
+            return ++read < batch;
+          });
+          if (status != st::Status::kOk || !intact) {
+            return false;
+          }
+        }
+        return true;
       }
       for (std::size_t i = 0; i < batch; ++i) {
         std::span<const std::byte> record;
@@ -258,7 +277,7 @@ void BM_RecordFraming(benchmark::State& state) {
     state.SkipWithError(error.what());
   }
 }
-BENCHMARK(BM_RecordFraming)->ArgName("bytes")->Arg(8)->Arg(64)->Arg(1024);
+BENCHMARK(BM_RecordFraming)->ArgNames({"bytes", "mode"})->ArgsProduct({{8, 64, 1024}, {0, 1, 2}});
 
 // ---------------------------------------------------------------------------
 // Wake-up: every commit and every release calls wake_peer(). With the peer
