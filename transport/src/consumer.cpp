@@ -162,6 +162,23 @@ struct ConsumerState {
     }
   }
 
+  // Blocks on data_ready until `attempt` succeeds (see wait_for), counting
+  // the time waited as idle time (Flink's idleTimeMsPerSecond).
+  template <class Attempt>
+  Status wait_counting_idle(Attempt& attempt, const Deadline& deadline) noexcept {
+    std::chrono::nanoseconds waited{};
+    ConsumerCounters& c = control->consumer_counters;
+    const Status status = wait_for(
+        attempt, [this] { return producer_status(); }, control->data_ready,
+        control->consumer_sleeping, deadline, policy, waited, &c.idle_since_ns);
+    if (waited.count() > 0) {
+      idle_ns += static_cast<std::uint64_t>(waited.count());
+      c.idle_ns.store(idle_ns, std::memory_order_relaxed);
+      c.idle_since_ns.store(0, std::memory_order_relaxed);
+    }
+    return status;
+  }
+
   // Producer liveness as the consumer's wait sees it. The closed flag is read
   // after the lock probe: a producer sets it before it lets go of the lock,
   // so a clean close is never mistaken for a death.
@@ -295,16 +312,7 @@ Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) no
       }
     }
   } else {
-    std::chrono::nanoseconds waited{};
-    ConsumerCounters& c = s.control->consumer_counters;
-    status = wait_for(
-        attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
-        s.control->consumer_sleeping, deadline, s.policy, waited, &c.idle_since_ns);
-    if (waited.count() > 0) {
-      s.idle_ns += static_cast<std::uint64_t>(waited.count());
-      c.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
-      c.idle_since_ns.store(0, std::memory_order_relaxed);
-    }
+    status = s.wait_counting_idle(attempt, deadline);
   }
   if (status == Status::kOk) {
     const bool open = length == kOpenBufferBytes;
@@ -344,17 +352,7 @@ Status Consumer::wait_in_place(const std::byte* at, const Deadline& deadline,
     }
     return status;
   }
-  std::chrono::nanoseconds waited{};
-  ConsumerCounters& c = s.control->consumer_counters;
-  status = wait_for(
-      attempt, [&s] { return s.producer_status(); }, s.control->data_ready,
-      s.control->consumer_sleeping, deadline, s.policy, waited, &c.idle_since_ns);
-  if (waited.count() > 0) {
-    s.idle_ns += static_cast<std::uint64_t>(waited.count());
-    c.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
-    c.idle_since_ns.store(0, std::memory_order_relaxed);
-  }
-  return status;
+  return s.wait_counting_idle(attempt, deadline);
 }
 
 void Consumer::count_in_place_bytes(std::uint64_t bytes) noexcept {

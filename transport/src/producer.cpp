@@ -89,6 +89,29 @@ struct ProducerState {
     return Status::kOk;
   }
 
+  // Hands buffer `index` to the consumer: its commit record first, then the
+  // state, then the data-ring push (release), so whoever acquires the
+  // descriptor, or finds the buffer kReading after a consumer died, reads a
+  // matching commit record. On failure the buffer stays ours (kWriting).
+  Status publish(std::uint32_t index, std::uint32_t committed_bytes,
+                 std::uint64_t records_through) noexcept {
+    BufferCommit& record = commits[index];
+    record.bytes.store(committed_bytes, std::memory_order_relaxed);
+    record.sequence.store(data_out.position(), std::memory_order_relaxed);
+    record.records_through.store(records_through, std::memory_order_relaxed);
+    states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
+                        std::memory_order_relaxed);
+    if (data_out.push(make_descriptor(index, committed_bytes)) != RingResult::kOk) {
+      // Cannot be full while the consumer plays by the rules: capacity >= buffers.
+      states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                          std::memory_order_relaxed);
+      return mark_corrupt("data ring reported full or its head is out of range",
+                          data_out.position(), mapping.config().ring_capacity);
+    }
+    held[index] = 0;
+    return Status::kOk;
+  }
+
   // How many records reached the stream, exactly. Two sources, each exact
   // in the crash windows where the other is not; the larger is the count:
   // - the records counter, which the producer stores after every publish
@@ -351,21 +374,11 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes,
     return Status::kClosed;
   }
   const std::uint32_t index = buffer.index_;
-  BufferCommit& record = s.commits[index];
-  record.bytes.store(static_cast<std::uint32_t>(bytes), std::memory_order_relaxed);
-  record.sequence.store(s.data_out.position(), std::memory_order_relaxed);
-  record.records_through.store(s.records + records, std::memory_order_relaxed);
-  s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
-                        std::memory_order_relaxed);
-  if (s.data_out.push(make_descriptor(index, static_cast<std::uint32_t>(bytes))) !=
-      RingResult::kOk) {
-    // Cannot be full while the consumer plays by the rules: capacity >= buffers.
-    s.states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
-                          std::memory_order_relaxed);
-    return s.mark_corrupt("data ring reported full or its head is out of range",
-                          s.data_out.position(), s.mapping.config().ring_capacity);
+  if (const Status status =
+          s.publish(index, static_cast<std::uint32_t>(bytes), s.records + records);
+      status != Status::kOk) {
+    return status;
   }
-  s.held[index] = 0;
   buffer.owner_ = nullptr;  // now the consumer's
   buffer.data_ = {};
   ProducerCounters& c = s.control->producer_counters;
@@ -388,20 +401,11 @@ Status Producer::publish_open(WritableBuffer&& buffer, std::span<std::byte>& wri
     return Status::kClosed;
   }
   const std::uint32_t index = buffer.index_;
-  BufferCommit& record = s.commits[index];
-  record.bytes.store(kOpenBufferBytes, std::memory_order_relaxed);
-  record.sequence.store(s.data_out.position(), std::memory_order_relaxed);
-  // The records before this buffer; a successor adds those it finds in place.
-  record.records_through.store(s.records, std::memory_order_relaxed);
-  s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
-                        std::memory_order_relaxed);
-  if (s.data_out.push(make_descriptor(index, kOpenBufferBytes)) != RingResult::kOk) {
-    s.states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
-                          std::memory_order_relaxed);
-    return s.mark_corrupt("data ring reported full or its head is out of range",
-                          s.data_out.position(), s.mapping.config().ring_capacity);
+  // records_through: those before this buffer; a successor adds those it
+  // finds in place.
+  if (const Status status = s.publish(index, kOpenBufferBytes, s.records); status != Status::kOk) {
+    return status;
   }
-  s.held[index] = 0;
   writable = buffer.data_;
   buffer.owner_ = nullptr;  // now the consumer's; the producer only appends in place
   buffer.data_ = {};
