@@ -7,6 +7,7 @@
 #include <cstring>
 #include <numeric>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -326,6 +327,36 @@ TEST(Batches, ARecordWhoseHandlerThrowsCountsAsRead) {
   ASSERT_EQ(reader.next_for(record, 10s), st::Status::kOk);
   EXPECT_EQ(st::pattern::sequence_of(record), 4U);  // the one that threw is not repeated
   EXPECT_EQ(reader.records_read(), 5U);
+}
+
+// What a reader makes of an open buffer whose first frame word is `word`.
+st::Status read_open_buffer(std::uint32_t word, const char** why) {
+  ChannelGuard guard(unique_channel("inplace-bad"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 256));
+  auto consumer = st::Consumer::open(guard.name());
+  st::WritableBuffer buffer;
+  EXPECT_EQ(producer.try_acquire(buffer), st::Status::kOk);
+  std::memset(buffer.data().data(), 0, buffer.capacity());
+  std::memcpy(buffer.data().data(), &word, sizeof(word));
+  std::span<std::byte> writable;
+  EXPECT_EQ(producer.publish_open(std::move(buffer), writable), st::Status::kOk);
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  const st::Status status = reader.next_for(record, 10s);
+  *why = reader.framing_error();
+  EXPECT_EQ(reader.next_for(record, 10s), status);  // sticky
+  return status;
+}
+
+TEST(InPlace, AHostileFrameInAnOpenBufferIsReportedNotRead) {
+  const char* why = nullptr;
+  EXPECT_EQ(read_open_buffer(st::frame::kInPlace | st::frame::kMoreFollows | 8, &why),
+            st::Status::kCorrupt);
+  ASSERT_NE(why, nullptr);
+  EXPECT_NE(std::string(why).find("neither a whole record"), std::string::npos) << why;
+  EXPECT_EQ(read_open_buffer(st::frame::kInPlace | 300, &why), st::Status::kCorrupt);
+  ASSERT_NE(why, nullptr);
+  EXPECT_NE(std::string(why).find("past the end of its buffer"), std::string::npos) << why;
 }
 
 class CorruptFrames : public ::testing::Test {
