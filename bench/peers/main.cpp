@@ -180,9 +180,9 @@ Options parse(int argc, char** argv) {
     options.timeout_s = options.quick ? 30 : 120;
   }
   if (options.runs == 0) {
-    // Five: the machine's two vCPUs sometimes share a core complex and
-    // sometimes do not, which moves a run by up to 2x; a median of five
-    // survives two runs on the slow side.
+    // Five: on a shared VM the host moves the two vCPUs (the bare cache-line
+    // round trip alone moves between 0.13 and 0.43 us), which moves a run
+    // by up to 2x; a median of five survives two runs on the slow side.
     options.runs = options.quick ? 3 : 5;
   }
   if (options.runs < 1) {

@@ -162,16 +162,16 @@ class SluiceSystem final : public System {
     st::Producer producer = st::Producer::create(channel("x"), st::ChannelConfig{});
     link.ready();
     {
-      // Records are filled in place in the shared buffer (begin_record /
-      // finish_record), as the pipe and socket rows fill theirs in place in
-      // their 64 KiB user-space buffers.
+      // Records are filled in place in the shared buffer, as the pipe and
+      // socket rows fill theirs in place in their 64 KiB user-space buffers;
+      // write_batch is begin_record / fill / finish_record per record with
+      // the write position kept in registers.
       st::RecordWriter writer(producer);
-      std::span<std::byte> record;
-      for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
-        expect_ok(writer.begin_record(work.size, record), "record", sequence);
-        pattern::fill(record, sequence);
-        expect_ok(writer.finish_record(), "record", sequence);
-      }
+      std::uint64_t sequence = 0;
+      const st::Status status = writer.write_batch(
+          work.size, work.records,
+          [&sequence](std::span<std::byte> record) noexcept { pattern::fill(record, sequence++); });
+      expect_ok(status, "record", writer.records_written());
       expect_ok(writer.close(), "close", work.records);
     }
     link.done();

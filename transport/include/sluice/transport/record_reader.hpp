@@ -109,34 +109,31 @@ class RecordReader {
       return Status::kOk;
     }
     // The rest of this buffer's plain frames, with the fast path's checks.
-    struct WriteBack {
-      RecordReader& reader;
-      const std::byte*& at;
-      std::size_t& left;
-      std::uint64_t& delivered;
-      ~WriteBack() {
-        reader.cursor_ = at;
-        reader.fast_bytes_left_ = left;
-        reader.records_in_buffer_ += delivered;
-      }
-    };
+    // The position is written back once, or in the handler if on_record
+    // throws: a destructor holding references to it would take its address
+    // and keep it in memory, a store and a reload per record.
     const std::byte* at = cursor_;
-    std::size_t left = fast_bytes_left_;
+    const std::byte* const end = cursor_ + fast_bytes_left_;
     std::uint64_t delivered = 0;
-    const WriteBack write_back{*this, at, left, delivered};
-    while (left >= frame::kHeaderBytes) {
-      const std::uint32_t word = frame::read_header(at);
-      if ((word & ~frame::kLengthMask) != 0 || word > left - frame::kHeaderBytes) {
-        break;  // not a plain whole record: next() decides what it is
+    try {
+      while (static_cast<std::size_t>(end - at) >= frame::kHeaderBytes) {
+        const std::uint32_t word = frame::read_header(at);
+        if ((word & ~frame::kLengthMask) != 0 ||
+            word > static_cast<std::size_t>(end - at) - frame::kHeaderBytes) {
+          break;  // not a plain whole record: next() decides what it is
+        }
+        const std::span<const std::byte> record(at + frame::kHeaderBytes, word);
+        at += frame::kHeaderBytes + word;
+        ++delivered;
+        if (!on_record(record)) {
+          break;
+        }
       }
-      const std::span<const std::byte> record(at + frame::kHeaderBytes, word);
-      at += frame::kHeaderBytes + word;
-      left -= frame::kHeaderBytes + word;
-      ++delivered;
-      if (!on_record(record)) {
-        break;
-      }
+    } catch (...) {
+      end_batch(at, end, delivered);
+      throw;
     }
+    end_batch(at, end, delivered);
     return Status::kOk;
   }
   template <class OnRecord>
@@ -155,6 +152,11 @@ class RecordReader {
   [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
 
  private:
+  void end_batch(const std::byte* at, const std::byte* end, std::uint64_t delivered) noexcept {
+    cursor_ = at;
+    fast_bytes_left_ = static_cast<std::size_t>(end - at);
+    records_in_buffer_ += delivered;
+  }
   Status next_slow(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status next_frame(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status next_in_place(std::span<const std::byte>& record, const Deadline& deadline,

@@ -1,10 +1,12 @@
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
+#include <type_traits>
 
 #include "sluice/transport/buffers.hpp"
 #include "sluice/transport/deadline.hpp"
@@ -83,6 +85,58 @@ class RecordWriter {
   }
   Status finish_record() noexcept { return after_append(); }
 
+  // Writes `count` records of `bytes` bytes each, filled in place: for each
+  // one, fill(std::span<std::byte>) writes the record's bytes (and must not
+  // throw). The same as `count` rounds of begin_record / fill /
+  // finish_record (blocking for buffers, flush policy, in-place publication
+  // record by record), but the write position stays in registers for the
+  // records that fit the current buffer, instead of being stored and
+  // reloaded around every record (every byte store may alias the writer).
+  // kOk once all are written, else the first error; records_written()
+  // counts those that went in.
+  template <class Fill>
+  Status write_batch(std::size_t bytes, std::uint64_t count, Fill&& fill) noexcept {
+    static_assert(std::is_nothrow_invocable_v<Fill&, std::span<std::byte>>,
+                  "fill must be callable as fill(std::span<std::byte>) and noexcept: a record "
+                  "half filled when it throws could not be taken back");
+    if (bytes > frame::kLengthMask) {
+      return Status::kInvalidArgument;  // larger than any buffer
+    }
+    const std::size_t frame_bytes = frame::kHeaderBytes + bytes;
+    while (count > 0) {
+      const std::uint64_t run = in_place_ ? 0 : records_until_policy(frame_bytes, count);
+      if (run == 0) {
+        // A new buffer, a record published in place, or one that does not fit:
+        // the general path, one record.
+        std::span<std::byte> record;
+        if (const Status status = begin_record(bytes, record); status != Status::kOk) {
+          return status;
+        }
+        fill(record);
+        if (const Status status = finish_record(); status != Status::kOk) {
+          return status;
+        }
+        --count;
+        continue;
+      }
+      std::byte* cursor = cursor_;
+      for (std::uint64_t i = 0; i < run; ++i) {
+        frame::write_header(cursor, static_cast<std::uint32_t>(bytes));
+        fill(std::span<std::byte>(cursor + frame::kHeaderBytes, bytes));
+        cursor += frame_bytes;
+      }
+      cursor_ = cursor;
+      count -= run;
+      records_in_buffer_ += run;
+      if (records_in_buffer_ >= next_policy_check_) {
+        if (const Status status = apply_flush_policy(); status != Status::kOk) {
+          return status;
+        }
+      }
+    }
+    return Status::kOk;
+  }
+
   // As write(), but gives up with kTimeout if no buffer is free by the
   // deadline before the record's first byte is placed. Once part of a
   // spanning record is handed over, the rest is waited for without deadline
@@ -104,6 +158,16 @@ class RecordWriter {
   // Bytes left in the current buffer; 0 when there is none.
   [[nodiscard]] std::size_t room() const noexcept {
     return static_cast<std::size_t>(limit_ - cursor_);
+  }
+  // How many frames of `frame_bytes` write_batch may place now without a
+  // look at the flush policy in between: as many as fit, at most `wanted`,
+  // ending with the record after which after_append() would apply it.
+  [[nodiscard]] std::uint64_t records_until_policy(std::size_t frame_bytes,
+                                                   std::uint64_t wanted) const noexcept {
+    const std::uint64_t fit = room() / frame_bytes;
+    const std::uint64_t until_check =
+        next_policy_check_ > records_in_buffer_ ? next_policy_check_ - records_in_buffer_ : 1;
+    return std::min({fit, wanted, until_check});
   }
   [[nodiscard]] std::size_t used() const noexcept {
     return static_cast<std::size_t>(cursor_ - current_.data().data());
