@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <new>
@@ -209,7 +210,8 @@ BENCHMARK(BM_RingPingThreads)->ArgName("batch")->Arg(1)->Arg(32)->UseRealTime();
 // RecordReader, all through a real channel on one thread: framing, buffer
 // hand-over and both rings, but no cross-core traffic.
 // mode 0: whole buffers, read with next(); 1: whole buffers, read with
-// read_batch(); 2: every record published in place, read with next().
+// read_batch(); 2: every record published in place, read with next();
+// 3: whole buffers written with write_batch(), read with read_batch().
 void BM_RecordFraming(benchmark::State& state) {
   const auto size = static_cast<std::size_t>(state.range(0));
   const auto mode = state.range(1);
@@ -230,15 +232,26 @@ void BM_RecordFraming(benchmark::State& state) {
     st::RecordReader reader(consumer);
 
     auto round_trip = [&]() noexcept {
-      for (std::size_t i = 0; i < batch; ++i) {
-        if (writer.write(payload) != st::Status::kOk) {
+      if (mode == 3) {
+        const st::Status status =
+            writer.write_batch(size, batch, [&payload](std::span<std::byte> record) noexcept {
+              // The copy write() makes, so that only the framing differs.
+              st::frame::copy_payload(record.data(), payload.data(), record.size());
+            });
+        if (status != st::Status::kOk) {
           return false;
+        }
+      } else {
+        for (std::size_t i = 0; i < batch; ++i) {
+          if (writer.write(payload) != st::Status::kOk) {
+            return false;
+          }
         }
       }
       if (writer.flush() != st::Status::kOk) {
         return false;
       }
-      if (mode == 1) {
+      if (mode == 1 || mode == 3) {
         std::size_t read = 0;
         bool intact = true;
         while (read < batch) {
@@ -277,7 +290,9 @@ void BM_RecordFraming(benchmark::State& state) {
     state.SkipWithError(error.what());
   }
 }
-BENCHMARK(BM_RecordFraming)->ArgNames({"bytes", "mode"})->ArgsProduct({{8, 64, 1024}, {0, 1, 2}});
+BENCHMARK(BM_RecordFraming)
+    ->ArgNames({"bytes", "mode"})
+    ->ArgsProduct({{8, 64, 1024}, {0, 1, 2, 3}});
 
 // ---------------------------------------------------------------------------
 // Wake-up: every commit and every release calls wake_peer(). With the peer
