@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -48,9 +49,11 @@ struct SharedLog {
   ConsumerLog consumers[kMaxConsumers];
 };
 
+// Runs of 16 records of one size (for write_batch), some spanning buffers.
+constexpr std::uint64_t kSizeRun = 16;
 std::size_t record_size(std::uint64_t seq) {
-  return 8 + (seq * 37) % 700;
-}  // some span buffers
+  return 8 + ((seq / kSizeRun) * 37) % 700;
+}
 
 std::uint64_t env_or(const char* name, std::uint64_t fallback) {
   const char* value = std::getenv(name);
@@ -70,20 +73,38 @@ st::ChannelConfig fault_config() {
     auto producer = create ? st::Producer::create(channel, fault_config())
                            : st::Producer::attach(channel, {std::chrono::seconds(10)});
     producer.set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
-    // Half the incarnations publish every record in place (open buffers;
-    // records too large for one go as sealed fragments), half fill whole
-    // buffers: takeovers then meet both kinds, and mixes of them.
-    const bool in_place = (static_cast<std::uint64_t>(getpid()) & 1U) != 0;
+    // A third of the incarnations publish every record in place (open
+    // buffers; records too large for one go as sealed fragments), a third
+    // fill whole buffers with write(), a third with write_batch() (whole
+    // runs of one size): takeovers then meet every kind, and mixes of them.
+    const std::uint64_t mode = static_cast<std::uint64_t>(getpid()) % 3;
     st::RecordWriter writer(
-        producer, in_place ? st::Publication::kEachRecordInPlace : st::Publication::kWholeBuffers);
+        producer, mode == 1 ? st::Publication::kEachRecordInPlace : st::Publication::kWholeBuffers);
     std::vector<std::byte> record(1024);
     std::uint64_t seq = producer.records_committed();
-    for (; seq < log->stop_before.load(std::memory_order_relaxed); ++seq) {
+    // stop_before drops from "never" to the stream's end while producers run.
+    std::uint64_t stop = 0;
+    while (seq < (stop = log->stop_before.load(std::memory_order_relaxed))) {
+      if (mode == 2) {
+        const std::size_t size = record_size(seq);
+        const std::uint64_t count = std::min(kSizeRun - seq % kSizeRun, stop - seq);
+        const st::Status batch = writer.write_batch(
+            size, count,
+            [&seq](std::span<std::byte> bytes) noexcept { st::pattern::fill(bytes, seq++); });
+        if (batch == st::Status::kOk) {
+          continue;
+        }
+        // Larger than a buffer, refused with nothing written: write() splits it.
+        if (batch != st::Status::kInvalidArgument) {
+          _exit(2);
+        }
+      }
       const std::span<std::byte> bytes(record.data(), record_size(seq));
       st::pattern::fill(bytes, seq);
       if (writer.write(bytes) != st::Status::kOk) {
         _exit(2);
       }
+      ++seq;
     }
     status = writer.close() == st::Status::kOk ? 0 : 3;
   } catch (const std::exception& e) {
