@@ -11,10 +11,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
 
+#include "sluice/shm/segment.hpp"
 #include "sluice/transport/channel.hpp"
 
 namespace sluice::test {
@@ -22,6 +24,22 @@ namespace sluice::test {
 inline std::string unique_channel(const std::string& label) {
   static std::atomic<int> counter{0};
   return "test-" + label + "-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
+}
+
+// The kernel's rule for tmpfs objects: shmem_enabled "deny" and "force"
+// override every mount; otherwise the mount's huge= option decides.
+inline bool mount_gives_huge_pages() {
+  std::ifstream file("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  std::string shmem_enabled;
+  std::getline(file, shmem_enabled);
+  if (shmem_enabled.find("[deny]") != std::string::npos) {
+    return false;
+  }
+  if (shmem_enabled.find("[force]") != std::string::npos) {
+    return true;
+  }
+  const std::string option = sluice::shm::Segment::huge_page_mount_option();
+  return option == "advise" || option == "within_size" || option == "always";
 }
 
 // Removes the channel when the test ends, whatever happened.

@@ -147,6 +147,22 @@ TEST(Tools, ProducerRefusesAnExistingChannel) {
   EXPECT_EQ(replaced.status, 0) << replaced.out;
 }
 
+TEST(Tools, ProducerWithHugePagesRunsOrSaysWhatTheMountLacks) {
+  ChannelGuard guard(unique_channel("hugetool"));
+  const ToolRun producer = run(tool("sluice-producer") + " --channel " + guard.name() +
+                               " --records 10 --size 16 --buffer-size 1M --buffers 4 --huge-pages");
+  if (sluice::test::mount_gives_huge_pages()) {
+    EXPECT_EQ(producer.status, 0) << producer.out;
+  } else {
+    EXPECT_EQ(producer.status, 2) << producer.out;
+    EXPECT_NE(producer.out.find("huge pages were required"), std::string::npos) << producer.out;
+    if (sluice::shm::Segment::huge_page_mount_option() == "never") {
+      EXPECT_NE(producer.out.find("mount -o remount,huge=advise /dev/shm"), std::string::npos)
+          << producer.out;
+    }
+  }
+}
+
 TEST(Tools, LsShowsChannelsAndRmRemovesThem) {
   ChannelGuard guard(unique_channel("ls"));
   ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +

@@ -3,13 +3,17 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <algorithm>
 #include <boost/interprocess/exceptions.hpp>
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <system_error>
 
 #include "sluice/shm/segment_name.hpp"
@@ -36,6 +40,18 @@ std::string describe(const bip::interprocess_exception& e) {
     return std::generic_category().message(native);
   }
   return e.what();
+}
+
+// EINVAL from MADV_HUGEPAGE means a kernel without transparent huge pages, and
+// a failed populate (no memory, a full /dev/shm) is reported by the
+// posix_fallocate that follows: neither is an error here.
+void advise_huge_pages_and_populate(void* base, std::size_t bytes) noexcept {
+  if (::madvise(base, bytes, MADV_HUGEPAGE) != 0) {
+    return;
+  }
+#ifdef MADV_POPULATE_WRITE
+  (void)::madvise(base, bytes, MADV_POPULATE_WRITE);
+#endif
 }
 
 std::string free_space_hint() {
@@ -81,6 +97,20 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
     fail(name, "cannot create: " + describe(e) + free_space_hint());
   }
   const int fd = impl->object.get_mapping_handle().handle;
+  if (options.huge_pages) {
+    // Sized and mapped first, so that the pages are allocated by faults
+    // through a mapping marked MADV_HUGEPAGE: only those get 2 MiB pages on
+    // a huge=advise mount. Best effort all the way: posix_fallocate below
+    // still reserves (and reports the lack of) whatever this did not touch.
+    try {
+      impl->object.truncate(static_cast<bip::offset_t>(bytes));
+      impl->region = bip::mapped_region(impl->object, bip::read_write);
+      advise_huge_pages_and_populate(impl->region.get_address(), impl->region.get_size());
+    } catch (const bip::interprocess_exception& e) {
+      bip::shared_memory_object::remove(object.c_str());
+      fail(name, "cannot size or map: " + describe(e));
+    }
+  }
   // Reserve the memory now: tmpfs accepts any ftruncate, and a segment larger
   // than the free space would otherwise fail later with SIGBUS on first touch.
   if (int err = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); err != 0) {
@@ -91,11 +121,13 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
     }
     fail(name, "cannot reserve memory: " + std::generic_category().message(err));
   }
-  try {
-    impl->region = bip::mapped_region(impl->object, bip::read_write);
-  } catch (const bip::interprocess_exception& e) {
-    bip::shared_memory_object::remove(object.c_str());
-    fail(name, "cannot map: " + describe(e));
+  if (impl->region.get_address() == nullptr) {
+    try {
+      impl->region = bip::mapped_region(impl->object, bip::read_write);
+    } catch (const bip::interprocess_exception& e) {
+      bip::shared_memory_object::remove(object.c_str());
+      fail(name, "cannot map: " + describe(e));
+    }
   }
   Segment segment(std::move(impl));
   segment.name_ = std::string(name);
@@ -108,6 +140,51 @@ bool Segment::prefault() const noexcept {
 #else
   return false;
 #endif
+}
+
+bool Segment::read_unmapped(std::size_t offset, std::span<std::byte> out) const noexcept {
+  std::size_t done = 0;
+  while (done < out.size()) {
+    const ssize_t got =
+        ::pread(fd(), out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) {
+      continue;
+    }
+    if (got <= 0) {
+      return false;
+    }
+    done += static_cast<std::size_t>(got);
+  }
+  return true;
+}
+
+std::size_t Segment::huge_page_bytes() const {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto first = reinterpret_cast<std::uintptr_t>(base_);
+  const std::uintptr_t last = first + size_;
+  bool inside = false;
+  std::size_t kib = 0;
+  std::string line;
+  while (std::getline(smaps, line)) {
+    // A mapping starts with "start-end perms ..." in hex; its fields follow.
+    std::uintptr_t start = 0;
+    std::uintptr_t end = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> start >> dash >> end && dash == '-') {
+      inside = start >= first && end <= last;
+      continue;
+    }
+    constexpr std::string_view kField = "ShmemPmdMapped:";
+    if (inside && std::string_view(line).starts_with(kField)) {
+      std::istringstream value(line.substr(kField.size()));
+      std::size_t field_kib = 0;
+      if (value >> field_kib) {
+        kib += field_kib;
+      }
+    }
+  }
+  return kib * 1024;
 }
 
 Segment Segment::open(std::string_view name) {
@@ -168,6 +245,32 @@ bool Segment::exists(std::string_view name) {
 bool Segment::remove(std::string_view name) {
   require_valid_name(name);
   return bip::shared_memory_object::remove(object_name(name).c_str());
+}
+
+std::string Segment::huge_page_mount_option() {
+  std::ifstream mounts("/proc/mounts");
+  std::string option;
+  std::string line;
+  while (std::getline(mounts, line)) {
+    std::istringstream fields(line);
+    std::string device;
+    std::string mount_point;
+    std::string type;
+    std::string options;
+    if (!(fields >> device >> mount_point >> type >> options) || mount_point != "/dev/shm") {
+      continue;
+    }
+    // The last entry wins: a later mount on the same point hides earlier ones.
+    option = "never";
+    std::istringstream list(options);
+    std::string item;
+    while (std::getline(list, item, ',')) {
+      if (item.starts_with("huge=")) {
+        option = item.substr(5);
+      }
+    }
+  }
+  return option;
 }
 
 std::vector<std::string> Segment::list() {

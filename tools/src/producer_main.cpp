@@ -35,6 +35,8 @@ constexpr const char* kUsage =
     "                         (default 1000; 0 = every record at once, published in place)\n"
     "  --mode OCTAL           permissions of the channel (default 600)\n"
     "  --replace-stale        replace an existing channel of that name if nobody uses it\n"
+    "  --huge-pages           back the channel with 2 MiB pages; set-up fails (exit 2) if\n"
+    "                         /dev/shm does not give them (mount it with huge=advise)\n"
     "  --wait-for-new-consumer  if the consumer dies, wait for a new one (sluice-consumer\n"
     "                         --resume) instead of failing\n"
     "  --json                 one JSON object per output line\n"
@@ -58,7 +60,7 @@ Options parse(int argc, char** argv) {
       argc, argv, 1,
       {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--buffer-size",
        "--buffers", "--flush-timeout-us", "--mode"},
-      {"--json", "--replace-stale", "--wait-for-new-consumer", "--help"});
+      {"--json", "--replace-stale", "--huge-pages", "--wait-for-new-consumer", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -92,6 +94,9 @@ Options parse(int argc, char** argv) {
     o.create.mode = static_cast<mode_t>(value);
   }
   o.create.replace_stale = args.has("--replace-stale");
+  if (args.has("--huge-pages")) {
+    o.create.huge_pages = st::HugePages::kRequired;
+  }
   o.wait_for_new_consumer = args.has("--wait-for-new-consumer");
   o.json = args.has("--json");
   return o;

@@ -1,9 +1,11 @@
 #include "sluice/transport/channel.hpp"
 
 #include <chrono>
+#include <cstddef>
 #include <cstring>
 #include <new>
 #include <optional>
+#include <span>
 #include <thread>
 
 #include "sluice/shm/segment_name.hpp"
@@ -23,6 +25,35 @@ std::uint64_t unix_now_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
                                         .count());
+}
+
+std::string huge_pages_missing(std::uint64_t segment_bytes) {
+  constexpr std::uint64_t kHugePageBytes = 2U << 20;
+  std::string why = "huge pages were required, but no 2 MiB page backs the segment: ";
+  if (segment_bytes < kHugePageBytes) {
+    return why + "it is smaller than one (" + std::to_string(segment_bytes) +
+           " bytes); use more or larger buffers";
+  }
+  const std::string mount = shm::Segment::huge_page_mount_option();
+  if (mount == "never") {
+    return why + "/dev/shm is mounted with huge=" + mount +
+           "; as root, `mount -o remount,huge=advise /dev/shm` allows them";
+  }
+  return why + "/dev/shm is mounted with huge=" + (mount.empty() ? "?" : mount) +
+         ", so no free 2 MiB page was found (memory fragmented) or transparent huge pages "
+         "are off (/sys/kernel/mm/transparent_hugepage/shmem_enabled)";
+}
+
+// Whether the creator has stored the magic, read without touching the
+// mapping: a creator asking for huge pages on a huge=advise mount sizes the
+// object before it allocates its pages by faulting them through its own
+// mapping; a fault through ours in between would allocate small pages there.
+// Only a hint: check_header() then loads the magic through the mapping with
+// the acquire that orders everything after it.
+bool magic_stored(const shm::Segment& segment) {
+  std::uint64_t magic = 0;
+  static_assert(offsetof(shm::SegmentHeader, magic) == 0);
+  return segment.read_unmapped(0, std::as_writable_bytes(std::span(&magic, 1))) && magic != 0;
 }
 
 // Removes `name` if nobody holds either role lock on it; fails otherwise.
@@ -95,7 +126,13 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
     remove_if_stale(name);
   }
   const ChannelLayout layout = compute_layout(config);
-  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, {options.mode}), layout);
+  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes,
+                                              {options.mode, options.huge_pages != HugePages::kNo}),
+                         layout);
+  if (options.huge_pages == HugePages::kRequired && mapping.segment_.huge_page_bytes() == 0) {
+    shm::Segment::remove(name);
+    fail(name, huge_pages_missing(layout.total_bytes));
+  }
   std::byte* base = mapping.segment_.base();
 
   // The creator is the first producer: it takes the role before the segment
@@ -148,6 +185,8 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
       last_problem = shm::Segment::exists(name)
                          ? "is empty (its creator has not sized it yet, or died while creating it)"
                          : "does not exist";
+    } else if (segment->size() >= sizeof(shm::SegmentHeader) && !magic_stored(*segment)) {
+      last_problem = "its creator has not finished initialising it";
     } else {
       const shm::HeaderCheck check = shm::check_header(
           segment->base(), segment->size(), kLayoutVersion, kChannelKind, sizeof(ChannelHeader));

@@ -15,6 +15,14 @@ namespace sluice::shm {
 struct CreateOptions {
   // Permission bits of the new object; owner-only unless the caller widens it.
   mode_t mode = 0600;
+  // Ask for 2 MiB pages (transparent huge pages of tmpfs). Whether they are
+  // given depends on how /dev/shm is mounted: huge=always or within_size give
+  // them to every object anyway; huge=advise only to memory first touched
+  // through a mapping marked MADV_HUGEPAGE, which is what this does (the pages
+  // are then allocated by faulting the mapping instead of posix_fallocate,
+  // which would take small pages); huge=never (the default) gives none.
+  // Best effort: huge_page_bytes() says what was given.
+  bool huge_pages = false;
 };
 
 // One named shared-memory object mapped into this process. Owns the file
@@ -36,6 +44,9 @@ class Segment {
   static bool exists(std::string_view name);
   // Removes the name; mappings that exist stay valid. False if it did not exist.
   static bool remove(std::string_view name);
+  // The huge= option /dev/shm is mounted with ("never" when it has none, as by
+  // default; empty if /dev/shm is not a mount point).
+  static std::string huge_page_mount_option();
   // Names (without prefix) of all Sluice objects on this host.
   static std::vector<std::string> list();
 
@@ -50,6 +61,18 @@ class Segment {
   // 5.14) pages are mapped on first touch as usual. Never faults: a page the
   // object no longer backs (a peer shrank it) makes this return false.
   bool prefault() const noexcept;
+
+  // Bytes of this process's mapping that are mapped by 2 MiB pages (from
+  // /proc/self/smaps; 0 if it cannot be read). Another process mapping the
+  // same object gets them as well when its mapping is 2 MiB aligned, which the
+  // kernel arranges for tmpfs objects that may hold huge pages.
+  [[nodiscard]] std::size_t huge_page_bytes() const;
+
+  // Copies bytes at `offset` with pread, without touching the mapping: a page
+  // first touched through this process's mapping is allocated by that fault,
+  // as a small page unless this mapping asked for huge ones. False if the
+  // object is shorter or cannot be read.
+  bool read_unmapped(std::size_t offset, std::span<std::byte> out) const noexcept;
 
   [[nodiscard]] std::span<std::byte> bytes() const noexcept { return {base_, size_}; }
   [[nodiscard]] std::byte* base() const noexcept { return base_; }

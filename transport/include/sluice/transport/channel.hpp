@@ -16,9 +16,21 @@
 
 namespace sluice::transport {
 
+// Whether the segment asks for 2 MiB pages (see shm::CreateOptions): fewer TLB
+// misses over a large pool. /dev/shm must allow them (mounted huge=advise,
+// within_size or always); with the default huge=never none are given.
+enum class HugePages : std::uint8_t {
+  kNo,           // default: 4 KiB pages (unless the mount gives huge ones anyway)
+  kIfAvailable,  // ask; go on with small pages if none are given
+  kRequired,     // ask; creating the channel fails if no 2 MiB page backs it
+};
+
 struct CreateOptions {
   // Owner-only unless the caller widens it (e.g. 0660 for a group).
   mode_t mode = 0600;
+  // Decided by the creator: the pages belong to the segment, and every
+  // process that maps it later gets the same pages.
+  HugePages huge_pages = HugePages::kNo;
   // When a segment of this name exists but no living process is attached to
   // it, remove it and create a fresh one instead of failing.
   bool replace_stale = false;
