@@ -182,7 +182,8 @@ class UnavailableSystem final : public System {
   std::string reason_;
 };
 
-std::unique_ptr<System> make_sluice();
+// huge_pages: every Sluice segment is created with HugePages::kRequired.
+std::unique_ptr<System> make_sluice(bool huge_pages);
 std::unique_ptr<System> make_iceoryx();
 std::unique_ptr<System> make_boost_mq();
 std::unique_ptr<System> make_pipe();

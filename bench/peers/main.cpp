@@ -44,6 +44,7 @@ struct Options {
   bool throughput = true;
   bool pin_throughput = false;
   bool pin_latency = true;
+  bool huge_pages = false;  // Sluice's segments ask for 2 MiB pages (and must get them)
   int timeout_s = 0;
   double min_run_seconds = -1;  // < 0: by mode
   std::string commit;
@@ -66,6 +67,8 @@ struct Options {
   --no-latency --no-limits --no-throughput   skip a part
   --pin                pin throughput producer/consumer to cpu 0/1 (default: unpinned)
   --no-pin-latency     do not pin the ping-pong client/server to cpu 0/1
+  --huge-pages         create Sluice's segments in 2 MiB pages (HugePages::kRequired:
+                       a run fails if /dev/shm does not give them; see bench/README.md)
   --timeout S          kill a run after S seconds (default 120, quick 30)
   --min-seconds S      a first, unmeasured run per system and size; where it took
                        less than S seconds the measured runs get more records (up
@@ -149,6 +152,8 @@ Options parse(int argc, char** argv) {
       options.pin_throughput = true;
     } else if (arg == "--no-pin-latency") {
       options.pin_latency = false;
+    } else if (arg == "--huge-pages") {
+      options.huge_pages = true;
     } else if (arg == "--timeout") {
       options.timeout_s = static_cast<int>(parse_count(value()));
     } else if (arg == "--min-seconds") {
@@ -391,8 +396,8 @@ std::string json_escape(const std::string& text) {
 // ---------------------------------------------------------------------------
 // Running
 
-std::unique_ptr<System> make_system(const std::string& name) {
-  if (name == "sluice") return make_sluice();
+std::unique_ptr<System> make_system(const std::string& name, const Options& options) {
+  if (name == "sluice") return make_sluice(options.huge_pages);
   if (name == "iceoryx") return make_iceoryx();
   if (name == "boost-mq") return make_boost_mq();
   if (name == "pipe") return make_pipe();
@@ -652,7 +657,8 @@ void print_tables(std::ostream& out, const Options& options, const Meta& meta,
                     ", up to " + std::to_string(kCalibratedPayloadFactor) + "x the payload"
               : std::string())
       << "), median of " << options.runs << " runs"
-      << (options.pin_throughput ? ", producer/consumer pinned to cpu 0/1" : ", unpinned") << ".\n";
+      << (options.pin_throughput ? ", producer/consumer pinned to cpu 0/1" : ", unpinned")
+      << (options.huge_pages ? "; Sluice's segments in 2 MiB pages (--huge-pages)" : "") << ".\n";
   out << "Load average before: " << meta.load_before << "; after: " << meta.load_after
       << ". Other work on the machine during the run: " << format("%.2f", meta.other_busy_cores)
       << " cores busy on average" << format(", steal %.1f%%", meta.steal_fraction * 100)
@@ -766,8 +772,9 @@ void write_json(const std::string& path, const Options& options, const Meta& met
       << ", \"rounds\": " << options.rounds
       << ", \"pin_throughput\": " << (options.pin_throughput ? "true" : "false")
       << ", \"pin_latency\": " << (options.pin_latency ? "true" : "false")
-      << ", \"load_before\": \"" << json_escape(meta.load_before) << "\", \"load_after\": \""
-      << json_escape(meta.load_after) << "\", \"elapsed_s\": " << num(meta.elapsed)
+      << ", \"huge_pages\": " << (options.huge_pages ? "true" : "false") << ", \"load_before\": \""
+      << json_escape(meta.load_before) << "\", \"load_after\": \"" << json_escape(meta.load_after)
+      << "\", \"elapsed_s\": " << num(meta.elapsed)
       << ", \"other_busy_cores\": " << num(meta.other_busy_cores)
       << ", \"steal_fraction\": " << num(meta.steal_fraction) << "},\n";
 
@@ -890,7 +897,7 @@ int main_impl(int argc, char** argv) {
 
   std::vector<std::unique_ptr<System>> systems;
   for (const std::string& name : options.systems) {
-    std::unique_ptr<System> system = make_system(name);
+    std::unique_ptr<System> system = make_system(name, options);
     if (!system) {
       usage("unknown system " + name);
     }

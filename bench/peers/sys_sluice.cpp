@@ -71,6 +71,12 @@ st::Consumer open_consumer(const std::string& name) {
 
 class SluiceSystem final : public System {
  public:
+  explicit SluiceSystem(bool huge_pages) {
+    if (huge_pages) {
+      create_options_.huge_pages = st::HugePages::kRequired;
+    }
+  }
+
   [[nodiscard]] std::string name() const override { return "sluice"; }
 
   void prepare(const std::string& tag, bool /*ping*/) override { tag_ = tag; }
@@ -97,7 +103,8 @@ class SluiceSystem final : public System {
   }
 
   void ping(Link& link, const PingWork& work) override {
-    st::Producer producer = st::Producer::create(channel("ping"), st::ChannelConfig{});
+    st::Producer producer =
+        st::Producer::create(channel("ping"), st::ChannelConfig{}, create_options_);
     st::Consumer consumer = open_consumer(channel("pong"));
     apply_policy(work, producer, consumer);
     // Every record published in place the moment it is written.
@@ -133,7 +140,8 @@ class SluiceSystem final : public System {
 
   void pong(Link& link, const PingWork& work) override {
     st::Consumer consumer = open_consumer(channel("ping"));
-    st::Producer producer = st::Producer::create(channel("pong"), st::ChannelConfig{});
+    st::Producer producer =
+        st::Producer::create(channel("pong"), st::ChannelConfig{}, create_options_);
     apply_policy(work, producer, consumer);
     st::RecordReader reader(consumer);
     st::RecordWriter writer(producer, st::Publication::kEachRecordInPlace);
@@ -159,7 +167,8 @@ class SluiceSystem final : public System {
   [[nodiscard]] std::string channel(const char* what) const { return "cmp-" + tag_ + "-" + what; }
 
   void produce_records(Link& link, const Work& work) {
-    st::Producer producer = st::Producer::create(channel("x"), st::ChannelConfig{});
+    st::Producer producer =
+        st::Producer::create(channel("x"), st::ChannelConfig{}, create_options_);
     link.ready();
     {
       // Records are filled in place in the shared buffer, as the pipe and
@@ -203,7 +212,8 @@ class SluiceSystem final : public System {
   }
 
   void produce_buffers(Link& link, const Work& work) {
-    st::Producer producer = st::Producer::create(channel("x"), buffer_api_config(work.size));
+    st::Producer producer =
+        st::Producer::create(channel("x"), buffer_api_config(work.size), create_options_);
     link.ready();
     for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
       st::WritableBuffer buffer;
@@ -232,12 +242,13 @@ class SluiceSystem final : public System {
   }
 
   std::string tag_;
+  st::CreateOptions create_options_;
 };
 
 }  // namespace
 
-std::unique_ptr<System> make_sluice() {
-  return std::make_unique<SluiceSystem>();
+std::unique_ptr<System> make_sluice(bool huge_pages) {
+  return std::make_unique<SluiceSystem>(huge_pages);
 }
 
 }  // namespace cmp
