@@ -15,8 +15,10 @@
 #include <thread>
 #include <vector>
 
+#include "sluice/shm/segment.hpp"
 #include "sluice/shm/setup_error.hpp"
 #include "sluice/transport/channel_info.hpp"
+#include "sluice/transport/channel_layout.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "test_support.hpp"
@@ -330,6 +332,26 @@ TEST(Channel, ReplaceStaleReplacesOnlyAnUnusedChannel) {
   }
   EXPECT_THROW((void)st::Producer::create(guard.name(), small_config()), sluice::shm::SetupError);
   EXPECT_NO_THROW((void)st::Producer::create(guard.name(), small_config(16), replace));
+}
+
+// A creator holds the producer's role from the moment the object exists, so a
+// segment sized but not yet initialised (long while huge pages are populated)
+// is never taken for a stale one and replaced under its creator.
+TEST(Channel, ReplaceStaleLeavesAChannelBeingCreatedAlone) {
+  ChannelGuard guard(unique_channel("creating"));
+  sluice::shm::CreateOptions creating;
+  creating.lock_slot = st::role_lock_slot(st::Role::kProducer);
+  const sluice::shm::Segment half_made = sluice::shm::Segment::create(
+      guard.name(), st::compute_layout(small_config()).total_bytes, creating);
+  st::CreateOptions replace;
+  replace.replace_stale = true;
+  try {
+    (void)st::Producer::create(guard.name(), small_config(), replace);
+    ADD_FAILURE() << "replaced a channel its creator holds";
+  } catch (const sluice::shm::SetupError& e) {
+    EXPECT_NE(std::string(e.what()).find("producer is alive"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(half_made.remove_own_name());  // still the name of the creator's object
 }
 
 }  // namespace

@@ -152,7 +152,9 @@ TEST(Tools, ProducerWithHugePagesRunsOrSaysWhatTheMountLacks) {
   const ToolRun producer = run(tool("sluice-producer") + " --channel " + guard.name() +
                                " --records 10 --size 16 --buffer-size 1M --buffers 4 --huge-pages");
   if (sluice::test::mount_gives_huge_pages()) {
-    EXPECT_EQ(producer.status, 0) << producer.out;
+    // Or the kernel found no free 2 MiB of memory, and says so.
+    EXPECT_TRUE(producer.status == 0 || producer.out.find("no free 2 MiB") != std::string::npos)
+        << producer.out;
   } else {
     EXPECT_EQ(producer.status, 2) << producer.out;
     EXPECT_NE(producer.out.find("huge pages were required"), std::string::npos) << producer.out;

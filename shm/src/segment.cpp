@@ -16,6 +16,7 @@
 #include <sstream>
 #include <system_error>
 
+#include "sluice/shm/role_lock.hpp"
 #include "sluice/shm/segment_name.hpp"
 #include "sluice/shm/setup_error.hpp"
 
@@ -42,15 +43,21 @@ std::string describe(const bip::interprocess_exception& e) {
   return e.what();
 }
 
-// EINVAL from MADV_HUGEPAGE means a kernel without transparent huge pages, and
-// a failed populate (no memory, a full /dev/shm) is reported by the
-// posix_fallocate that follows: neither is an error here.
-void advise_huge_pages_and_populate(void* base, std::size_t bytes) noexcept {
+// Returns 0 or the errno of the madvise that failed. Not an error here: EINVAL
+// from MADV_HUGEPAGE means a kernel without transparent huge pages, and a
+// populate that fails for want of memory is reported by the posix_fallocate
+// that follows.
+int advise_huge_pages_and_populate(void* base, std::size_t bytes) noexcept {
   if (::madvise(base, bytes, MADV_HUGEPAGE) != 0) {
-    return;
+    return errno;
   }
 #ifdef MADV_POPULATE_WRITE
-  (void)::madvise(base, bytes, MADV_POPULATE_WRITE);
+  if (::madvise(base, bytes, MADV_POPULATE_WRITE) != 0) {
+    return errno;
+  }
+  return 0;
+#else
+  return EINVAL;
 #endif
 }
 
@@ -97,6 +104,11 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
     fail(name, "cannot create: " + describe(e) + free_space_hint());
   }
   const int fd = impl->object.get_mapping_handle().handle;
+  if (options.lock_slot && !try_lock_slot(fd, *options.lock_slot)) {
+    bip::shared_memory_object::remove(object.c_str());
+    fail(name, "was replaced while being created; try again");
+  }
+  int huge_page_setup_error = 0;
   if (options.huge_pages) {
     // Sized and mapped first, so that the pages are allocated by faults
     // through a mapping marked MADV_HUGEPAGE: only those get 2 MiB pages on
@@ -105,7 +117,8 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
     try {
       impl->object.truncate(static_cast<bip::offset_t>(bytes));
       impl->region = bip::mapped_region(impl->object, bip::read_write);
-      advise_huge_pages_and_populate(impl->region.get_address(), impl->region.get_size());
+      huge_page_setup_error =
+          advise_huge_pages_and_populate(impl->region.get_address(), impl->region.get_size());
     } catch (const bip::interprocess_exception& e) {
       bip::shared_memory_object::remove(object.c_str());
       fail(name, "cannot size or map: " + describe(e));
@@ -131,6 +144,7 @@ Segment Segment::create(std::string_view name, std::size_t bytes, const CreateOp
   }
   Segment segment(std::move(impl));
   segment.name_ = std::string(name);
+  segment.huge_page_setup_error_ = huge_page_setup_error;
   return segment;
 }
 
@@ -158,33 +172,56 @@ bool Segment::read_unmapped(std::size_t offset, std::span<std::byte> out) const 
   return true;
 }
 
-std::size_t Segment::huge_page_bytes() const {
-  std::ifstream smaps("/proc/self/smaps");
-  const auto first = reinterpret_cast<std::uintptr_t>(base_);
-  const std::uintptr_t last = first + size_;
-  bool inside = false;
-  std::size_t kib = 0;
-  std::string line;
-  while (std::getline(smaps, line)) {
-    // A mapping starts with "start-end perms ..." in hex; its fields follow.
-    std::uintptr_t start = 0;
-    std::uintptr_t end = 0;
-    char dash = 0;
-    std::istringstream head(line);
-    if (head >> std::hex >> start >> dash >> end && dash == '-') {
-      inside = start >= first && end <= last;
-      continue;
+std::optional<std::size_t> Segment::huge_page_bytes() const noexcept {
+  try {
+    std::ifstream smaps("/proc/self/smaps");
+    if (!smaps) {
+      return std::nullopt;
     }
-    constexpr std::string_view kField = "ShmemPmdMapped:";
-    if (inside && std::string_view(line).starts_with(kField)) {
-      std::istringstream value(line.substr(kField.size()));
-      std::size_t field_kib = 0;
-      if (value >> field_kib) {
-        kib += field_kib;
+    const auto first = reinterpret_cast<std::uintptr_t>(base_);
+    const std::uintptr_t last = first + size_;
+    bool inside = false;
+    bool seen = false;
+    std::size_t kib = 0;
+    std::string line;
+    while (std::getline(smaps, line)) {
+      // A mapping starts with "start-end perms ..." in hex; its fields follow
+      // ("Name:   value kB", no field name being hex digits and a dash).
+      std::uintptr_t start = 0;
+      std::uintptr_t end = 0;
+      char dash = 0;
+      std::istringstream head(line);
+      if (head >> std::hex >> start >> dash >> end && dash == '-') {
+        inside = start >= first && end <= last;
+        continue;
+      }
+      constexpr std::string_view kField = "ShmemPmdMapped:";
+      if (inside && std::string_view(line).starts_with(kField)) {
+        std::istringstream value(line.substr(kField.size()));
+        std::size_t field_kib = 0;
+        if (value >> field_kib) {
+          kib += field_kib;
+          seen = true;
+        }
       }
     }
+    if (!seen) {
+      return std::nullopt;  // no mapping of ours, or a kernel without the field
+    }
+    return kib * 1024;
+  } catch (...) {
+    return std::nullopt;
   }
-  return kib * 1024;
+}
+
+bool Segment::remove_own_name() const noexcept {
+  struct stat own {};
+  struct stat named {};
+  if (::fstat(fd(), &own) != 0 || ::stat(object_path(name_).c_str(), &named) != 0 ||
+      own.st_dev != named.st_dev || own.st_ino != named.st_ino) {
+    return false;
+  }
+  return bip::shared_memory_object::remove(object_name(name_).c_str());
 }
 
 Segment Segment::open(std::string_view name) {
@@ -248,6 +285,10 @@ bool Segment::remove(std::string_view name) {
 }
 
 std::string Segment::huge_page_mount_option() {
+  // /dev/shm may be a link to the mount (/run/shm on some systems).
+  std::error_code error;
+  const std::filesystem::path resolved = std::filesystem::canonical("/dev/shm", error);
+  const std::string shm_dir = error ? std::string("/dev/shm") : resolved.string();
   std::ifstream mounts("/proc/mounts");
   std::string option;
   std::string line;
@@ -257,7 +298,7 @@ std::string Segment::huge_page_mount_option() {
     std::string mount_point;
     std::string type;
     std::string options;
-    if (!(fields >> device >> mount_point >> type >> options) || mount_point != "/dev/shm") {
+    if (!(fields >> device >> mount_point >> type >> options) || mount_point != shm_dir) {
       continue;
     }
     // The last entry wins: a later mount on the same point hides earlier ones.

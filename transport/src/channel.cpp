@@ -3,9 +3,11 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
+#include <fstream>
 #include <new>
 #include <optional>
 #include <span>
+#include <system_error>
 #include <thread>
 
 #include "sluice/shm/segment_name.hpp"
@@ -27,21 +29,39 @@ std::uint64_t unix_now_ns() {
                                         .count());
 }
 
-std::string huge_pages_missing(std::uint64_t segment_bytes) {
-  constexpr std::uint64_t kHugePageBytes = 2U << 20;
-  std::string why = "huge pages were required, but no 2 MiB page backs the segment: ";
-  if (segment_bytes < kHugePageBytes) {
-    return why + "it is smaller than one (" + std::to_string(segment_bytes) +
-           " bytes); use more or larger buffers";
+std::string read_first_line(const char* path) {
+  std::ifstream file(path);
+  std::string line;
+  std::getline(file, line);
+  return line;
+}
+
+// Why a segment created with huge pages asked for has fewer than it should.
+std::string huge_pages_missing(const shm::Segment& segment, std::optional<std::size_t> given,
+                               std::size_t wanted) {
+  std::string why = "huge pages were required, but ";
+  if (!given) {
+    return why + "how the segment is mapped cannot be read (/proc/self/smaps)";
+  }
+  why += std::to_string(*given >> 20) + " MiB of the segment are in 2 MiB pages (it could have " +
+         std::to_string(wanted >> 20) + " MiB): ";
+  if (const int error = segment.huge_page_setup_error(); error != 0) {
+    return why + "the kernel refused (" + std::generic_category().message(error) +
+           "; transparent huge pages and Linux 5.14 or later are needed)";
+  }
+  const std::string shmem_enabled =
+      read_first_line("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  if (shmem_enabled.find("[deny]") != std::string::npos) {
+    return why + "/sys/kernel/mm/transparent_hugepage/shmem_enabled is set to deny";
   }
   const std::string mount = shm::Segment::huge_page_mount_option();
-  if (mount == "never") {
-    return why + "/dev/shm is mounted with huge=" + mount +
-           "; as root, `mount -o remount,huge=advise /dev/shm` allows them";
+  if (mount == "never" && shmem_enabled.find("[force]") == std::string::npos) {
+    return why + "/dev/shm is mounted with huge=never; as root, " +
+           "`mount -o remount,huge=advise /dev/shm` allows them";
   }
-  return why + "/dev/shm is mounted with huge=" + (mount.empty() ? "?" : mount) +
-         ", so no free 2 MiB page was found (memory fragmented) or transparent huge pages "
-         "are off (/sys/kernel/mm/transparent_hugepage/shmem_enabled)";
+  return why + "/dev/shm (huge=" + (mount.empty() ? "?" : mount) +
+         ") allows them, so the kernel found no free 2 MiB of memory (fragmented); "
+         "try again, or free memory";
 }
 
 // Whether the creator has stored the magic, read without touching the
@@ -122,25 +142,34 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
   if (auto problem = config_problem(config); !problem.empty()) {
     fail(name, "bad configuration: " + problem);
   }
+  const ChannelLayout layout = compute_layout(config);
+  // Whole 2 MiB stretches of the segment: what kRequired must get in 2 MiB
+  // pages (a mapping of a huge-page object starts 2 MiB aligned).
+  const std::size_t huge_wanted = layout.total_bytes / shm::kHugePageBytes * shm::kHugePageBytes;
+  if (options.huge_pages == HugePages::kRequired && huge_wanted == 0) {
+    fail(name, "huge pages were required, but the segment (" + std::to_string(layout.total_bytes) +
+                   " bytes) is smaller than one 2 MiB page; use more or larger buffers");
+  }
   if (options.replace_stale && shm::Segment::exists(name)) {
     remove_if_stale(name);
   }
-  const ChannelLayout layout = compute_layout(config);
-  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes,
-                                              {options.mode, options.huge_pages != HugePages::kNo}),
-                         layout);
-  if (options.huge_pages == HugePages::kRequired && mapping.segment_.huge_page_bytes() == 0) {
-    shm::Segment::remove(name);
-    fail(name, huge_pages_missing(layout.total_bytes));
+  // The creator is the first producer: it holds the role from the moment the
+  // object exists, so no other producer can slip in and nobody can take the
+  // half-made segment for a stale one.
+  shm::CreateOptions create;
+  create.mode = options.mode;
+  create.huge_pages = options.huge_pages != HugePages::kNo;
+  create.lock_slot = role_lock_slot(Role::kProducer);
+  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, create), layout);
+  if (options.huge_pages == HugePages::kRequired) {
+    const std::optional<std::size_t> given = mapping.segment_.huge_page_bytes();
+    if (!given || *given < huge_wanted) {
+      const std::string why = huge_pages_missing(mapping.segment_, given, huge_wanted);
+      mapping.segment_.remove_own_name();
+      fail(name, why);
+    }
   }
   std::byte* base = mapping.segment_.base();
-
-  // The creator is the first producer: it takes the role before the segment
-  // becomes visible as valid, so no other producer can slip in.
-  if (!mapping.try_lock_role(Role::kProducer)) {
-    shm::Segment::remove(name);
-    fail(name, "was replaced while being created; try again");
-  }
 
   // Fresh tmpfs memory is zero: every atomic starts at 0, every buffer kFree.
   // Construct the header in place; the magic stays 0 until the end.

@@ -21,9 +21,16 @@ struct CreateOptions {
   // through a mapping marked MADV_HUGEPAGE, which is what this does (the pages
   // are then allocated by faulting the mapping instead of posix_fallocate,
   // which would take small pages); huge=never (the default) gives none.
-  // Best effort: huge_page_bytes() says what was given.
+  // Best effort: huge_page_bytes() says what was given, and
+  // huge_page_setup_error() why the kernel refused to help.
   bool huge_pages = false;
+  // A role lock (see role_lock.hpp) taken through the new object's file
+  // description right after it exists, before it has a size: from then on
+  // nobody can take the half-made object for an abandoned one and replace it.
+  std::optional<std::uint32_t> lock_slot;
 };
+
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
 
 // One named shared-memory object mapped into this process. Owns the file
 // descriptor (which carries this endpoint's liveness locks) and the mapping;
@@ -44,8 +51,8 @@ class Segment {
   static bool exists(std::string_view name);
   // Removes the name; mappings that exist stay valid. False if it did not exist.
   static bool remove(std::string_view name);
-  // The huge= option /dev/shm is mounted with ("never" when it has none, as by
-  // default; empty if /dev/shm is not a mount point).
+  // The huge= option of the mount that holds /dev/shm ("never" when it has
+  // none, as by default; empty if that mount cannot be found).
   static std::string huge_page_mount_option();
   // Names (without prefix) of all Sluice objects on this host.
   static std::vector<std::string> list();
@@ -63,10 +70,17 @@ class Segment {
   bool prefault() const noexcept;
 
   // Bytes of this process's mapping that are mapped by 2 MiB pages (from
-  // /proc/self/smaps; 0 if it cannot be read). Another process mapping the
-  // same object gets them as well when its mapping is 2 MiB aligned, which the
-  // kernel arranges for tmpfs objects that may hold huge pages.
-  [[nodiscard]] std::size_t huge_page_bytes() const;
+  // /proc/self/smaps; nothing if it cannot be read). Another process mapping
+  // the same object gets them as well when its mapping is 2 MiB aligned,
+  // which the kernel arranges for tmpfs objects that may hold huge pages.
+  [[nodiscard]] std::optional<std::size_t> huge_page_bytes() const noexcept;
+  // The errno with which madvise refused MADV_HUGEPAGE or MADV_POPULATE_WRITE
+  // when this object was created with huge_pages (EINVAL: a kernel without
+  // transparent huge pages, or older than 5.14); 0 if it did not.
+  [[nodiscard]] int huge_page_setup_error() const noexcept { return huge_page_setup_error_; }
+  // Removes the name if it still refers to this object (and not to one that
+  // replaced it). False if it did not.
+  bool remove_own_name() const noexcept;
 
   // Copies bytes at `offset` with pread, without touching the mapping: a page
   // first touched through this process's mapping is allocated by that fault,
@@ -91,6 +105,7 @@ class Segment {
   std::string name_;
   uid_t owner_ = 0;
   mode_t mode_ = 0;
+  int huge_page_setup_error_ = 0;
 };
 
 }  // namespace sluice::shm

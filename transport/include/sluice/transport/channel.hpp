@@ -22,7 +22,8 @@ namespace sluice::transport {
 enum class HugePages : std::uint8_t {
   kNo,           // default: 4 KiB pages (unless the mount gives huge ones anyway)
   kIfAvailable,  // ask; go on with small pages if none are given
-  kRequired,     // ask; creating the channel fails if no 2 MiB page backs it
+  kRequired,     // ask; creating the channel fails, saying why, unless every whole
+                 // 2 MiB of the segment is a 2 MiB page (and if it is under 2 MiB)
 };
 
 struct CreateOptions {
