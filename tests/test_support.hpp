@@ -11,7 +11,6 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <functional>
 #include <string>
 #include <thread>
@@ -29,14 +28,9 @@ inline std::string unique_channel(const std::string& label) {
 // The kernel's rule for tmpfs objects: shmem_enabled "deny" and "force"
 // override every mount; otherwise the mount's huge= option decides.
 inline bool mount_gives_huge_pages() {
-  std::ifstream file("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
-  std::string shmem_enabled;
-  std::getline(file, shmem_enabled);
-  if (shmem_enabled.find("[deny]") != std::string::npos) {
-    return false;
-  }
-  if (shmem_enabled.find("[force]") != std::string::npos) {
-    return true;
+  const std::string policy = sluice::shm::Segment::shmem_huge_page_policy();
+  if (policy == "deny" || policy == "force") {
+    return policy == "force";
   }
   const std::string option = sluice::shm::Segment::huge_page_mount_option();
   return option == "advise" || option == "within_size" || option == "always";

@@ -314,6 +314,18 @@ std::string Segment::huge_page_mount_option() {
   return option;
 }
 
+std::string Segment::shmem_huge_page_policy() {
+  std::ifstream file("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
+  std::string line;
+  std::getline(file, line);
+  const auto open = line.find('[');
+  const auto close = line.find(']', open);
+  if (open == std::string::npos || close == std::string::npos) {
+    return {};
+  }
+  return line.substr(open + 1, close - open - 1);
+}
+
 std::vector<std::string> Segment::list() {
   std::vector<std::string> names;
   std::error_code error;

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstring>
-#include <fstream>
 #include <new>
 #include <optional>
 #include <span>
@@ -29,13 +28,6 @@ std::uint64_t unix_now_ns() {
                                         .count());
 }
 
-std::string read_first_line(const char* path) {
-  std::ifstream file(path);
-  std::string line;
-  std::getline(file, line);
-  return line;
-}
-
 // Why a segment created with huge pages asked for has fewer than it should.
 std::string huge_pages_missing(const shm::Segment& segment, std::optional<std::size_t> given,
                                std::size_t wanted) {
@@ -49,13 +41,12 @@ std::string huge_pages_missing(const shm::Segment& segment, std::optional<std::s
     return why + "the kernel refused (" + std::generic_category().message(error) +
            "; transparent huge pages and Linux 5.14 or later are needed)";
   }
-  const std::string shmem_enabled =
-      read_first_line("/sys/kernel/mm/transparent_hugepage/shmem_enabled");
-  if (shmem_enabled.find("[deny]") != std::string::npos) {
+  const std::string policy = shm::Segment::shmem_huge_page_policy();
+  if (policy == "deny") {
     return why + "/sys/kernel/mm/transparent_hugepage/shmem_enabled is set to deny";
   }
   const std::string mount = shm::Segment::huge_page_mount_option();
-  if (mount == "never" && shmem_enabled.find("[force]") == std::string::npos) {
+  if (mount == "never" && policy != "force") {
     return why + "/dev/shm is mounted with huge=never; as root, " +
            "`mount -o remount,huge=advise /dev/shm` allows them";
   }

@@ -54,6 +54,10 @@ class Segment {
   // The huge= option of the mount that holds /dev/shm ("never" when it has
   // none, as by default; empty if that mount cannot be found).
   static std::string huge_page_mount_option();
+  // The kernel's policy for huge pages in shared memory, the bracketed word of
+  // /sys/kernel/mm/transparent_hugepage/shmem_enabled: "deny" and "force"
+  // override every mount's huge= option. Empty if it cannot be read.
+  static std::string shmem_huge_page_policy();
   // Names (without prefix) of all Sluice objects on this host.
   static std::vector<std::string> list();
 
