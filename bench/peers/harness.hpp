@@ -146,8 +146,16 @@ class System {
   // Once before the first run and after the last (iceoryx: the daemon).
   virtual void start() {}
   virtual void stop() {}
+  // A reference row (the no-transport bound), not a peer: never the best or
+  // cheapest peer a target is judged against.
+  [[nodiscard]] virtual bool is_reference() const { return false; }
+  // Whether it has a ping-pong; rows without one are left out of latency.
+  [[nodiscard]] virtual bool has_ping() const { return true; }
   // Parent, before forking a run (pipes, names).
   virtual void prepare(const std::string& /*tag*/, bool /*ping*/) {}
+  // Parent, before forking a throughput run; for systems that size shared
+  // state by the work.
+  virtual void prepare_throughput(const Work& work) { prepare(work.tag, false); }
   // Child right after fork: role 0 = producer/client, 1 = consumer/server.
   virtual void in_child(int /*role*/) {}
   // Parent, once both children are forked.
@@ -189,6 +197,8 @@ std::unique_ptr<System> make_boost_mq();
 std::unique_ptr<System> make_pipe();
 std::unique_ptr<System> make_socket();
 std::unique_ptr<System> make_zmq();
+// The two-core bound: the work through bare shared buffers, no transport.
+std::unique_ptr<System> make_no_transport();
 
 // Machine limits (limits.cpp).
 struct Limits {
