@@ -208,6 +208,9 @@ struct Limits {
   double cacheline_rtt_p50_ns = 0;  // timed one by one, like the ping-pong
   double cacheline_rtt_p99_ns = 0;
   std::vector<double> cacheline_p50_runs;
+  double futex_rtt_p50_ns = 0;  // both sides sleeping (median of runs)
+  double futex_rtt_p99_ns = 0;
+  std::vector<double> futex_p50_runs;
   struct FillCheck {
     std::size_t size = 0;
     double fill_check_rps = 0;  // fill then body_matches, one core
@@ -228,5 +231,14 @@ struct CachelineRtt {
   std::string problem;
 };
 CachelineRtt measure_cacheline(std::uint64_t rounds);
+
+// A word handed back and forth between cpu 0 and cpu 1, each side asleep on
+// a shared futex until woken: the floor of a blocking round trip that sleeps.
+struct FutexRtt {
+  double p50_ns = 0;
+  double p99_ns = 0;
+  std::string problem;
+};
+FutexRtt measure_futex(std::uint64_t rounds);
 
 }  // namespace cmp

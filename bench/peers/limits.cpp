@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "sluice/shm/futex.hpp"
 
 namespace cmp {
 namespace {
@@ -127,6 +128,60 @@ CachelineRtt cacheline_rtt(std::uint64_t rounds) {
   return result;
 }
 
+// One word handed between cpu 0 and cpu 1 where each side sleeps on it in
+// the kernel (shared futex) until the other has written and woken it: what
+// any blocking receive that really sleeps pays per round trip, two wake-ups.
+FutexRtt futex_rtt(std::uint64_t rounds) {
+  std::atomic<std::uint32_t> word{0};
+  std::vector<std::int64_t> samples;
+  samples.reserve(rounds);
+  std::exception_ptr error;
+  const auto wait_for = [&word](std::uint32_t wanted) {
+    for (std::uint32_t seen = word.load(std::memory_order_acquire); seen != wanted;
+         seen = word.load(std::memory_order_acquire)) {
+      sluice::shm::futex_wait(word, seen, std::chrono::milliseconds(100));
+    }
+  };
+  const std::uint64_t warmup = std::max<std::uint64_t>(100, rounds / 10);
+  const std::uint64_t total = warmup + rounds;
+  std::thread echo([&] {
+    try {
+      pin_thread(1);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    for (std::uint64_t i = 0; i < total; ++i) {
+      wait_for(static_cast<std::uint32_t>(2 * i + 1));
+      word.store(static_cast<std::uint32_t>(2 * i + 2), std::memory_order_release);
+      sluice::shm::futex_wake(word, 1);
+    }
+  });
+  try {
+    pin_thread(0);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  for (std::uint64_t i = 0; i < total; ++i) {
+    const std::int64_t start = now_ns();
+    word.store(static_cast<std::uint32_t>(2 * i + 1), std::memory_order_release);
+    sluice::shm::futex_wake(word, 1);
+    wait_for(static_cast<std::uint32_t>(2 * i + 2));
+    if (i >= warmup) {
+      samples.push_back(now_ns() - start);
+    }
+  }
+  echo.join();
+  if (error) {
+    std::rethrow_exception(error);
+  }
+  Report report;
+  summarise_latency(samples, report);
+  FutexRtt result;
+  result.p50_ns = report.latency_ns[0];
+  result.p99_ns = report.latency_ns[1];
+  return result;
+}
+
 // Records per second for `step(record, sequence)` over a working set of
 // max(size, 256 KiB) bytes, one record after another.
 template <class Step>
@@ -196,6 +251,16 @@ CachelineRtt measure_cacheline(std::uint64_t rounds) {
     return cacheline_rtt(rounds);
   } catch (const std::exception& error) {
     CachelineRtt result;
+    result.problem = error.what();
+    return result;
+  }
+}
+
+FutexRtt measure_futex(std::uint64_t rounds) {
+  try {
+    return futex_rtt(rounds);
+  } catch (const std::exception& error) {
+    FutexRtt result;
     result.problem = error.what();
     return result;
   }
