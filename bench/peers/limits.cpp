@@ -246,24 +246,29 @@ Limits measure_limits(const std::vector<std::size_t>& sizes, double seconds_each
   return limits;
 }
 
-CachelineRtt measure_cacheline(std::uint64_t rounds) {
+namespace {
+
+// A measurement that failed (a thread that cannot be pinned, say) comes
+// back with its reason in `problem`, for the limits table to show.
+template <class Result>
+Result or_problem(Result (*measure)(std::uint64_t), std::uint64_t rounds) {
   try {
-    return cacheline_rtt(rounds);
+    return measure(rounds);
   } catch (const std::exception& error) {
-    CachelineRtt result;
+    Result result;
     result.problem = error.what();
     return result;
   }
 }
 
+}  // namespace
+
+CachelineRtt measure_cacheline(std::uint64_t rounds) {
+  return or_problem(cacheline_rtt, rounds);
+}
+
 FutexRtt measure_futex(std::uint64_t rounds) {
-  try {
-    return futex_rtt(rounds);
-  } catch (const std::exception& error) {
-    FutexRtt result;
-    result.problem = error.what();
-    return result;
-  }
+  return or_problem(futex_rtt, rounds);
 }
 
 }  // namespace cmp

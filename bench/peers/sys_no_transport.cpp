@@ -89,6 +89,14 @@ class Backoff {
   unsigned spins_ = 0;
 };
 
+template <class Ready>
+void wait_until(const Ready& ready) {
+  Backoff backoff;
+  while (!ready()) {
+    backoff.wait();
+  }
+}
+
 class NoTransportSystem final : public System {
  public:
   NoTransportSystem() = default;
@@ -122,12 +130,13 @@ class NoTransportSystem final : public System {
     std::uint64_t filled = 0;
     std::uint64_t consumed_seen = 0;
     while (sequence < work.records) {
-      Backoff backoff;
-      while (filled - consumed_seen >= geometry_.buffer_count) {
-        consumed_seen = control_->consumed.value.load(std::memory_order_acquire);
-        if (filled - consumed_seen >= geometry_.buffer_count) {
-          backoff.wait();
-        }
+      // The cached count first: the consumer's line is read only when the
+      // ring looks full.
+      if (filled - consumed_seen >= geometry_.buffer_count) {
+        wait_until([&] {
+          consumed_seen = control_->consumed.value.load(std::memory_order_acquire);
+          return filled - consumed_seen < geometry_.buffer_count;
+        });
       }
       std::byte* record = buffer(filled);
       const std::uint64_t end = std::min(work.records, sequence + geometry_.records_per_buffer);
@@ -145,12 +154,11 @@ class NoTransportSystem final : public System {
     std::uint64_t checked = 0;
     std::uint64_t produced_seen = 0;
     while (sequence < work.records) {
-      Backoff backoff;
-      while (produced_seen == checked) {
-        produced_seen = control_->produced.value.load(std::memory_order_acquire);
-        if (produced_seen == checked) {
-          backoff.wait();
-        }
+      if (produced_seen == checked) {
+        wait_until([&] {
+          produced_seen = control_->produced.value.load(std::memory_order_acquire);
+          return produced_seen != checked;
+        });
       }
       // Never trust the other side, even here: a count that runs ahead of
       // what fits in the ring is a broken run, not a record to read.
