@@ -146,7 +146,7 @@ class System {
   // Once before the first run and after the last (iceoryx: the daemon).
   virtual void start() {}
   virtual void stop() {}
-  // A reference row (the no-transport bound), not a peer: never the best or
+  // A reference row (no-transport), not a peer: never the best or
   // cheapest peer a target is judged against.
   [[nodiscard]] virtual bool is_reference() const { return false; }
   // Whether it has a ping-pong; rows without one are left out of latency.
@@ -197,7 +197,7 @@ std::unique_ptr<System> make_boost_mq();
 std::unique_ptr<System> make_pipe();
 std::unique_ptr<System> make_socket();
 std::unique_ptr<System> make_zmq();
-// The two-core bound: the work through bare shared buffers, no transport.
+// The reference row: the work through bare shared buffers, no transport.
 std::unique_ptr<System> make_no_transport();
 
 // Machine limits (limits.cpp).
@@ -211,6 +211,7 @@ struct Limits {
   double futex_rtt_p50_ns = 0;  // both sides sleeping (median of runs)
   double futex_rtt_p99_ns = 0;
   std::vector<double> futex_p50_runs;
+  std::vector<double> futex_slept_fraction_runs;
   struct FillCheck {
     std::size_t size = 0;
     double fill_check_rps = 0;  // fill then body_matches, one core
@@ -233,10 +234,12 @@ struct CachelineRtt {
 CachelineRtt measure_cacheline(std::uint64_t rounds);
 
 // A word handed back and forth between cpu 0 and cpu 1, each side asleep on
-// a shared futex until woken: the floor of a blocking round trip that sleeps.
+// a shared futex until woken: what a blocking round trip that sleeps costs
+// with no transport around it.
 struct FutexRtt {
   double p50_ns = 0;
   double p99_ns = 0;
+  double slept_fraction = 0;  // of each side's waits, the share that slept
   std::string problem;
 };
 FutexRtt measure_futex(std::uint64_t rounds);

@@ -65,60 +65,86 @@ void pin_thread(int cpu) {
 
 struct alignas(64) Line {
   std::atomic<std::uint64_t> value{0};
-  char pad[64 - sizeof(std::atomic<std::uint64_t>)];
+  char pad[64 - sizeof(std::atomic<std::uint64_t>)]{};
 };
+
+// Runs `echo` on a thread pinned to cpu 1 and `lead` on this thread pinned to
+// cpu 0, then gives this thread back the cpus it had: the harness forks every
+// later run from it, and a child must not inherit the pin. Both bodies run
+// even when pinning fails, so that neither waits for a partner that never
+// comes; the failure is thrown afterwards.
+template <class Echo, class Lead>
+void on_cpus_0_and_1(const Echo& echo, const Lead& lead) {
+  cpu_set_t before;
+  CPU_ZERO(&before);
+  const bool saved = pthread_getaffinity_np(pthread_self(), sizeof(before), &before) == 0;
+  std::exception_ptr echo_error;  // each thread writes only its own
+  std::exception_ptr lead_error;
+  std::thread echo_thread([&] {
+    try {
+      pin_thread(1);
+    } catch (...) {
+      echo_error = std::current_exception();
+    }
+    echo();
+  });
+  try {
+    pin_thread(0);
+  } catch (...) {
+    lead_error = std::current_exception();
+  }
+  lead();
+  echo_thread.join();
+  if (saved) {
+    pthread_setaffinity_np(pthread_self(), sizeof(before), &before);
+  }
+  if (lead_error) {
+    std::rethrow_exception(lead_error);
+  }
+  if (echo_error) {
+    std::rethrow_exception(echo_error);
+  }
+}
 
 // One cache line bounced between cpu 0 and cpu 1: the first thread writes
 // an odd value and spins until the second answers with the next even one.
 CachelineRtt cacheline_rtt(std::uint64_t rounds) {
   Line line;
   std::vector<std::int64_t> samples(rounds);
-  std::exception_ptr error;
   constexpr std::uint64_t kBatch = 1000;
   constexpr std::uint64_t kBatches = 200;
-  std::thread echo([&] {
-    try {
-      pin_thread(1);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    for (std::uint64_t i = 0; i < kBatches * kBatch + rounds; ++i) {
-      while (line.value.load(std::memory_order_acquire) != 2 * i + 1) {
-      }
-      line.value.store(2 * i + 2, std::memory_order_release);
-    }
-  });
-  try {
-    pin_thread(0);
-  } catch (...) {
-    error = std::current_exception();
-  }
-  // First batches timed as a whole (no clock reads inside; the median batch,
-  // so that a preemption does not count), then one by one.
   std::vector<double> batch_means;
-  for (std::uint64_t b = 0; b < kBatches; ++b) {
-    const std::int64_t batch_start = now_ns();
-    for (std::uint64_t k = 0; k < kBatch; ++k) {
-      const std::uint64_t i = b * kBatch + k;
-      line.value.store(2 * i + 1, std::memory_order_release);
-      while (line.value.load(std::memory_order_acquire) != 2 * i + 2) {
-      }
-    }
-    batch_means.push_back(static_cast<double>(now_ns() - batch_start) / kBatch);
-  }
+  on_cpus_0_and_1(
+      [&] {
+        for (std::uint64_t i = 0; i < kBatches * kBatch + rounds; ++i) {
+          while (line.value.load(std::memory_order_acquire) != 2 * i + 1) {
+          }
+          line.value.store(2 * i + 2, std::memory_order_release);
+        }
+      },
+      [&] {
+        // First batches timed as a whole (no clock reads inside; the median
+        // batch, so that a preemption does not count), then one by one.
+        for (std::uint64_t b = 0; b < kBatches; ++b) {
+          const std::int64_t batch_start = now_ns();
+          for (std::uint64_t k = 0; k < kBatch; ++k) {
+            const std::uint64_t i = b * kBatch + k;
+            line.value.store(2 * i + 1, std::memory_order_release);
+            while (line.value.load(std::memory_order_acquire) != 2 * i + 2) {
+            }
+          }
+          batch_means.push_back(static_cast<double>(now_ns() - batch_start) / kBatch);
+        }
+        for (std::uint64_t k = 0; k < rounds; ++k) {
+          const std::uint64_t i = kBatches * kBatch + k;
+          const std::int64_t start = now_ns();
+          line.value.store(2 * i + 1, std::memory_order_release);
+          while (line.value.load(std::memory_order_acquire) != 2 * i + 2) {
+          }
+          samples[k] = now_ns() - start;
+        }
+      });
   std::sort(batch_means.begin(), batch_means.end());
-  for (std::uint64_t k = 0; k < rounds; ++k) {
-    const std::uint64_t i = kBatches * kBatch + k;
-    const std::int64_t start = now_ns();
-    line.value.store(2 * i + 1, std::memory_order_release);
-    while (line.value.load(std::memory_order_acquire) != 2 * i + 2) {
-    }
-    samples[k] = now_ns() - start;
-  }
-  echo.join();
-  if (error) {
-    std::rethrow_exception(error);
-  }
   Report report;
   summarise_latency(samples, report);
   CachelineRtt result;
@@ -129,56 +155,54 @@ CachelineRtt cacheline_rtt(std::uint64_t rounds) {
 }
 
 // One word handed between cpu 0 and cpu 1 where each side sleeps on it in
-// the kernel (shared futex) until the other has written and woken it: what
-// any blocking receive that really sleeps pays per round trip, two wake-ups.
+// the kernel (shared futex) until the other has written and woken it: two
+// wake-ups per round trip, what a blocking receive that really sleeps pays.
+// A wait whose wake-up came first does not sleep; the share of rounds in
+// which a side did is reported, so that a run that mostly spun is visible.
 FutexRtt futex_rtt(std::uint64_t rounds) {
   std::atomic<std::uint32_t> word{0};
   std::vector<std::int64_t> samples;
   samples.reserve(rounds);
-  std::exception_ptr error;
+  // Returns whether it slept (was woken) before `wanted` appeared.
   const auto wait_for = [&word](std::uint32_t wanted) {
+    bool slept = false;
     for (std::uint32_t seen = word.load(std::memory_order_acquire); seen != wanted;
          seen = word.load(std::memory_order_acquire)) {
-      sluice::shm::futex_wait(word, seen, std::chrono::milliseconds(100));
+      slept |= sluice::shm::futex_wait(word, seen, std::chrono::milliseconds(100)) ==
+               sluice::shm::FutexWaitResult::kWoken;
     }
+    return slept;
   };
   const std::uint64_t warmup = std::max<std::uint64_t>(100, rounds / 10);
   const std::uint64_t total = warmup + rounds;
-  std::thread echo([&] {
-    try {
-      pin_thread(1);
-    } catch (...) {
-      error = std::current_exception();
-    }
-    for (std::uint64_t i = 0; i < total; ++i) {
-      wait_for(static_cast<std::uint32_t>(2 * i + 1));
-      word.store(static_cast<std::uint32_t>(2 * i + 2), std::memory_order_release);
-      sluice::shm::futex_wake(word, 1);
-    }
-  });
-  try {
-    pin_thread(0);
-  } catch (...) {
-    error = std::current_exception();
-  }
-  for (std::uint64_t i = 0; i < total; ++i) {
-    const std::int64_t start = now_ns();
-    word.store(static_cast<std::uint32_t>(2 * i + 1), std::memory_order_release);
-    sluice::shm::futex_wake(word, 1);
-    wait_for(static_cast<std::uint32_t>(2 * i + 2));
-    if (i >= warmup) {
-      samples.push_back(now_ns() - start);
-    }
-  }
-  echo.join();
-  if (error) {
-    std::rethrow_exception(error);
-  }
+  std::uint64_t echo_slept = 0;
+  std::uint64_t lead_slept = 0;
+  on_cpus_0_and_1(
+      [&] {
+        for (std::uint64_t i = 0; i < total; ++i) {
+          echo_slept += wait_for(static_cast<std::uint32_t>(2 * i + 1)) ? 1 : 0;
+          word.store(static_cast<std::uint32_t>(2 * i + 2), std::memory_order_release);
+          sluice::shm::futex_wake(word, 1);
+        }
+      },
+      [&] {
+        for (std::uint64_t i = 0; i < total; ++i) {
+          const std::int64_t start = now_ns();
+          word.store(static_cast<std::uint32_t>(2 * i + 1), std::memory_order_release);
+          sluice::shm::futex_wake(word, 1);
+          lead_slept += wait_for(static_cast<std::uint32_t>(2 * i + 2)) ? 1 : 0;
+          if (i >= warmup) {
+            samples.push_back(now_ns() - start);
+          }
+        }
+      });
   Report report;
   summarise_latency(samples, report);
   FutexRtt result;
   result.p50_ns = report.latency_ns[0];
   result.p99_ns = report.latency_ns[1];
+  result.slept_fraction =
+      static_cast<double>(echo_slept + lead_slept) / static_cast<double>(2 * total);
   return result;
 }
 
@@ -186,7 +210,7 @@ FutexRtt futex_rtt(std::uint64_t rounds) {
 // max(size, 256 KiB) bytes, one record after another.
 template <class Step>
 double records_per_second(std::size_t size, double seconds, const Step& step) {
-  const std::size_t count = std::max<std::size_t>(1, (256 * 1024) / size);
+  const std::size_t count = std::max<std::size_t>(1, (std::size_t{256} * 1024) / size);
   AlignedBuffer memory(count * size);
   for (std::size_t i = 0; i < count; ++i) {
     pattern::fill({memory.data + i * size, size}, i);
@@ -212,7 +236,7 @@ double records_per_second(std::size_t size, double seconds, const Step& step) {
 Limits measure_limits(const std::vector<std::size_t>& sizes, double seconds_each) {
   Limits limits;
   try {
-    limits.memcpy_cache_gbps = memcpy_gbps(256 * 1024, seconds_each);
+    limits.memcpy_cache_gbps = memcpy_gbps(std::size_t{256} * 1024, seconds_each);
     limits.memcpy_memory_gbps = memcpy_gbps(256 << 20, std::max(seconds_each, 0.5));
     for (const std::size_t size : sizes) {
       Limits::FillCheck row;
