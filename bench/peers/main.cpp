@@ -59,8 +59,8 @@ struct Options {
   --json PATH          where to write the results (default bench-results.json)
   --runs N             runs per system and size; the median is reported (default 5, quick 3)
   --systems LIST       comma-separated: sluice,iceoryx,boost-mq,pipe,unix-socket,zeromq,
-                       no-transport (a reference: the work through bare shared buffers, a
-                       reference row, never a peer; default: all of them)
+                       no-transport (the work through bare shared buffers, no
+                       transport: a reference row, never a peer; default: all of them)
   --sizes LIST         record sizes in bytes (default 8,64,1024,65536,1048576)
   --mib N              payload per run in MiB (default 256, quick 32)
   --min-records N      at least this many records per run (default 256, quick 64)
@@ -383,6 +383,15 @@ std::string num(double value) {
   return text;
 }
 
+// A JSON array of numbers.
+std::string num_array(const std::vector<double>& values) {
+  std::string out = "[";
+  for (std::size_t k = 0; k < values.size(); ++k) {
+    out += (k == 0 ? "" : ", ") + num(values[k]);
+  }
+  return out + "]";
+}
+
 std::string json_escape(const std::string& text) {
   std::string out;
   for (const char c : text) {
@@ -590,9 +599,11 @@ std::vector<Target> judge(const std::vector<Row>& rows, const std::vector<Latenc
     if (!usable(sluice)) {
       continue;
     }
-    const Row* reference = find_row(rows, "no-transport", size);
-    if (!usable(reference)) {
-      reference = nullptr;
+    const Row* reference = nullptr;
+    for (const Row& row : rows) {
+      if (row.reference && row.size == size && usable(&row)) {
+        reference = &row;
+      }
     }
     // Sluice's ratio against `peer`, with the no-transport row's beside it.
     const auto judged = [&](std::string what, const Row& peer, double target,
@@ -845,21 +856,11 @@ void write_json(const std::string& path, const Options& options, const Meta& met
         << ", \"cacheline_rtt_p50_ns\": " << num(limits->cacheline_rtt_p50_ns)
         << ", \"cacheline_rtt_p99_ns\": " << num(limits->cacheline_rtt_p99_ns)
         << ", \"cacheline_rtt_mean_ns\": " << num(limits->cacheline_rtt_mean_ns)
-        << ", \"cacheline_rtt_p50_ns_per_run\": [";
-    for (std::size_t k = 0; k < limits->cacheline_p50_runs.size(); ++k) {
-      out << (k == 0 ? "" : ", ") << num(limits->cacheline_p50_runs[k]);
-    }
-    out << "], \"futex_rtt_p50_ns\": " << num(limits->futex_rtt_p50_ns)
+        << ", \"cacheline_rtt_p50_ns_per_run\": " << num_array(limits->cacheline_p50_runs)
+        << ", \"futex_rtt_p50_ns\": " << num(limits->futex_rtt_p50_ns)
         << ", \"futex_rtt_p99_ns\": " << num(limits->futex_rtt_p99_ns)
-        << ", \"futex_rtt_p50_ns_per_run\": [";
-    for (std::size_t k = 0; k < limits->futex_p50_runs.size(); ++k) {
-      out << (k == 0 ? "" : ", ") << num(limits->futex_p50_runs[k]);
-    }
-    out << "], \"futex_slept_fraction_per_run\": [";
-    for (std::size_t k = 0; k < limits->futex_slept_fraction_runs.size(); ++k) {
-      out << (k == 0 ? "" : ", ") << num(limits->futex_slept_fraction_runs[k]);
-    }
-    out << "]"
+        << ", \"futex_rtt_p50_ns_per_run\": " << num_array(limits->futex_p50_runs)
+        << ", \"futex_slept_fraction_per_run\": " << num_array(limits->futex_slept_fraction_runs)
         << ", \"problem\": \"" << json_escape(limits->problem) << "\", \"fill_check\": [";
     for (std::size_t i = 0; i < limits->fill_check.size(); ++i) {
       const Limits::FillCheck& row = limits->fill_check[i];
@@ -926,11 +927,7 @@ void write_json(const std::string& path, const Options& options, const Meta& met
           << ", \"p999_ns\": " << num(row.p999) << ", \"mean_ns\": " << num(row.mean)
           << ", \"min_ns\": " << num(row.min) << ", \"max_ns\": " << num(row.max)
           << ", \"samples\": " << row.samples << ", \"runs_ok\": " << row.runs_ok
-          << ", \"p50_ns_per_run\": [";
-      for (std::size_t k = 0; k < row.p50_runs.size(); ++k) {
-        out << (k == 0 ? "" : ", ") << num(row.p50_runs[k]);
-      }
-      out << "]";
+          << ", \"p50_ns_per_run\": " << num_array(row.p50_runs);
     } else {
       out << ", \"problem\": \"" << json_escape(row.problem) << "\"";
     }
