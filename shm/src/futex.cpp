@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <climits>
 #include <ctime>
+#include <algorithm>
+#include <array>
 
 namespace sluice::shm {
 
@@ -33,6 +35,49 @@ FutexWaitResult futex_wait(std::atomic<std::uint32_t>& word, std::uint32_t expec
   switch (errno) {
     case EAGAIN: return FutexWaitResult::kValueChanged;
     case ETIMEDOUT: return FutexWaitResult::kTimedOut;
+    default: return FutexWaitResult::kInterrupted;
+  }
+}
+
+FutexWaitResult futex_wait_any(std::span<const FutexWaitItem> items,
+                               std::chrono::nanoseconds timeout) {
+  if (timeout.count() <= 0) {
+    return FutexWaitResult::kTimedOut;
+  }
+  if (items.empty()) {
+    return FutexWaitResult::kValueChanged;
+  }
+  constexpr std::chrono::nanoseconds kFallbackSlice = std::chrono::milliseconds(1);
+  if (items.size() > kMaxFutexWaitItems) {
+    return futex_wait(*items.front().word, items.front().expected,
+                      std::min(timeout, kFallbackSlice));
+  }
+  std::array<futex_waitv, kMaxFutexWaitItems> waiters{};
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    waiters[i].val = items[i].expected;
+    waiters[i].uaddr = reinterpret_cast<std::uintptr_t>(items[i].word);
+    // FUTEX_32 without FUTEX_PRIVATE_FLAG: shared, keyed on the backing page.
+    waiters[i].flags = FUTEX_32;
+  }
+  // futex_waitv takes an absolute time on the given clock.
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::int64_t until_ns =
+      static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec + timeout.count();
+  timespec until{};
+  until.tv_sec = static_cast<time_t>(until_ns / 1'000'000'000);
+  until.tv_nsec = static_cast<long>(until_ns % 1'000'000'000);
+  const long woken = syscall(SYS_futex_waitv, waiters.data(), static_cast<unsigned>(items.size()),
+                             0U, &until, CLOCK_MONOTONIC);
+  if (woken >= 0) {
+    return FutexWaitResult::kWoken;
+  }
+  switch (errno) {
+    case EAGAIN: return FutexWaitResult::kValueChanged;
+    case ETIMEDOUT: return FutexWaitResult::kTimedOut;
+    case ENOSYS:
+      return futex_wait(*items.front().word, items.front().expected,
+                        std::min(timeout, kFallbackSlice));
     default: return FutexWaitResult::kInterrupted;
   }
 }

@@ -10,6 +10,7 @@
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
+#include "gate_consumer.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
@@ -20,11 +21,13 @@ using sluice::tools::JsonLine;
 namespace {
 
 constexpr const char* kUsage =
-    "usage: sluice-consumer --channel NAME --records N --size BYTES [options]\n"
+    "usage: sluice-consumer --channel NAME[,NAME...] --records N --size BYTES [options]\n"
     "\n"
     "Attaches to channel NAME (waiting for it to appear), receives records\n"
     "0..N-1 of BYTES bytes each, checks sequence and every byte, and counts\n"
-    "lost, duplicated and corrupt records.\n"
+    "lost, duplicated and corrupt records. With several names it reads them all\n"
+    "through one input gate (fan-in): N records from each, each channel's stream\n"
+    "checked on its own, and the JSON summary has an \"inputs\" entry per channel.\n"
     "\n"
     "options:\n"
     "  --rate R               at most R records per second\n"
@@ -85,6 +88,26 @@ int main(int argc, char** argv) {
   } catch (const sluice::tools::UsageError& e) {
     std::fprintf(stderr, "sluice-consumer: %s\n\n%s", e.what(), kUsage);
     return 2;
+  }
+
+  if (options.channel.find(',') != std::string::npos) {
+    sluice::tools::GateConsumerOptions gate;
+    for (std::size_t start = 0;;) {
+      const std::size_t comma = options.channel.find(',', start);
+      gate.channels.push_back(options.channel.substr(start, comma - start));
+      if (comma == std::string::npos) {
+        break;
+      }
+      start = comma + 1;
+    }
+    gate.records = options.records;
+    gate.size = options.size;
+    gate.schedule = options.schedule;
+    gate.wait_seconds = options.wait_seconds;
+    gate.keep = options.keep;
+    gate.resume = options.resume;
+    gate.json = options.json;
+    return sluice::tools::run_gate_consumer(gate);
   }
 
   std::optional<st::Consumer> consumer;

@@ -364,6 +364,25 @@ void Consumer::count_records(std::uint64_t records) noexcept {
                                                    std::memory_order_relaxed);
 }
 
+Status Consumer::producer_status() const noexcept {
+  return state_->producer_status();
+}
+
+void Consumer::begin_idle(Clock::time_point since) noexcept {
+  state_->control->consumer_counters.idle_since_ns.store(
+      static_cast<std::uint64_t>(since.time_since_epoch().count()), std::memory_order_relaxed);
+}
+
+void Consumer::end_idle(std::chrono::nanoseconds waited) noexcept {
+  ConsumerState& s = *state_;
+  ConsumerCounters& c = s.control->consumer_counters;
+  if (waited.count() > 0) {
+    s.idle_ns += static_cast<std::uint64_t>(waited.count());
+    c.idle_ns.store(s.idle_ns, std::memory_order_relaxed);
+  }
+  c.idle_since_ns.store(0, std::memory_order_relaxed);
+}
+
 const ChannelConfigRecord& Consumer::config() const noexcept {
   return state_->mapping.config();
 }

@@ -36,18 +36,23 @@ void RecordReader::hold_fragment() noexcept {
   count_buffer_records();
   if (fragments_.size() + 2 >= fragment_limit_) {
     if (!fragments_.empty()) {
+      run_release_hook();
       fragments_.erase(fragments_.begin());
     }
   }
   if (fragments_.size() + 2 < fragment_limit_) {
     fragments_.push_back(std::move(current_));  // capacity reserved: no allocation
   } else {
+    run_release_hook();
     current_.reset();
   }
 }
 
 void RecordReader::release_fragments() noexcept {
-  fragments_.clear();
+  if (!fragments_.empty()) {
+    run_release_hook();
+    fragments_.clear();
+  }
 }
 
 void RecordReader::release_current() noexcept {
@@ -55,6 +60,7 @@ void RecordReader::release_current() noexcept {
   in_place_bytes_left_ = 0;
   if (current_.valid()) {
     count_buffer_records();
+    run_release_hook();
     current_.reset();
   }
 }

@@ -62,6 +62,19 @@ class Consumer {
   // kTimeout, kClosed or kPeerDied (nothing more will be written there).
   Status wait_in_place(const std::byte* at, const Deadline& deadline, std::uint32_t& word) noexcept;
 
+  // The producer as a wait sees it: kOk while it may still deliver, kClosed
+  // once it closed the stream, kPeerDied once it is gone without closing
+  // (kOk instead under ProducerLoss::kWaitForNewProducer). Probes the
+  // liveness lock, a system call: for waits, not for every poll.
+  [[nodiscard]] Status producer_status() const noexcept;
+
+  // Idle accounting for a caller that waits for this consumer's data itself,
+  // as an input gate does for all its inputs at once: begin_idle marks the
+  // start of a wait (so tools count a wait in progress), end_idle adds the
+  // finished wait to the channel's idle time.
+  void begin_idle(Clock::time_point since) noexcept;
+  void end_idle(std::chrono::nanoseconds waited) noexcept;
+
   [[nodiscard]] const ChannelConfigRecord& config() const noexcept;
   [[nodiscard]] const ChannelMapping& mapping() const noexcept;
   [[nodiscard]] const std::string& name() const noexcept;

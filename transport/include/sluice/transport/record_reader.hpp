@@ -16,12 +16,26 @@
 
 namespace sluice::transport {
 
+// A function called with its context; plain pointers, so that the hot path
+// neither allocates nor throws.
+struct ReleaseHook {
+  void (*call)(void* context) noexcept = nullptr;
+  void* context = nullptr;
+};
+
 struct RecordReaderOptions {
   // Largest record assembled from several buffers; a longer one (only
   // possible from a broken, hostile or mismatched producer) is reported as
   // kCorrupt instead of growing memory without bound. A record within one
   // buffer is a view into it, bounded by the buffer size, and not limited.
   std::size_t max_record_bytes = std::size_t{1} << 30;
+  // Called just before the reader gives buffers back to the producer (when
+  // it moves past them, and on destruction). A stage that writes what it
+  // reads into another channel flushes its writer here, so that no input
+  // buffer is released before its records are committed downstream: if the
+  // stage dies, the input's next consumer receives every unreleased buffer
+  // again and nothing is lost. Must stay callable for the reader's lifetime.
+  ReleaseHook before_release;
 };
 
 // Yields the records of a stream in order. A record that lies in one buffer
@@ -166,6 +180,11 @@ class RecordReader {
   void release_current() noexcept;
   void hold_fragment() noexcept;
   void release_fragments() noexcept;
+  void run_release_hook() const noexcept {
+    if (options_.before_release.call != nullptr) {
+      options_.before_release.call(options_.before_release.context);
+    }
+  }
   [[nodiscard]] std::size_t offset() const noexcept {
     return static_cast<std::size_t>(cursor_ - current_.data().data());
   }

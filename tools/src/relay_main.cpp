@@ -1,0 +1,298 @@
+// sluice-relay: a pipeline stage. Reads records from one or more channels
+// (an input gate) and writes them unchanged into another channel, so that
+// pipelines of any shape can be built from the demo programs, with
+// backpressure passing through every stage.
+
+#include <cstdio>
+#include <cstring>
+#include <optional>
+
+#include "../common/arguments.hpp"
+#include "../common/json_line.hpp"
+#include "../common/pacer.hpp"
+#include "../common/progress.hpp"
+#include "../common/report.hpp"
+#include "sluice/transport/input_gate.hpp"
+#include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_writer.hpp"
+#include "sluice/transport/stage.hpp"
+
+namespace st = sluice::transport;
+using sluice::tools::JsonLine;
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: sluice-relay --from NAME[,NAME...] --to NAME [options]\n"
+    "\n"
+    "Reads every record from the channels NAME... (their consumer; several are read\n"
+    "through one input gate, in turn) and writes it unchanged into channel --to (its\n"
+    "producer), until every input has closed its stream; then closes --to. When the\n"
+    "output is full the relay blocks and stops reading, so backpressure reaches its\n"
+    "inputs' producers. An input buffer is released only after its records were\n"
+    "committed to the output, so a relay killed mid-stream loses nothing: restart it\n"
+    "with --resume (records it had committed but not released arrive again downstream).\n"
+    "\n"
+    "options:\n"
+    "  --rate R               at most R records per second\n"
+    "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
+    "  --wait SECONDS         how long to wait for each input channel to appear (default 10)\n"
+    "  --buffer-size BYTES    output pool buffer size (default 32K)\n"
+    "  --buffers COUNT        output pool buffer count (default 64)\n"
+    "  --flush-timeout-us US  hand over a partly filled output buffer after US microseconds\n"
+    "                         (default 1000), also while the inputs are idle\n"
+    "  --mode OCTAL           permissions of the output channel (default 600)\n"
+    "  --replace-stale        replace an existing output channel if nobody uses it\n"
+    "  --resume               continue after a relay that died: take over its inputs and\n"
+    "                         its output (attach); wait for new producers or consumers if\n"
+    "                         one dies, instead of failing\n"
+    "  --keep                 leave the input channels in place at the end (default: remove\n"
+    "                         them once every input closed and was read)\n"
+    "  --json                 one JSON object per output line\n"
+    "\n"
+    "exit status: 0 every input closed and everything was written and closed; 1 an input's\n"
+    "producer or the output's consumer went away, or corruption; 2 bad arguments or\n"
+    "set-up failure\n";
+
+struct Options {
+  std::vector<std::string> inputs;
+  std::string output;
+  st::ChannelConfig config;
+  st::CreateOptions create;
+  std::vector<sluice::tools::RatePhase> schedule;
+  double wait_seconds = 10;
+  bool resume = false;
+  bool keep = false;
+  bool json = false;
+};
+
+std::vector<std::string> split_names(const std::string& list) {
+  std::vector<std::string> names;
+  for (std::size_t start = 0;;) {
+    const std::size_t comma = list.find(',', start);
+    names.push_back(list.substr(start, comma - start));
+    if (comma == std::string::npos) {
+      return names;
+    }
+    start = comma + 1;
+  }
+}
+
+Options parse(int argc, char** argv) {
+  const sluice::tools::Arguments args(
+      argc, argv, 1,
+      {"--from", "--to", "--rate", "--rate-schedule", "--wait", "--buffer-size", "--buffers",
+       "--flush-timeout-us", "--mode"},
+      {"--json", "--replace-stale", "--resume", "--keep", "--help"});
+  if (args.has("--help")) {
+    std::fputs(kUsage, stdout);
+    std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
+  }
+  if (!args.positional().empty()) {
+    throw sluice::tools::UsageError("unexpected argument \"" + args.positional().front() + "\"");
+  }
+  Options o;
+  o.inputs = split_names(args.text("--from"));
+  o.output = args.text("--to");
+  for (const std::string& input : o.inputs) {
+    if (input.empty()) {
+      throw sluice::tools::UsageError("--from has an empty channel name");
+    }
+    if (input == o.output) {
+      throw sluice::tools::UsageError("channel \"" + input + "\" is both --from and --to");
+    }
+  }
+  o.schedule = sluice::tools::rate_schedule_from(args);
+  if (args.has("--wait")) {
+    o.wait_seconds = args.real_number("--wait", 0, 86400);
+  }
+  if (auto bytes = args.optional_unsigned("--buffer-size", st::ChannelConfig::kMinBufferBytes,
+                                          st::ChannelConfig::kMaxBufferBytes)) {
+    o.config.buffer_bytes = static_cast<std::uint32_t>(*bytes);
+  }
+  if (auto count = args.optional_unsigned("--buffers", st::ChannelConfig::kMinBufferCount,
+                                          st::ChannelConfig::kMaxBufferCount)) {
+    o.config.buffer_count = static_cast<std::uint32_t>(*count);
+  }
+  if (auto us = args.optional_unsigned("--flush-timeout-us", 1, 3'600'000'000ULL)) {
+    o.config.flush_timeout = std::chrono::microseconds(*us);
+  }
+  if (auto mode = args.optional_text("--mode")) {
+    char* end = nullptr;
+    const unsigned long value = std::strtoul(mode->c_str(), &end, 8);
+    if (mode->empty() || *end != '\0' || value > 0777 || (value & 0600) != 0600) {
+      throw sluice::tools::UsageError(
+          "--mode expects octal permissions that include owner read/write (e.g. 600, 660)");
+    }
+    o.create.mode = static_cast<mode_t>(value);
+  }
+  o.create.replace_stale = args.has("--replace-stale");
+  o.resume = args.has("--resume");
+  o.keep = args.has("--keep");
+  o.json = args.has("--json");
+  return o;
+}
+
+// The output: created, or with --resume attached to when it exists (its
+// previous producer, a relay that died, left it open).
+st::Producer open_output(const Options& options) {
+  if (options.resume) {
+    try {
+      return st::Producer::attach(options.output);
+    } catch (const std::exception&) {
+      // No channel of that name to continue (or it is not resumable): create it.
+    }
+  }
+  return st::Producer::create(options.output, options.config, options.create);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options options;
+  try {
+    options = parse(argc, argv);
+  } catch (const sluice::tools::UsageError& e) {
+    std::fprintf(stderr, "sluice-relay: %s\n\n%s", e.what(), kUsage);
+    return 2;
+  }
+
+  std::optional<st::Producer> producer;
+  std::optional<st::RecordWriter> writer;
+  std::optional<st::InputGate> gate;
+  try {
+    producer.emplace(open_output(options));
+    if (options.resume) {
+      producer->set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
+    }
+    writer.emplace(*producer);
+    st::GateOptions gate_options;
+    gate_options.open.wait_for_channel = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::duration<double>(options.wait_seconds));
+    gate_options.reader.before_release = st::flush_before_release(*writer);
+    if (options.resume) {
+      gate_options.producer_loss = st::ProducerLoss::kWaitForNewProducer;
+    }
+    gate.emplace(st::InputGate::open(options.inputs, gate_options));
+  } catch (const std::exception& e) {
+    gate.reset();
+    writer.reset();
+    if (producer && !options.resume) {
+      producer.reset();
+      st::remove_channel(options.output);  // created here, never used
+    }
+    sluice::tools::report_failure("relay", options.json, e.what());
+    return 2;
+  }
+
+  // The output's record size is unknown to the relay: progress shows records and bytes.
+  sluice::tools::Progress progress("relay", options.json, 0);
+  sluice::tools::Pacer pacer(options.schedule);
+  const auto flush_timeout = std::chrono::nanoseconds(producer->config().flush_timeout_ns);
+  std::uint64_t relayed = 0;
+  st::Status write_status = st::Status::kOk;
+  st::Status read_status = st::Status::kOk;
+  progress.start();
+  pacer.start(sluice::tools::Pacer::Clock::now());
+  for (;;) {
+    read_status = gate->read_batch_until(
+        [&](std::span<const std::byte> record) {
+          pacer.pace([&] { (void)writer->flush_if_due(); });
+          write_status = writer->write(record);
+          if (write_status != st::Status::kOk) {
+            return false;
+          }
+          ++relayed;
+          progress.tick(relayed, relayed - 1);
+          return true;
+        },
+        st::Deadline::after(flush_timeout));
+    if (write_status != st::Status::kOk) {
+      break;
+    }
+    if (read_status == st::Status::kTimeout) {
+      // Inputs idle: what was written so far goes downstream now, not when
+      // the next input buffer comes.
+      write_status = writer->flush();
+      if (write_status != st::Status::kOk) {
+        break;
+      }
+      continue;
+    }
+    if (read_status == st::Status::kCorrupt) {
+      sluice::tools::report_failure("relay", options.json,
+                                    gate->input_corruption(gate->last_input()));
+      continue;  // the other inputs go on; the exit status says it
+    }
+    if (read_status != st::Status::kOk) {
+      break;  // every input ended
+    }
+  }
+
+  bool ok = false;
+  std::string why;
+  if (write_status != st::Status::kOk) {
+    why = write_status == st::Status::kPeerDied ? "the output's consumer went away"
+          : write_status == st::Status::kCorrupt
+              ? producer->corruption()
+              : std::string(st::to_string(write_status));
+  } else if (read_status == st::Status::kClosed) {
+    write_status = writer->close();
+    ok = write_status == st::Status::kOk;
+    if (!ok) {
+      why = "closing the output failed: " + std::string(st::to_string(write_status));
+    }
+  } else {
+    // An input's producer died (or was corrupt): the output stays open, so
+    // that downstream sees a peer that went away, not a complete stream.
+    (void)writer->flush();
+    why = read_status == st::Status::kPeerDied
+              ? "an input's producer went away without closing its stream"
+              : "an input was corrupt";
+  }
+  if (!ok) {
+    sluice::tools::report_failure("relay", options.json,
+                                  "stopped after " + std::to_string(relayed) + " records: " + why);
+  }
+
+  const double seconds = progress.elapsed_seconds();
+  const double blocked =
+      static_cast<double>(producer->mapping().control().producer_counters.blocked_ns.load()) /
+      1e9;
+  const double records_per_sec = seconds > 0 ? static_cast<double>(relayed) / seconds : 0.0;
+  if (options.json) {
+    std::string inputs = "[";
+    for (std::size_t i = 0; i < gate->input_count(); ++i) {
+      inputs += (i == 0 ? "" : ",") + JsonLine()
+                                          .add("channel", gate->input_name(i))
+                                          .add("records", gate->input_records(i))
+                                          .str();
+    }
+    inputs += "]";
+    JsonLine summary;
+    summary.add("role", "relay")
+        .add("type", "summary")
+        .add("channel", options.output)
+        .add("ok", ok)
+        .add("records", relayed)
+        .add("seconds", seconds)
+        .add("records_per_sec", records_per_sec)
+        .add("blocked_seconds", blocked)
+        .add_raw("inputs", inputs);
+    std::printf("%s\n", summary.str().c_str());
+  } else {
+    std::printf("relay summary: %llu records from %zu channel(s) to \"%s\" in %.3f s: %.0f "
+                "records/s, blocked %.3f s\n",
+                static_cast<unsigned long long>(relayed), gate->input_count(),
+                options.output.c_str(), seconds, records_per_sec, blocked);
+  }
+  std::fflush(stdout);
+  // Inputs are released (gate) before the writer they flush into goes.
+  gate.reset();
+  if (ok && !options.keep) {
+    for (const std::string& name : options.inputs) {
+      st::remove_channel(name);
+    }
+  }
+  return ok ? 0 : 1;
+}
