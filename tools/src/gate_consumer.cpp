@@ -58,7 +58,7 @@ int run_gate_consumer(const GateConsumerOptions& options) {
   while (inputs_done < tallies.size()) {
     pacer.pace([] {});
     status = gate->next(record);
-    if (status == st::Status::kCorrupt) {
+    if (status == st::Status::kCorrupt && gate->open_inputs() > 0) {
       errors.push_back(gate->input_corruption(gate->last_input()));
       continue;  // the other inputs go on
     }

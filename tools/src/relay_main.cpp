@@ -219,7 +219,7 @@ int main(int argc, char** argv) {
       }
       continue;
     }
-    if (read_status == st::Status::kCorrupt) {
+    if (read_status == st::Status::kCorrupt && gate->open_inputs() > 0) {
       sluice::tools::report_failure("relay", options.json,
                                     gate->input_corruption(gate->last_input()));
       continue;  // the other inputs go on; the exit status says it

@@ -78,7 +78,8 @@ class InputGate {
   // The next record of any input, as RecordReader::next_until: kOk with
   // `record` set (a view valid until the next call) and last_input() naming
   // its input; kWouldBlock / kTimeout; kCorrupt once for an input that
-  // delivered bad data (last_input() names it; the others go on); and once
+  // delivered bad data (last_input() names it; while open_inputs() > 0 the
+  // others go on and the next call reads them); and once
   // every input has ended, kClosed if all closed their streams, else kPeerDied
   // (a producer went away), else kCorrupt.
   Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
