@@ -71,6 +71,12 @@ class JsonLine {
     text_ += "null";
     return *this;
   }
+  // `json` must already be a valid JSON value (an array or object built elsewhere).
+  JsonLine& add_raw(std::string_view key, std::string_view json) {
+    key_(key);
+    text_ += json;
+    return *this;
+  }
   [[nodiscard]] std::string str() const { return text_ + "}"; }
 
  private:
