@@ -19,6 +19,12 @@ std::string command_of(std::int32_t pid) {
   std::ifstream comm("/proc/" + std::to_string(pid) + "/comm");
   std::string name;
   std::getline(comm, name);
+  // A process may set any bytes as its name; keep terminals and parsers safe.
+  for (char& c : name) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      c = '?';
+    }
+  }
   return name;
 }
 
