@@ -58,7 +58,9 @@ ToolRun run(const std::string& command) {
   return result;
 }
 
-std::string sluice_tool() { return std::string(SLUICE_TOOLS_DIR) + "/sluice"; }
+std::string sluice_tool() {
+  return std::string(SLUICE_TOOLS_DIR) + "/sluice";
+}
 
 st::ChannelConfig small_channel() {
   st::ChannelConfig config;
@@ -179,7 +181,9 @@ std::size_t count_of(const std::string& text, const std::string& part) {
   return count;
 }
 
-std::string pid_key(pid_t pid) { return "\"pid\":" + std::to_string(pid) + ","; }
+std::string pid_key(pid_t pid) {
+  return "\"pid\":" + std::to_string(pid) + ",";
+}
 
 TEST(StageMetrics, StatNamesTheThrottledSinkAsTheBottleneckOfThreeStages) {
   ThreeStagePipeline pipeline;
@@ -251,8 +255,8 @@ TEST(StageMetrics, StatWithoutNamesCoversEveryChannelAndOneNameKeepsItsKeys) {
   }
   EXPECT_EQ(count_of(json_array(one.out, "stages"), "{\"pid\":"), 2U) << one.out;
 
-  const ToolRun text = run(sluice_tool() + " stat " + pipeline.a() + " " + pipeline.b() +
-                           " --interval 0.1");
+  const ToolRun text =
+      run(sluice_tool() + " stat " + pipeline.a() + " " + pipeline.b() + " --interval 0.1");
   ASSERT_EQ(text.status, 0) << text.out;
   EXPECT_NE(text.out.find("STAGE"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("link " + pipeline.a()), std::string::npos) << text.out;
@@ -263,7 +267,8 @@ TEST(StageMetrics, StatWithoutNamesCoversEveryChannelAndOneNameKeepsItsKeys) {
   EXPECT_NE(top.out.find("STAGE"), std::string::npos) << top.out;
   EXPECT_NE(top.out.find(std::to_string(pipeline.middle()) + " ("), std::string::npos) << top.out;
 
-  const ToolRun missing = run(sluice_tool() + " stat " + pipeline.a() + " no-such-channel-here 2>&1");
+  const ToolRun missing =
+      run(sluice_tool() + " stat " + pipeline.a() + " no-such-channel-here 2>&1");
   EXPECT_EQ(missing.status, 1) << missing.out;
   EXPECT_NE(missing.out.find("does not exist"), std::string::npos) << missing.out;
   const ToolRun both = run(sluice_tool() + " stat --json --prometheus 2>&1");
@@ -326,7 +331,8 @@ void expect_pipeline_metrics(const std::map<std::string, double>& samples,
   for (const auto& [key, value] : samples) {
     if (key.find(middle_pid) != std::string::npos &&
         (key.starts_with("sluice_stage_backpressured_ratio") ||
-         key.starts_with("sluice_stage_idle_ratio") || key.starts_with("sluice_stage_busy_ratio"))) {
+         key.starts_with("sluice_stage_idle_ratio") ||
+         key.starts_with("sluice_stage_busy_ratio"))) {
       EXPECT_GE(value, 0.0) << key;
       EXPECT_LE(value, 1.0) << key;
       ++stage_ratios;

@@ -23,7 +23,9 @@ namespace sluice::tools {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_stop_signal(int /*signal*/) { g_stop = 1; }
+void on_stop_signal(int /*signal*/) {
+  g_stop = 1;
+}
 
 constexpr std::size_t kMaxRequestBytes = 8192;
 constexpr int kClientTimeoutSeconds = 5;
@@ -50,8 +52,8 @@ sockaddr_in parse_listen_address(const std::string& text) {
   }
   if (port_text.empty() || used != port_text.size() || port > 65535 ||
       port_text.find_first_not_of("0123456789") != std::string::npos) {
-    throw UsageError("--listen: \"" + port_text + "\" is not a port number 0-65535 (in \"" +
-                     text + "\")");
+    throw UsageError("--listen: \"" + port_text + "\" is not a port number 0-65535 (in \"" + text +
+                     "\")");
   }
   address.sin_port = htons(static_cast<std::uint16_t>(port));
   return address;
@@ -173,8 +175,8 @@ int run_export(int argc, char** argv) {
   if (!args.positional().empty()) {
     throw UsageError("export takes no names (it serves every channel)");
   }
-  const sockaddr_in wanted = parse_listen_address(args.has("--listen") ? args.text("--listen")
-                                                                       : "127.0.0.1:9464");
+  const sockaddr_in wanted =
+      parse_listen_address(args.has("--listen") ? args.text("--listen") : "127.0.0.1:9464");
   const auto max_requests = args.optional_unsigned("--max-requests", 1, UINT64_MAX);
   const double window = args.has("--interval") ? args.real_number("--interval", 0, 3600) : 1.0;
 
@@ -188,10 +190,10 @@ int run_export(int argc, char** argv) {
   if (bind(listener.fd(), reinterpret_cast<const sockaddr*>(&wanted), sizeof(wanted)) != 0 ||
       listen(listener.fd(), 16) != 0) {
     const int error = errno;
-    std::fprintf(stderr, "sluice export: cannot listen on %s: %s%s\n", address_text(wanted).c_str(),
-                 std::strerror(error),
-                 error == EADDRINUSE ? " (another program has this port; pick another with --listen)"
-                                     : "");
+    std::fprintf(
+        stderr, "sluice export: cannot listen on %s: %s%s\n", address_text(wanted).c_str(),
+        std::strerror(error),
+        error == EADDRINUSE ? " (another program has this port; pick another with --listen)" : "");
     return 2;
   }
   sockaddr_in bound{};

@@ -69,9 +69,9 @@ std::map<StageId, std::size_t> number_pipelines(const std::map<StageId, Stage>& 
 
 // Breadth-first from the sources (stages no other stage feeds); a pipeline
 // that is one cycle has no source and starts from all of its stages.
-std::map<StageId, std::size_t> downstream_depths(const std::map<StageId, Stage>& stages,
-                                                 const std::vector<Link>& links,
-                                                 const std::map<StageId, std::size_t>& pipeline_of) {
+std::map<StageId, std::size_t> downstream_depths(
+    const std::map<StageId, Stage>& stages, const std::vector<Link>& links,
+    const std::map<StageId, std::size_t>& pipeline_of) {
   std::map<StageId, std::vector<StageId>> downstream;
   std::set<StageId> fed;
   for (const Link& link : links) {
@@ -272,8 +272,9 @@ std::vector<std::string> pipeline_text_lines(const PipelineReport& report) {
     lines.emplace_back(line);
   }
   if (report.bottlenecks.empty()) {
-    lines.emplace_back(report.stages.empty() ? "bottleneck: none"
-                                             : "bottleneck: none (every stage idle or backpressured)");
+    lines.emplace_back(report.stages.empty()
+                           ? "bottleneck: none"
+                           : "bottleneck: none (every stage idle or backpressured)");
   } else {
     for (const StageId& id : report.bottlenecks) {
       lines.emplace_back("bottleneck: " + label[id]);
@@ -297,7 +298,8 @@ std::string stages_json(const PipelineReport& report) {
         .add("bottleneck", stage.bottleneck);
     std::string text = object.str();
     text.pop_back();
-    text += ",\"writes\":" + names_json(stage.outputs) + ",\"reads\":" + names_json(stage.inputs) + "}";
+    text +=
+        ",\"writes\":" + names_json(stage.outputs) + ",\"reads\":" + names_json(stage.inputs) + "}";
     out += (out.size() > 1 ? "," : "") + text;
   }
   return out + "]";

@@ -66,8 +66,8 @@ struct Link {
 };
 
 struct PipelineReport {
-  std::vector<Stage> stages;  // by pipeline, then downstream order, then pid
-  std::vector<Link> links;    // in channel order
+  std::vector<Stage> stages;         // by pipeline, then downstream order, then pid
+  std::vector<Link> links;           // in channel order
   std::vector<StageId> bottlenecks;  // at most one per pipeline
 };
 

@@ -60,7 +60,8 @@ class Exposition {
 using Labels = std::vector<std::pair<const char*, std::string>>;
 
 Labels endpoint_labels(const ChannelView& channel, bool producer) {
-  const st::EndpointInfo& endpoint = producer ? channel.snapshot.producer : channel.snapshot.consumer;
+  const st::EndpointInfo& endpoint =
+      producer ? channel.snapshot.producer : channel.snapshot.consumer;
   return {{"channel", channel.name},
           {"role", producer ? "producer" : "consumer"},
           {"pid", std::to_string(endpoint.pid)}};
@@ -81,7 +82,8 @@ Labels stage_labels(const Stage& stage) {
 
 }  // namespace
 
-std::string prometheus_text(const std::vector<ChannelView>& channels, const PipelineReport& report) {
+std::string prometheus_text(const std::vector<ChannelView>& channels,
+                            const PipelineReport& report) {
   Exposition out;
   per_side(out, channels, "sluice_records_total",
            "Records committed (producer) or read (consumer) on the channel.",

@@ -79,7 +79,7 @@ int run_stat(int argc, char** argv) {
   const double interval = args.has("--interval") ? args.real_number("--interval", 0.01, 3600) : 1.0;
   if (args.positional().size() != 1 || args.has("--prometheus")) {
     return run_stat_pipeline(args.positional(), interval,
-                             args.has("--json") ? StatFormat::kJson
+                             args.has("--json")         ? StatFormat::kJson
                              : args.has("--prometheus") ? StatFormat::kPrometheus
                                                         : StatFormat::kText);
   }
@@ -92,11 +92,11 @@ int run_stat(int argc, char** argv) {
   if (args.has("--json")) {
     const PipelineReport report = analyse_pipeline({{name, after, rates}});
     std::printf("%s\n", channel_json(name, observer, after, rates)
-                             .add_raw("stages", stages_json(report))
-                             .add_raw("links", links_json(report))
-                             .add_raw("bottleneck", bottleneck_json(report))
-                             .str()
-                             .c_str());
+                            .add_raw("stages", stages_json(report))
+                            .add_raw("links", links_json(report))
+                            .add_raw("bottleneck", bottleneck_json(report))
+                            .str()
+                            .c_str());
   } else {
     print_text(name, observer, after, rates);
   }

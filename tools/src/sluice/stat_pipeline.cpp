@@ -18,10 +18,10 @@ namespace {
 void print_json(const std::vector<ChannelSampler::Sample>& samples, const PipelineReport& report) {
   std::string channels = "[";
   for (const auto& sample : samples) {
-    channels += (channels.size() > 1 ? "," : "") +
-                channel_json(sample.view.name, *sample.observer, sample.view.snapshot,
-                             sample.view.rates)
-                    .str();
+    channels +=
+        (channels.size() > 1 ? "," : "") +
+        channel_json(sample.view.name, *sample.observer, sample.view.snapshot, sample.view.rates)
+            .str();
   }
   channels += "]";
   JsonLine line;
@@ -36,8 +36,8 @@ void print_text(const std::vector<ChannelSampler::Sample>& samples, const Pipeli
   const double seconds = samples.empty() ? 0.0 : samples.front().view.rates.seconds;
   std::printf("%zu channel%s, over the last %.2f s\n\n", samples.size(),
               samples.size() == 1 ? "" : "s", seconds);
-  std::printf("%-24s %10s %10s %8s %8s %5s %-5s %-12s %-12s\n", "CHANNEL", "OUT rec/s",
-              "IN rec/s", "BP ms/s", "IDLE/s", "USE", "LEVEL", "PRODUCER", "CONSUMER");
+  std::printf("%-24s %10s %10s %8s %8s %5s %-5s %-12s %-12s\n", "CHANNEL", "OUT rec/s", "IN rec/s",
+              "BP ms/s", "IDLE/s", "USE", "LEVEL", "PRODUCER", "CONSUMER");
   for (const auto& sample : samples) {
     const st::ChannelRates& r = sample.view.rates;
     std::printf("%-24s %10.0f %10.0f %8.0f %8.0f %4.0f%% %-5s %-12s %-12s\n",
