@@ -354,7 +354,7 @@ TEST(StageMetrics, PrometheusTextParsesAndHoldsTheCounters) {
 // A child running `sluice export ...` with its stdout on a pipe.
 class Exporter {
  public:
-  explicit Exporter(std::vector<std::string> args)
+  explicit Exporter(const std::vector<std::string>& args)
       : pipe_(make_pipe()), child_([this, args] {
           dup2(pipe_[1], STDOUT_FILENO);
           close(pipe_[0]);

@@ -10,9 +10,9 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
-#include <cstring>
 #include <optional>
 #include <string>
+#include <system_error>
 
 #include "commands.hpp"
 #include "pipeline.hpp"
@@ -182,7 +182,8 @@ int run_export(int argc, char** argv) {
 
   const Socket listener(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (listener.fd() < 0) {
-    std::fprintf(stderr, "sluice export: socket: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "sluice export: socket: %s\n",
+                 std::generic_category().message(errno).c_str());
     return 1;
   }
   const int yes = 1;
@@ -192,7 +193,7 @@ int run_export(int argc, char** argv) {
     const int error = errno;
     std::fprintf(
         stderr, "sluice export: cannot listen on %s: %s%s\n", address_text(wanted).c_str(),
-        std::strerror(error),
+        std::generic_category().message(error).c_str(),
         error == EADDRINUSE ? " (another program has this port; pick another with --listen)" : "");
     return 2;
   }
@@ -215,7 +216,8 @@ int run_export(int argc, char** argv) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) {
         continue;
       }
-      std::fprintf(stderr, "sluice export: accept: %s\n", std::strerror(errno));
+      std::fprintf(stderr, "sluice export: accept: %s\n",
+                   std::generic_category().message(errno).c_str());
       return 1;
     }
     const Socket client(fd);

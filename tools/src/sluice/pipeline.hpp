@@ -17,7 +17,6 @@
 // waiting (the clamp keeps it a ratio), and for inputs the true "all inputs
 // empty" time lies between the largest single idle time and the sum.
 
-#include <compare>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -40,7 +39,10 @@ struct ChannelView {
 struct StageId {
   std::int32_t pid = 0;
   std::uint64_t start_ticks = 0;
-  auto operator<=>(const StageId&) const = default;
+  bool operator==(const StageId&) const = default;
+  bool operator<(const StageId& other) const {
+    return pid != other.pid ? pid < other.pid : start_ticks < other.start_ticks;
+  }
 };
 
 struct Stage {
@@ -84,7 +86,7 @@ class ChannelSampler {
   explicit ChannelSampler(std::vector<std::string> names);  // throws for a named channel missing
 
   struct Sample {
-    const sluice::transport::ChannelObserver* observer;  // owned by the sampler
+    const sluice::transport::ChannelObserver* observer = nullptr;  // owned by the sampler
     ChannelView view;
   };
   // Snapshots every channel and derives rates against the baseline: the
