@@ -275,6 +275,94 @@ TEST(StageMetrics, StatWithoutNamesCoversEveryChannelAndOneNameKeepsItsKeys) {
   EXPECT_EQ(both.status, 2) << both.out;
 }
 
+// Two sources feed one sink that reads both channels in turn, pausing as it
+// goes: one stage with two inputs, and it is the bottleneck.
+TEST(StageMetrics, AFanInSinkIsOneStageReadingBothChannels) {
+  ChannelGuard a(unique_channel("fan-a"));
+  ChannelGuard b(unique_channel("fan-b"));
+  Signal sink_attached;
+  auto source = [](const std::string& name) {
+    auto producer = st::Producer::create(name, small_channel());
+    st::RecordWriter writer(producer);
+    const std::array<std::byte, 64> record{};
+    while (writer.write(record) == st::Status::kOk) {
+    }
+    return 0;
+  };
+  ChildProcess source_a([&] { return source(a.name()); });
+  ChildProcess source_b([&] { return source(b.name()); });
+  ChildProcess sink([&] {
+    auto from_a = st::Consumer::open(a.name(), waiting());
+    auto from_b = st::Consumer::open(b.name(), waiting());
+    sink_attached.notify();
+    st::RecordReader reader_a(from_a);
+    st::RecordReader reader_b(from_b);
+    std::span<const std::byte> record;
+    for (std::uint64_t count = 1;; ++count) {
+      if (reader_a.next_for(record, 60s) != st::Status::kOk ||
+          reader_b.next_for(record, 60s) != st::Status::kOk) {
+        return 0;
+      }
+      if (count % 32 == 0) {
+        std::this_thread::sleep_for(1ms);  // the work of a slow stage
+      }
+    }
+  });
+  ASSERT_TRUE(sink_attached.wait(60s));
+  const std::string command =
+      sluice_tool() + " stat " + a.name() + " " + b.name() + " --json --interval 0.5";
+  std::string json;
+  ASSERT_TRUE(sluice::test::eventually(
+      [&] {
+        const ToolRun stat = run(command);
+        json = stat.out;
+        return stat.status == 0 &&
+               json_array(json, "bottleneck").find(pid_key(sink.pid())) != std::string::npos;
+      },
+      120s))
+      << json;
+  const std::string stages = json_array(json, "stages");
+  EXPECT_EQ(count_of(stages, "{\"pid\":"), 3U) << stages;
+  EXPECT_EQ(count_of(json_array(json, "links"), "{\"channel\":"), 2U) << json;
+  const auto at = stages.find(pid_key(sink.pid()));
+  ASSERT_NE(at, std::string::npos) << stages;
+  const std::string sink_stage = stages.substr(at, stages.find('}', at) - at);
+  EXPECT_NE(sink_stage.find("\"reads\":[\"" + a.name() + "\",\"" + b.name() + "\"]"),
+            std::string::npos)
+      << sink_stage;
+  EXPECT_NE(sink_stage.find("\"writes\":[]"), std::string::npos) << sink_stage;
+}
+
+// A producer that wrote and left is no stage: its end of the link is null.
+TEST(StageMetrics, AnEndpointWhoseProcessIsGoneBelongsToNoStage) {
+  ChannelGuard channel(unique_channel("gone"));
+  ChildProcess producer([&] {
+    auto p = st::Producer::create(channel.name(), small_channel());
+    st::RecordWriter writer(p);
+    const std::array<std::byte, 16> record{};
+    if (writer.write(record) != st::Status::kOk) {
+      return 1;
+    }
+    if (writer.flush() != st::Status::kOk) {
+      return 2;
+    }
+    p.close();
+    return 0;
+  });
+  ASSERT_EQ(producer.wait(60s), 0);
+  auto consumer = st::Consumer::open(channel.name());  // this test process is the other end
+  const ToolRun stat = run(sluice_tool() + " stat " + channel.name() + " --json --interval 0.05");
+  ASSERT_EQ(stat.status, 0) << stat.out;
+  EXPECT_NE(json_array(stat.out, "links")
+                .find("{\"channel\":\"" + channel.name() +
+                      "\",\"from_pid\":null,\"to_pid\":" + std::to_string(getpid()) + ","),
+            std::string::npos)
+      << stat.out;
+  const std::string stages = json_array(stat.out, "stages");
+  EXPECT_EQ(count_of(stages, "{\"pid\":"), 1U) << stages;
+  EXPECT_EQ(stages.find(pid_key(producer.pid())), std::string::npos) << stages;
+}
+
 // Checks the text exposition format: HELP and TYPE before a family's
 // samples, every sample `name{labels} value`, counters named *_total.
 // Returns the samples, "name{labels}" -> value.
