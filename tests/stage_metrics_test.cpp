@@ -333,6 +333,80 @@ TEST(StageMetrics, AFanInSinkIsOneStageReadingBothChannels) {
   EXPECT_NE(sink_stage.find("\"writes\":[]"), std::string::npos) << sink_stage;
 }
 
+// C1 and C2 pass records round a cycle, and C2 also feeds Y, which reads a
+// source S too: C1 and C2 are downstream of no source, yet have a place.
+TEST(StageMetrics, StagesThatNoSourceReachesAreStillListed) {
+  ChannelGuard s_to_y(unique_channel("cyc-a"));
+  ChannelGuard c1_to_c2(unique_channel("cyc-b"));
+  ChannelGuard c2_to_c1(unique_channel("cyc-c"));
+  ChannelGuard c2_to_y(unique_channel("cyc-d"));
+  Signal y_attached;
+  const std::array<std::byte, 64> one{};
+  std::span<const std::byte> record;
+  ChildProcess s([&] {
+    auto producer = st::Producer::create(s_to_y.name(), small_channel());
+    st::RecordWriter writer(producer);
+    while (writer.write(one) == st::Status::kOk) {
+    }
+    return 0;
+  });
+  ChildProcess c1([&] {
+    auto out = st::Producer::create(c1_to_c2.name(), small_channel());
+    auto in = st::Consumer::open(c2_to_c1.name(), waiting());
+    st::RecordWriter writer(out);
+    st::RecordReader reader(in);
+    while (writer.write(one) == st::Status::kOk && writer.flush() == st::Status::kOk &&
+           reader.next_for(record, 60s) == st::Status::kOk) {
+    }
+    return 0;
+  });
+  ChildProcess c2([&] {
+    auto in = st::Consumer::open(c1_to_c2.name(), waiting());
+    auto back = st::Producer::create(c2_to_c1.name(), small_channel());
+    auto onward = st::Producer::create(c2_to_y.name(), small_channel());
+    st::RecordReader reader(in);
+    st::RecordWriter back_writer(back);
+    st::RecordWriter onward_writer(onward);
+    while (reader.next_for(record, 60s) == st::Status::kOk &&
+           back_writer.write(record) == st::Status::kOk && back_writer.flush() == st::Status::kOk &&
+           onward_writer.write(record) == st::Status::kOk) {
+    }
+    return 0;
+  });
+  ChildProcess y([&] {
+    auto from_s = st::Consumer::open(s_to_y.name(), waiting());
+    auto from_c2 = st::Consumer::open(c2_to_y.name(), waiting());
+    y_attached.notify();
+    st::RecordReader reader_s(from_s);
+    st::RecordReader reader_c2(from_c2);
+    while (reader_s.next_for(record, 60s) == st::Status::kOk &&
+           reader_c2.next_for(record, 60s) == st::Status::kOk) {
+    }
+    return 0;
+  });
+  ASSERT_TRUE(y_attached.wait(60s));
+  // C1 attaches to its input after creating its output: wait for every end.
+  const std::string command = sluice_tool() + " stat " + s_to_y.name() + " " + c1_to_c2.name() +
+                              " " + c2_to_c1.name() + " " + c2_to_y.name() +
+                              " --json --interval 0.05";
+  std::string json;
+  ASSERT_TRUE(sluice::test::eventually(
+      [&] {
+        const ToolRun stat = run(command);
+        json = stat.out;
+        return stat.status == 0 && count_of(json_array(json, "links"), "_pid\":null") == 0;
+      },
+      60s))
+      << json;
+  const std::string stages = json_array(json, "stages");
+  EXPECT_EQ(count_of(stages, "{\"pid\":"), 4U) << stages;
+  for (const pid_t pid : {s.pid(), c1.pid(), c2.pid(), y.pid()}) {
+    EXPECT_NE(stages.find(pid_key(pid)), std::string::npos) << pid << " missing in " << stages;
+  }
+  EXPECT_EQ(count_of(json_array(json, "links"), "{\"channel\":"), 4U) << json;
+  EXPECT_LE(count_of(json_array(json, "bottleneck"), "\"pid\":"), 1U) << json;
+}
+
 // A producer that wrote and left is no stage: its end of the link is null.
 TEST(StageMetrics, AnEndpointWhoseProcessIsGoneBelongsToNoStage) {
   ChannelGuard channel(unique_channel("gone"));

@@ -67,11 +67,10 @@ std::map<StageId, std::size_t> number_pipelines(const std::map<StageId, Stage>& 
   return pipeline_of;
 }
 
-// Breadth-first from the sources (stages no other stage feeds); a pipeline
-// that is one cycle has no source and starts from all of its stages.
-std::map<StageId, std::size_t> downstream_depths(
-    const std::map<StageId, Stage>& stages, const std::vector<Link>& links,
-    const std::map<StageId, std::size_t>& pipeline_of) {
+// Breadth-first from the sources (stages no other stage feeds). Stages no
+// source reaches (a cycle, or fed only by one) start a second round at depth 0.
+std::map<StageId, std::size_t> downstream_depths(const std::map<StageId, Stage>& stages,
+                                                 const std::vector<Link>& links) {
   std::map<StageId, std::vector<StageId>> downstream;
   std::set<StageId> fed;
   for (const Link& link : links) {
@@ -81,29 +80,25 @@ std::map<StageId, std::size_t> downstream_depths(
     }
   }
   std::map<StageId, std::size_t> depth;
-  std::deque<StageId> pending;
-  std::set<std::size_t> seeded;
-  for (const auto& [id, stage] : stages) {
-    if (fed.count(id) == 0) {
-      depth[id] = 0;
-      pending.push_back(id);
-      seeded.insert(pipeline_of.at(id));
-    }
-  }
-  for (const auto& [id, stage] : stages) {
-    if (seeded.count(pipeline_of.at(id)) == 0) {
-      depth[id] = 0;
-      pending.push_back(id);
-    }
-  }
-  while (!pending.empty()) {
-    const StageId at = pending.front();
-    pending.pop_front();
-    for (const StageId& next : downstream[at]) {
-      if (depth.emplace(next, depth[at] + 1).second) {
-        pending.push_back(next);
+  auto walk = [&](std::deque<StageId> pending) {
+    while (!pending.empty()) {
+      const StageId at = pending.front();
+      pending.pop_front();
+      for (const StageId& next : downstream[at]) {
+        if (depth.emplace(next, depth[at] + 1).second) {
+          pending.push_back(next);
+        }
       }
     }
+  };
+  for (const bool sources_only : {true, false}) {
+    std::deque<StageId> seeds;
+    for (const auto& [id, stage] : stages) {
+      if ((!sources_only || fed.count(id) == 0) && depth.emplace(id, 0).second) {
+        seeds.push_back(id);
+      }
+    }
+    walk(std::move(seeds));
   }
   return depth;
 }
@@ -165,7 +160,7 @@ PipelineReport analyse_pipeline(const std::vector<ChannelView>& channels) {
     stage.level = st::backpressure_level(stage.backpressured_ms_per_sec);
   }
   const auto pipeline_of = number_pipelines(stages, report.links);
-  const auto depth = downstream_depths(stages, report.links, pipeline_of);
+  const auto depth = downstream_depths(stages, report.links);
   for (auto& [id, stage] : stages) {
     stage.pipeline = pipeline_of.at(id);
     report.stages.push_back(stage);
