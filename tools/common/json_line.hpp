@@ -71,7 +71,7 @@ class JsonLine {
     text_ += "null";
     return *this;
   }
-  // `json` must already be valid JSON (an array or object built with JsonLine).
+  // `json` must already be a valid JSON value (an array or object built elsewhere).
   JsonLine& add_raw(std::string_view key, std::string_view json) {
     key_(key);
     text_ += json;

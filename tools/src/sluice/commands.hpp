@@ -16,6 +16,7 @@ int run_stat(int argc, char** argv);
 int run_top(int argc, char** argv);
 int run_check(int argc, char** argv);
 int run_experiment(int argc, char** argv);
+int run_export(int argc, char** argv);
 
 // "1234 alive", "1234 dead", "-" (never attached), ...
 std::string endpoint_text(const sluice::transport::EndpointInfo& endpoint);

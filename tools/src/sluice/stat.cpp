@@ -6,8 +6,10 @@
 #include <ctime>
 #include <thread>
 
-#include "../../common/json_line.hpp"
+#include "channel_json.hpp"
 #include "commands.hpp"
+#include "pipeline.hpp"
+#include "stat_pipeline.hpp"
 #include "sluice/transport/channel_metrics.hpp"
 
 namespace st = sluice::transport;
@@ -23,48 +25,6 @@ std::string local_time(std::uint64_t unix_ns) {
   char text[32];
   std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &parts);
   return text;
-}
-
-void print_json(const std::string& name, const st::ChannelObserver& observer,
-                const st::ChannelSnapshot& s, const st::ChannelRates& r) {
-  const st::ChannelConfig config = observer.config();
-  JsonLine line;
-  line.add("name", name)
-      .add("buffers", static_cast<std::uint64_t>(config.buffer_count))
-      .add("buffer_bytes", static_cast<std::uint64_t>(config.buffer_bytes))
-      .add("flush_timeout_us", static_cast<std::int64_t>(config.flush_timeout.count() / 1000))
-      .add("segment_bytes", static_cast<std::uint64_t>(observer.mapping().segment().size()))
-      .add("closed", s.closed)
-      .add("producer_pid", static_cast<std::int64_t>(s.producer.pid))
-      .add("producer_alive", s.producer.alive)
-      .add("consumer_pid", static_cast<std::int64_t>(s.consumer.pid))
-      .add("consumer_alive", s.consumer.alive)
-      .add("records_sent", s.produced.records)
-      .add("records_received", s.consumed.records)
-      .add("bytes_sent", s.produced.bytes)
-      .add("bytes_received", s.consumed.bytes)
-      .add("buffers_sent", s.produced.buffers)
-      .add("buffers_received", s.consumed.buffers)
-      .add("blocked_seconds", static_cast<double>(s.produced.waited_ns) / 1e9)
-      .add("idle_seconds", static_cast<double>(s.consumed.waited_ns) / 1e9)
-      .add("pool_free", static_cast<std::uint64_t>(s.pool.free))
-      .add("pool_writing", static_cast<std::uint64_t>(s.pool.writing))
-      .add("pool_queued", static_cast<std::uint64_t>(s.pool.queued))
-      .add("pool_reading", static_cast<std::uint64_t>(s.pool.reading))
-      .add("interval_seconds", r.seconds)
-      .add("records_out_per_sec", r.records_out_per_sec)
-      .add("records_in_per_sec", r.records_in_per_sec)
-      .add("bytes_out_per_sec", r.bytes_out_per_sec)
-      .add("bytes_in_per_sec", r.bytes_in_per_sec)
-      .add("backpressured_ms_per_sec", r.backpressured_ms_per_sec)
-      .add("producer_busy_ms_per_sec", r.producer_busy_ms_per_sec)
-      .add("idle_ms_per_sec", r.idle_ms_per_sec)
-      .add("consumer_busy_ms_per_sec", r.consumer_busy_ms_per_sec)
-      .add("out_pool_usage", r.out_pool_usage)
-      .add("buffer_fill", r.buffer_fill)
-      .add("backpressure_level", st::to_string(r.level))
-      .add("corruption_seen", s.produced.corruption_seen || s.consumed.corruption_seen);
-  std::printf("%s\n", line.str().c_str());
 }
 
 void print_text(const std::string& name, const st::ChannelObserver& observer,
@@ -112,19 +72,31 @@ void print_text(const std::string& name, const st::ChannelObserver& observer,
 }  // namespace
 
 int run_stat(int argc, char** argv) {
-  const Arguments args(argc, argv, 2, {"--interval"}, {"--json"});
-  if (args.positional().size() != 1) {
-    throw UsageError("stat needs exactly one channel name");
+  const Arguments args(argc, argv, 2, {"--interval"}, {"--json", "--prometheus"});
+  if (args.has("--json") && args.has("--prometheus")) {
+    throw UsageError("stat takes --json or --prometheus, not both");
+  }
+  const double interval = args.has("--interval") ? args.real_number("--interval", 0.01, 3600) : 1.0;
+  if (args.positional().size() != 1 || args.has("--prometheus")) {
+    return run_stat_pipeline(args.positional(), interval,
+                             args.has("--json")         ? StatFormat::kJson
+                             : args.has("--prometheus") ? StatFormat::kPrometheus
+                                                        : StatFormat::kText);
   }
   const std::string name = args.positional().front();
-  const double interval = args.has("--interval") ? args.real_number("--interval", 0.01, 3600) : 1.0;
   const st::ChannelObserver observer(name);
   const st::ChannelSnapshot before = observer.snapshot();
   std::this_thread::sleep_for(std::chrono::duration<double>(interval));
   const st::ChannelSnapshot after = observer.snapshot();
   const st::ChannelRates rates = st::derive_rates(before, after, observer.config());
   if (args.has("--json")) {
-    print_json(name, observer, after, rates);
+    const PipelineReport report = analyse_pipeline({{name, after, rates}});
+    std::printf("%s\n", channel_json(name, observer, after, rates)
+                            .add_raw("stages", stages_json(report))
+                            .add_raw("links", links_json(report))
+                            .add_raw("bottleneck", bottleneck_json(report))
+                            .str()
+                            .c_str());
   } else {
     print_text(name, observer, after, rates);
   }

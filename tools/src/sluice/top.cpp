@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "pipeline.hpp"
 #include "sluice/shm/segment.hpp"
 #include "sluice/transport/channel_metrics.hpp"
 
@@ -138,6 +139,17 @@ std::vector<std::string> render(const std::map<std::string, Watched>& watched) {
   }
   if (watched.empty()) {
     lines.emplace_back("(no channels)");
+    return lines;
+  }
+  std::vector<ChannelView> measured;
+  for (const auto& [name, w] : watched) {
+    if (w.have_rates) {
+      measured.push_back({name, *w.last, w.rates});
+    }
+  }
+  lines.emplace_back("");
+  for (std::string& stage_line : pipeline_text_lines(analyse_pipeline(measured))) {
+    lines.push_back(std::move(stage_line));
   }
   return lines;
 }
