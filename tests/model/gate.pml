@@ -68,7 +68,7 @@
  *       its wake call (ghost waking[i]). Progress form: every run ends with
  *       the gate and all producers done, checked as "no invalid end state"
  *       (the gate asleep forever is one) and as the LTL claim `terminates`.
- *   (c) Every record of every input arrives exactly once and in order: the
+ *   (b) Every record of every input arrives exactly once and in order: the
  *       gate checks each record number against the next one it expects from
  *       that input; at the end it has every record each producer published,
  *       and each input finished as kClosed exactly when it was closed
@@ -85,7 +85,10 @@
  *   MUTANT_WAITV_OMITS_LAST  futex_waitv leaves out the last input (M - 1):
  *                         neither compared nor queued on;
  *   MUTANT_EARLY_CLEAR    the gate clears its sleep flags before the re-check
- *                         instead of after the wait.
+ *                         instead of after the wait;
+ *   MUTANT_NO_DRAIN       an input whose producer closed or died is finished
+ *                         at once, without taking what it published first
+ *                         (records are lost: property (b)).
  */
 
 #ifndef M
@@ -175,6 +178,9 @@ proctype producer(byte id) {
   bit died;
 
   do
+#ifdef DEATH
+  :: id == 0 && m <= MSGS -> died = 1; break    /* destroyed mid-stream without close() */
+#endif
   :: m <= MSGS ->
      (tail[id] - head[id] < CAP);           /* waits for room: the channel's own wait (channel.pml) */
      d_step {
@@ -184,9 +190,6 @@ proctype producer(byte id) {
      };
      wake_peer(id);
      m++
-#ifdef DEATH
-  :: id == 0 && m <= MSGS -> died = 1; break    /* destroyed mid-stream without close() */
-#endif
   :: else -> break
   od;
   if
@@ -217,7 +220,7 @@ inline g_pop() {
   if
   :: res == R_OK ->
      d_step {
-       assert(slot[i * CAP + head[i] % CAP] == next[i]);   /* (c): in order, none lost or doubled */
+       assert(slot[i * CAP + head[i] % CAP] == next[i]);   /* (b): in order, none lost or doubled */
        next[i]++;
        slot[i * CAP + head[i] % CAP] = 0;
        head[i]++                            /* advance: head.store(release) */
@@ -315,7 +318,11 @@ serve:
      g_peer_status();
      if
      :: peer != ST_OK ->                    /* do not sleep on it: take again */
+#ifdef MUTANT_NO_DRAIN
+        st = ST_WOULDBLOCK;
+#else
         g_take();
+#endif
         if
         :: st == ST_OK -> took = 1
         :: st == ST_CLOSED -> fin[i] = FIN_CLOSED
@@ -497,7 +504,7 @@ init {
 #endif
   );
   d_step {
-    /* (c): every record of every input arrived, once; kClosed exactly when closed */
+    /* (b): every record of every input arrived, once; kClosed exactly when closed */
     i = 0;
     do
     :: i < M ->
