@@ -35,10 +35,14 @@
  *         else futex_waitv({(seq_i, seen_i) : i unfinished})
  *         for each unfinished i: flag_i.store(0, relaxed); serve again
  *   - futex_waitv compares every word with its expected value and, if all
- *     match, queues its caller on all of them, in one atomic step (as the
- *     kernel does under the hash-bucket locks); it then blocks until a
- *     futex_wake on any of those words dequeues it (wmask: the words it is
- *     queued on). A word that moved makes it return at once (EAGAIN).
+ *     match, queues its caller on all of them, in one atomic step; it then
+ *     blocks until a futex_wake on any of those words dequeues it (wmask:
+ *     the words it is queued on). A word that moved makes it return at once
+ *     (EAGAIN). The kernel compares and queues word by word, each under its
+ *     hash-bucket lock, with the task already marked as sleeping; a waker
+ *     bumps its word before it wakes, so a bump that lands before that word's
+ *     compare is seen by it and one that lands after finds the gate queued:
+ *     for this protocol that is the one atomic step.
  *
  * Memory is sequentially consistent (spin interleaves whole transitions); the
  * memory orders are argued in wait_strategy.hpp. Granularity as in
@@ -58,7 +62,9 @@
  * Options: M (inputs: 2 or 3), CAP, MSGS (sizes); DEATH (producer 0 may die
  * mid-stream); SPURIOUS (futex_waitv may also return at any time: a sleep
  * slice ending, a signal); MUTANT_* (below); PROBE_* (reachability probes in
- * `monitor`, each of which must fail).
+ * `monitor`, each of which must fail). M=3 with MSGS=1 has about 52 million
+ * states: check.sh searches it only with MODEL_LARGE=1, and with bitstate
+ * hashing; its mutants (cheap: the errors are shallow) run every time.
  *
  * Properties:
  *   (a) No lost wake-up. Safety form, asserted by `monitor` in every state:
