@@ -53,7 +53,7 @@ runs=(
   # (which include "no invalid end state") use MSGS=3.
   "gate|ltl terminates death m2|pass|-DDEATH -DMSGS=2||-a"
   "gate|ltl terminates spurious m2|pass|-DSPURIOUS -DMSGS=2||-a -f"
-  # The real protocol (the model's default: NBUF=2 CAP=2 MSGS=3 ABANDONS=1, early exits).
+  # The channel's real protocol (its default: NBUF=2 CAP=2 MSGS=3 ABANDONS=1, early exits).
   "channel|safety n2m4|pass|$n2m4|$safety|"
   "channel|ltl terminates spurious|pass|-DSPURIOUS -DNO_EARLY_EXIT||-a -f"
   "channel|safety n3m4 plain|pass|$n3m4 -DNO_EARLY_EXIT|$safety|"
