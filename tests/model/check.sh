@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # Model-checks the channel's wake-up protocol and buffer ownership
-# (channel.pml) exhaustively with spin, and checks that the checks can fail.
+# (channel.pml) and the fan-in gate's wake-up protocol over several inputs
+# (gate.pml) exhaustively with spin, and checks that the checks can fail.
 #
 #   pass   the real protocol: safety (assertions + no invalid end state) on
 #          two pool sizes, with the real wake counters, with spurious futex
 #          returns; and the LTL claim `terminates` (no acceptance cycle), also
-#          with spurious returns under weak fairness.
+#          with spurious returns under weak fairness. For the gate: safety,
+#          and with a producer that may die mid-stream plus spurious returns;
+#          `terminates` with that producer, and with spurious returns under
+#          weak fairness.
 #   fail   every mutant of the protocol must make spin report the expected
 #          error: the lost wake-up mutants with end states ignored (-E), so
-#          that the safety assertion alone catches them, and one of them also
+#          that the safety assertion alone catches them, and some of them also
 #          as an invalid end state (a process asleep forever).
 #   probe  reachability probes: states in which the properties have teeth
 #          (someone asleep, a publish racing a sleeper, the close or a peer's
-#          leaving landing on a sleeper, kPeerDied, an abandoned buffer) must
-#          exist.
+#          leaving landing on a sleeper, kPeerDied, an abandoned buffer; for
+#          the gate: asleep on every input, a publish on one input making
+#          futex_waitv return at once while the other stays empty, a close or
+#          a death landing on the sleeping gate) must exist.
 #
 # Prints one line per run (states stored, depth, errors, time) and exits
 # non-zero if any run does not end as expected or a search is incomplete.
-# Environment: SPIN (default spin), CC (default gcc), MODEL_JOBS (default 2).
+# Environment: SPIN (default spin), CC (default gcc), MODEL_JOBS (default 2),
+# MODEL_LARGE=1 (also the gate with three inputs: a bitstate search of about
+# 52 million states, minutes and 512 MiB; too much for every CI run).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-model="$here/channel.pml"
 spin_bin="${SPIN:-spin}"
 cc_bin="${CC:-gcc}"
 jobs="${MODEL_JOBS:-2}"
@@ -31,53 +38,91 @@ command -v "$cc_bin" >/dev/null || { echo "check.sh: C compiler '$cc_bin' not fo
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 
-# Each run: name | expect (pass/fail) | spin -D flags | pan compile flags | pan run flags | expected first error (fail runs; ERE)
+# Each run: model (its .pml here) | name | expect (pass/fail) | spin -D flags | pan compile flags | pan run flags | expected first error (fail runs; ERE)
 safety="-DSAFETY -DNOCLAIM"
 hunt="$safety -DREVERSE" # runs that must fail: try the monitor last, which finds its errors sooner
 n2m4="-DNBUF=2 -DCAP=2 -DMSGS=4 -DABANDONS=1"
 n3m4="-DNBUF=3 -DCAP=4 -DMSGS=4 -DABANDONS=1"
 n3m3="-DNBUF=3 -DCAP=4 -DMSGS=3 -DABANDONS=1"
 lost='assertion violated +!\(\(\(?fq_(data|free)'
+gate_lost='assertion violated +!\(\(g_asleep&&'
 runs=(
-  # The real protocol (the model's default: NBUF=2 CAP=2 MSGS=3 ABANDONS=1, early exits).
-  "safety n2m4|pass|$n2m4|$safety|"
-  "ltl terminates spurious|pass|-DSPURIOUS -DNO_EARLY_EXIT||-a -f"
-  "safety n3m4 plain|pass|$n3m4 -DNO_EARLY_EXIT|$safety|"
-  "safety n3m3|pass|$n3m3|$safety|"
-  "safety n3m3 plain full-seq|pass|$n3m3 -DNO_EARLY_EXIT -DFULL_SEQ|$safety|"
-  "ltl terminates|pass|||-a"
-  "safety spurious|pass|-DSPURIOUS|$safety|"
+  # The gate (its default: M=2 inputs, CAP=2, MSGS=3 records each). DEATH lets
+  # producer 0 die mid-stream or not, so its runs cover the plain one too. The
+  # progress runs use MSGS=2 to stay within the budget; the safety runs below
+  # (which include "no invalid end state") use MSGS=3.
+  "gate|ltl terminates death m2|pass|-DDEATH -DMSGS=2||-a"
+  "gate|ltl terminates spurious m2|pass|-DSPURIOUS -DMSGS=2||-a -f"
+  # The channel's real protocol (its default: NBUF=2 CAP=2 MSGS=3 ABANDONS=1, early exits).
+  "channel|safety n2m4|pass|$n2m4|$safety|"
+  "channel|ltl terminates spurious|pass|-DSPURIOUS -DNO_EARLY_EXIT||-a -f"
+  "channel|safety n3m4 plain|pass|$n3m4 -DNO_EARLY_EXIT|$safety|"
+  "channel|safety n3m3|pass|$n3m3|$safety|"
+  "channel|safety n3m3 plain full-seq|pass|$n3m3 -DNO_EARLY_EXIT -DFULL_SEQ|$safety|"
+  "channel|ltl terminates|pass|||-a"
+  "channel|safety spurious|pass|-DSPURIOUS|$safety|"
   # Mutants: spin must find the bug.
   # (-E: invalid end states not checked, so the lost wake-up must be caught
   # by the safety assertion; the deadlock run catches it as a process asleep
   # forever, the assertion left aside by the search order.)
-  "mutant no-recheck -E|fail|-DMUTANT_NO_RECHECK|$hunt|-E|$lost"
-  "mutant no-recheck deadlock|fail|-DMUTANT_NO_RECHECK|$safety||invalid end state"
-  "mutant recheck-first -E|fail|-DMUTANT_RECHECK_FIRST|$hunt|-E|$lost"
-  "mutant late-seen -E|fail|-DMUTANT_LATE_SEEN|$hunt|-E|$lost"
-  "mutant close-order -E|fail|-DMUTANT_CLOSE_ORDER|$hunt|-E|$lost"
-  "mutant wake-before-unlock -E|fail|-DMUTANT_WAKE_BEFORE_UNLOCK|$hunt|-E|$lost"
-  "mutant cache-no-pop|fail|-DMUTANT_CACHE_NO_POP|$hunt||assertion violated.*(held|mn==1|bstate|pr_hcache)"
-  "mutant free-after-push|fail|-DMUTANT_FREE_AFTER_PUSH|$hunt||assertion violated.*bstate"
-  "mutant early-release|fail|-DMUTANT_EARLY_RELEASE|$hunt||assertion violated.*payload"
+  "channel|mutant no-recheck -E|fail|-DMUTANT_NO_RECHECK|$hunt|-E|$lost"
+  "channel|mutant no-recheck deadlock|fail|-DMUTANT_NO_RECHECK|$safety||invalid end state"
+  "channel|mutant recheck-first -E|fail|-DMUTANT_RECHECK_FIRST|$hunt|-E|$lost"
+  "channel|mutant late-seen -E|fail|-DMUTANT_LATE_SEEN|$hunt|-E|$lost"
+  "channel|mutant close-order -E|fail|-DMUTANT_CLOSE_ORDER|$hunt|-E|$lost"
+  "channel|mutant wake-before-unlock -E|fail|-DMUTANT_WAKE_BEFORE_UNLOCK|$hunt|-E|$lost"
+  "channel|mutant cache-no-pop|fail|-DMUTANT_CACHE_NO_POP|$hunt||assertion violated.*(held|mn==1|bstate|pr_hcache)"
+  "channel|mutant free-after-push|fail|-DMUTANT_FREE_AFTER_PUSH|$hunt||assertion violated.*bstate"
+  "channel|mutant early-release|fail|-DMUTANT_EARLY_RELEASE|$hunt||assertion violated.*payload"
   # Reachability probes: each state must exist.
-  "probe data-while-asleep|fail|-DPROBE_DATA_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_data&&\\(d_tail"
-  "probe free-while-asleep|fail|-DPROBE_FREE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_free&&\\(r_tail"
-  "probe close-while-asleep|fail|-DPROBE_CLOSE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_data&&closed"
-  "probe recheck-finds-data|fail|-DPROBE_RECHECK_FINDS_DATA|$hunt||violated +!\\(\\(\\(\\(co_sleeping"
-  "probe abandoned|fail|-DPROBE_ABANDONED|$hunt||violated +\\(pr_ncache==0\\)"
-  "probe producer-gone-asleep|fail|-DPROBE_PRODUCER_GONE_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(fq_data&& !\\(pr_lock"
-  "probe consumer-gone-asleep|fail|-DPROBE_CONSUMER_GONE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_free&& !\\(co_lock"
-  "probe peer-died|fail|-DPROBE_PEER_DIED|$hunt||violated +\\(co_end!=2\\)"
+  "channel|probe data-while-asleep|fail|-DPROBE_DATA_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_data&&\\(d_tail"
+  "channel|probe free-while-asleep|fail|-DPROBE_FREE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_free&&\\(r_tail"
+  "channel|probe close-while-asleep|fail|-DPROBE_CLOSE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_data&&closed"
+  "channel|probe recheck-finds-data|fail|-DPROBE_RECHECK_FINDS_DATA|$hunt||violated +!\\(\\(\\(\\(co_sleeping"
+  "channel|probe abandoned|fail|-DPROBE_ABANDONED|$hunt||violated +\\(pr_ncache==0\\)"
+  "channel|probe producer-gone-asleep|fail|-DPROBE_PRODUCER_GONE_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(fq_data&& !\\(pr_lock"
+  "channel|probe consumer-gone-asleep|fail|-DPROBE_CONSUMER_GONE_WHILE_ASLEEP|$hunt||violated +!\\(\\(fq_free&& !\\(co_lock"
+  "channel|probe peer-died|fail|-DPROBE_PEER_DIED|$hunt||violated +\\(co_end!=2\\)"
+  # The gate's real protocol, safety.
+  "gate|safety|pass||$safety|"
+  "gate|safety death spurious|pass|-DDEATH -DSPURIOUS|$safety|"
+  # The gate's mutants (-E as above).
+  "gate|mutant no-recheck -E|fail|-DMUTANT_NO_RECHECK|$hunt|-E|$gate_lost"
+  "gate|mutant no-recheck deadlock|fail|-DMUTANT_NO_RECHECK|$safety||invalid end state"
+  "gate|mutant announce-first-only -E|fail|-DMUTANT_ANNOUNCE_FIRST_ONLY|$hunt|-E|$gate_lost"
+  "gate|mutant late-seen -E|fail|-DMUTANT_LATE_SEEN|$hunt|-E|$gate_lost"
+  "gate|mutant late-seen deadlock|fail|-DMUTANT_LATE_SEEN|$safety||invalid end state"
+  "gate|mutant waitv-omits-last -E|fail|-DMUTANT_WAITV_OMITS_LAST|$hunt|-E|$gate_lost"
+  "gate|mutant early-clear -E|fail|-DMUTANT_EARLY_CLEAR|$hunt|-E|$gate_lost"
+  "gate|mutant early-clear deadlock|fail|-DMUTANT_EARLY_CLEAR|$safety||invalid end state"
+  "gate|mutant no-drain|fail|-DMUTANT_NO_DRAIN|$hunt||assertion violated +\\(\\(head\\[i\\]==tail"
+  # With three inputs the cross-input mutants must still fail (the last input is 2).
+  "gate|mutant announce-first-only m3 -E|fail|-DM=3 -DMSGS=1 -DMUTANT_ANNOUNCE_FIRST_ONLY|$hunt|-E|$gate_lost"
+  "gate|mutant waitv-omits-last m3 -E|fail|-DM=3 -DMSGS=1 -DMUTANT_WAITV_OMITS_LAST|$hunt|-E|$gate_lost"
+  # The gate's reachability probes.
+  "gate|probe asleep|fail|-DPROBE_ASLEEP|$hunt||violated +!\\(\\(g_asleep&&\\(wmask=="
+  "gate|probe publish-races-sleep|fail|-DPROBE_PUBLISH_RACES_SLEEP|$hunt||violated +!\\(\\(+busy&&seqd\\[1\\]"
+  "gate|probe data-while-asleep|fail|-DPROBE_DATA_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(g_asleep&&\\(\\(wmask&3\\)==3\\)\\)&&\\(tail\\[1\\]"
+  "gate|probe close-while-asleep|fail|-DPROBE_CLOSE_WHILE_ASLEEP|$hunt||violated +!\\(\\(g_asleep&&\\(closed"
+  "gate|probe death-while-asleep|fail|-DDEATH -DPROBE_DEATH_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(g_asleep&& !\\(lock\\[0\\]"
+  "gate|probe peer-died|fail|-DDEATH -DPROBE_PEER_DIED|$hunt||violated +\\(fin\\[0\\]!=2\\)"
 )
+if [[ "${MODEL_LARGE:-0}" == 1 ]]; then
+  # Three inputs, one record each: too many states to store exhaustively here,
+  # so a bitstate search (pan reports its hash factor; above 80 it is close to
+  # complete).
+  runs+=("gate|safety m3 bitstate|pass|-DM=3 -DMSGS=1|$safety -DBITSTATE -O2|-w32 -k3")
+fi
 
 now() { date +%s.%N; }
 
 # run_one INDEX: verifies runs[INDEX] in its own directory; writes
 # summary (one line) and verdict (ok/FAILED) there.
 run_one() {
-  local i=$1 name expect spin_flags cc_flags pan_flags pattern
-  IFS='|' read -r name expect spin_flags cc_flags pan_flags pattern <<<"${runs[$i]}"
+  local i=$1 model_name name expect spin_flags cc_flags pan_flags pattern
+  IFS='|' read -r model_name name expect spin_flags cc_flags pan_flags pattern <<<"${runs[$i]}"
+  local model="$here/$model_name.pml" trail="$model_name.pml.trail"
+  name="$model_name $name"
   local dir="$scratch/$i"
   mkdir -p "$dir"
   local start verdict=ok note=""
@@ -111,8 +156,11 @@ run_one() {
     elif [[ "$expect" == fail ]]; then
       note="${first#pan:1: }"
     fi
+    if [[ "$verdict" == ok && "$expect" == pass ]] && grep -q 'hash factor' "$dir/pan.log"; then
+      note="bitstate, $(grep -m 1 -o 'hash factor: [0-9.]*' "$dir/pan.log")"
+    fi
   fi
-  printf '%-7s %-38s states %9s  depth %4s  errors %s  %5ss  %s\n' \
+  printf '%-7s %-46s states %9s  depth %4s  errors %s  %5ss  %s\n' \
     "$verdict" "$name ($expect)" "${states:--}" "${depth:--}" "${errors:--}" "$seconds" "$note" \
     >"$dir/summary"
   echo "$verdict" >"$dir/verdict"
@@ -120,10 +168,10 @@ run_one() {
     {
       echo "    --- pan output ($name) ---"
       sed 's/^/    /' "$dir/pan.log" | head -n 40
-      if [[ -f "$dir/channel.pml.trail" ]]; then
-        echo "    --- last steps of the counterexample (spin $spin_flags -t -p channel.pml) ---"
+      if [[ -f "$dir/$trail" ]]; then
+        echo "    --- last steps of the counterexample (spin $spin_flags -t -p $model_name.pml) ---"
         # shellcheck disable=SC2086
-        (cd "$dir" && "$spin_bin" $spin_flags -t -p -k channel.pml.trail "$model" 2>&1 |
+        (cd "$dir" && "$spin_bin" $spin_flags -t -p -k "$trail" "$model" 2>&1 |
           grep -E '^ *[0-9]+:[[:space:]]+proc' | grep -v '(monitor:' | tail -n 30 | sed 's/^/    /')
       fi
     } >>"$dir/summary"
@@ -131,7 +179,7 @@ run_one() {
 }
 
 started=$(now)
-echo "spin model check: $model ($("$spin_bin" -V 2>&1 | head -n 1))"
+echo "spin model check: $here/{channel,gate}.pml ($("$spin_bin" -V 2>&1 | head -n 1))"
 for i in "${!runs[@]}"; do
   while (($(jobs -rp | wc -l) >= jobs)); do
     wait -n || true
