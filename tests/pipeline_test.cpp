@@ -11,11 +11,13 @@
 #include <vector>
 
 #include "sluice/transport/consumer.hpp"
+#include "sluice/transport/input_gate.hpp"
 #include "sluice/transport/ownership_check.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
+#include "sluice/transport/stage.hpp"
 #include "test_support.hpp"
 
 namespace st = sluice::transport;
@@ -64,6 +66,72 @@ std::string log_path(const std::string& label) {
 }
 
 }  // namespace
+
+// The README's stage example, word for word but for the channel names.
+int run_stage(const std::string& raw_a, const std::string& raw_b, const std::string& clean) {
+  auto output = st::Producer::create(clean);
+  st::RecordWriter writer(output);
+  st::GateOptions options;
+  options.open.wait_for_channel = std::chrono::seconds(10);
+  options.reader.before_release = st::flush_before_release(writer);
+  // Declared after the writer, so destroyed before it: its last release still flushes.
+  auto gate = st::InputGate::open(std::vector<std::string>{raw_a, raw_b}, options);
+  std::span<const std::byte> record;
+  st::Status status;
+  while ((status = gate.next(record)) == st::Status::kOk) {
+    if (writer.write(record) != st::Status::kOk) return 1;  // blocks while downstream is behind
+  }
+  if (status != st::Status::kClosed) return 1;  // an input's producer died, or one was corrupt
+  return writer.close() == st::Status::kOk ? 0 : 1;
+}
+
+TEST(Pipeline, TheReadmeStageMergesTwoStreamsIntoOne) {
+  ChannelGuard raw_a(unique_channel("raw-a"));
+  ChannelGuard raw_b(unique_channel("raw-b"));
+  ChannelGuard clean(unique_channel("clean"));
+  constexpr std::uint64_t kPerInput = 200'000;
+  ChildProcess stage([&] { return run_stage(raw_a.name(), raw_b.name(), clean.name()); });
+  std::vector<std::unique_ptr<ChildProcess>> sources;
+  for (std::uint64_t input = 0; input < 2; ++input) {
+    const std::string name = input == 0 ? raw_a.name() : raw_b.name();
+    sources.push_back(std::make_unique<ChildProcess>([name, input] {
+      auto producer = st::Producer::create(name);
+      st::RecordWriter writer(producer);
+      std::array<std::byte, 16> record{};
+      // Input 0 sends even sequence numbers, input 1 odd ones: the merge covers 0..2N-1.
+      for (std::uint64_t i = 0; i < kPerInput; ++i) {
+        st::pattern::fill(record, 2 * i + input);
+        if (writer.write(record) != st::Status::kOk) {
+          return 1;
+        }
+      }
+      return writer.close() == st::Status::kOk ? 0 : 1;
+    }));
+  }
+  auto consumer = st::Consumer::open(clean.name(), {.wait_for_channel = 60s});
+  st::RecordReader reader(consumer);
+  std::vector<std::uint64_t> next_of(2, 0);  // per input, the next sequence number expected
+  std::uint64_t errors = 0;
+  std::span<const std::byte> record;
+  st::Status status;
+  while ((status = reader.next(record)) == st::Status::kOk) {
+    const std::uint64_t seq = st::pattern::sequence_of(record);
+    if (record.size() != 16 || !st::pattern::body_matches(record, seq) ||
+        seq / 2 != next_of[seq % 2]) {
+      ++errors;
+      continue;
+    }
+    ++next_of[seq % 2];
+  }
+  EXPECT_EQ(status, st::Status::kClosed);
+  EXPECT_EQ(errors, 0U);
+  EXPECT_EQ(next_of[0], kPerInput);
+  EXPECT_EQ(next_of[1], kPerInput);
+  EXPECT_EQ(stage.wait(), 0);
+  for (auto& source : sources) {
+    EXPECT_EQ(source->wait(), 0);
+  }
+}
 
 TEST(Pipeline, FourStagesOfDemoProgramsMoveEveryRecord) {
   // source -> relay -> relay -> sink, each a separate process.
