@@ -117,6 +117,7 @@ int run_stat(int argc, char** argv) {
     throw UsageError("stat needs exactly one channel name");
   }
   const std::string name = args.positional().front();
+  require_channel_name(name);
   const double interval = args.has("--interval") ? args.real_number("--interval", 0.01, 3600) : 1.0;
   const st::ChannelObserver observer(name);
   const st::ChannelSnapshot before = observer.snapshot();
