@@ -7,6 +7,7 @@
 #include "../common/arguments.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
+#include "../common/peer_watch.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
@@ -29,7 +30,9 @@ constexpr const char* kUsage =
     "options:\n"
     "  --rate R               at most R records per second\n"
     "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
-    "  --wait SECONDS         how long to wait for the channel to appear (default 10)\n"
+    "  --wait SECONDS         how long to wait for the channel to appear (default 10); a\n"
+    "                         channel left closed and fully read by an earlier run is\n"
+    "                         removed and a fresh one waited for\n"
     "  --keep                 leave the channel in place at the end (default: remove it)\n"
     "  --resume               take over from a consumer that died: accept the stream from\n"
     "                         wherever it stands (records the dead one held come again\n"
@@ -83,16 +86,19 @@ int main(int argc, char** argv) {
   try {
     options = parse(argc, argv);
   } catch (const sluice::tools::UsageError& e) {
-    std::fprintf(stderr, "sluice-consumer: %s\n\n%s", e.what(), kUsage);
+    sluice::tools::report_failure("consumer", sluice::tools::command_line_has(argc, argv, "--json"),
+                                  e.what());
+    std::fprintf(stderr, "\n%s", kUsage);
     return 2;
   }
 
   std::optional<st::Consumer> consumer;
   try {
-    st::OpenOptions open;
-    open.wait_for_channel = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(options.wait_seconds));
-    consumer.emplace(st::Consumer::open(options.channel, open));
+    consumer.emplace(sluice::tools::open_skipping_finished_leftover(
+        options.channel,
+        std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double>(options.wait_seconds)),
+        "consumer"));
   } catch (const std::exception& e) {
     sluice::tools::report_failure("consumer", options.json, e.what());
     return 2;
