@@ -13,6 +13,8 @@
 #include "sluice/shm/segment.hpp"
 #include "sluice/shm/setup_error.hpp"
 #include "sluice/transport/channel.hpp"
+#include "sluice/transport/channel_remover.hpp"
+#include "sluice/transport/consumer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "test_support.hpp"
 
@@ -318,6 +320,53 @@ TEST(Usability, AConsumerStillReadsALeftoverThatHoldsUnreadRecords) {
   const ToolResult consumer = run(tool("sluice-consumer") + common + " --json");
   EXPECT_EQ(consumer.status, 0) << consumer.out << consumer.err;
   EXPECT_TRUE(has(consumer.out, "\"records\":10")) << consumer.out;
+}
+
+TEST(Usability, AChannelRemoverRemovesItsChannelAtTheEndOfItsScope) {
+  ChannelGuard guard(unique_channel("remover"));
+  {
+    auto producer = sluice::transport::Producer::create(guard.name());
+    const sluice::transport::ChannelRemover remover(producer.mapping());
+    EXPECT_TRUE(sluice::shm::Segment::exists(guard.name()));
+  }
+  EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
+  // Created twice in a row: the second create finds the name free.
+  for (int run = 0; run < 2; ++run) {
+    auto producer = sluice::transport::Producer::create(guard.name());
+    auto consumer = sluice::transport::Consumer::open(guard.name());
+    const sluice::transport::ChannelRemover remover(consumer.mapping());
+  }
+  EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
+}
+
+TEST(Usability, AChannelRemoverLeavesASuccessorsChannelAndCanBeReleased) {
+  ChannelGuard guard(unique_channel("remover2"));
+  {
+    auto old_producer = sluice::transport::Producer::create(guard.name());
+    const sluice::transport::ChannelRemover remover(old_producer.mapping());
+    sluice::transport::remove_channel(guard.name());
+    auto successor = sluice::transport::Producer::create(guard.name());
+  }
+  EXPECT_TRUE(sluice::shm::Segment::exists(guard.name())) << "a successor's channel was removed";
+  sluice::transport::remove_channel(guard.name());
+  {
+    auto producer = sluice::transport::Producer::create(guard.name());
+    sluice::transport::ChannelRemover remover(producer.mapping());
+    remover.release();
+  }
+  EXPECT_TRUE(sluice::shm::Segment::exists(guard.name()));
+}
+
+TEST(Usability, CreatingATakenNameThrowsASetupErrorThatSaysHowToRemoveIt) {
+  ChannelGuard guard(unique_channel("taken"));
+  auto first = sluice::transport::Producer::create(guard.name());
+  try {
+    auto second = sluice::transport::Producer::create(guard.name());
+    ADD_FAILURE() << "a second create of one name succeeded";
+  } catch (const sluice::shm::SetupError& e) {
+    EXPECT_TRUE(has(e.what(), "already exists")) << e.what();
+    EXPECT_TRUE(has(e.what(), "sluice rm " + guard.name())) << e.what();
+  }
 }
 
 }  // namespace
