@@ -178,6 +178,7 @@ int main(int argc, char** argv) {
   if (status == st::Status::kOk) {
     status = writer.close();
   }
+  const double seconds = progress.elapsed_seconds();  // sending only, not the wait below
   // Sent is not delivered: the records may sit in the pool until a consumer
   // reads them, or never.
   sluice::tools::Delivery delivery = sluice::tools::Delivery::kDelivered;
@@ -188,7 +189,6 @@ int main(int argc, char** argv) {
   const bool no_consumer = status == st::Status::kTimeout ||
                            delivery == sluice::tools::Delivery::kNoConsumer;
   const bool ok = status == st::Status::kOk && delivery == sluice::tools::Delivery::kDelivered;
-  const double seconds = progress.elapsed_seconds();
 
   const auto& counters = producer->mapping().control().producer_counters;
   const double blocked = static_cast<double>(counters.blocked_ns.load()) / 1e9;

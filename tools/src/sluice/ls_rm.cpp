@@ -151,7 +151,7 @@ int remove_stale_channels(bool force) {
     if (unread.any()) {
       std::fprintf(stderr, "sluice rm: warning: %s held %s, now gone\n", info.name.c_str(),
                    unread_text(unread).c_str());
-      std::printf("removed %s (%s discarded)\n", info.name.c_str(), unread_text(unread).c_str());
+      std::printf("removed %s; discarded %s\n", info.name.c_str(), unread_text(unread).c_str());
     } else {
       std::printf("removed %s\n", info.name.c_str());
     }
