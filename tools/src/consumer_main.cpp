@@ -40,6 +40,8 @@ constexpr const char* kUsage =
     "                         seen, stop after N-1; wait for a new producer if one dies\n"
     "  --json                 one JSON object per output line\n"
     "\n"
+    "NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
+    "\n"
     "exit status: 0 all N records arrived intact and in order; 1 loss, duplicates,\n"
     "corruption or a runtime error; 2 bad arguments or set-up failure\n";
 
