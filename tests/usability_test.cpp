@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -367,6 +368,25 @@ TEST(Usability, CreatingATakenNameThrowsASetupErrorThatSaysHowToRemoveIt) {
     EXPECT_TRUE(has(e.what(), "already exists")) << e.what();
     EXPECT_TRUE(has(e.what(), "sluice rm " + guard.name())) << e.what();
   }
+}
+
+TEST(Usability, ExperimentChartShowsRecordsPerSecondAndWhichSideWaits) {
+  const std::string out = "/tmp/" + unique_channel("experiment-chart");
+  const ToolResult experiment =
+      run(tool("sluice") + " experiment --phase-seconds 1 --window 0.5 --calibrate-seconds 0.5" +
+          " --calibrate-runs 2 --out " + out);
+  ASSERT_EQ(experiment.status, 0) << experiment.out << experiment.err;
+  EXPECT_TRUE(has(experiment.out, "2 runs of 0.5 s")) << experiment.out;
+  EXPECT_TRUE(has(experiment.out, "unthrottled phases: ")) << experiment.out;
+  const std::string svg = read_all(out + "/experiment.svg");
+  EXPECT_TRUE(has(svg, ">records/s<")) << "no records/s scale";
+  EXPECT_TRUE(has(svg, ">producer blocked<")) << "no waiting panel";
+  EXPECT_TRUE(has(svg, ">consumer idle<")) << "no waiting panel";
+  EXPECT_TRUE(has(svg, ">ms per second<"));
+  const std::string summary = read_all(out + "/summary.json");
+  EXPECT_TRUE(has(summary, "\"unthrottled_records_per_sec\":")) << summary;
+  EXPECT_TRUE(has(summary, "\"unthrottled_percent_of_top\":")) << summary;
+  std::system(("rm -rf " + out).c_str());
 }
 
 }  // namespace
