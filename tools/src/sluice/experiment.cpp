@@ -51,7 +51,7 @@ constexpr const char* kUsage =
     "chart shows throughput in % of the top speed and in records/s, and below it\n"
     "the time the producer was blocked and the consumer idle: the side that is\n"
     "neither blocked nor idle is the one that limits. The unthrottled phases are\n"
-    "compared with the calibration, with a warning when they differ by over 25%.\n"
+    "compared with the calibration, with a warning outside 80-125% of it.\n"
     "\n"
     "options:\n"
     "  --phase-seconds S       length of each phase (default 4)\n"
