@@ -210,7 +210,8 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
                 " --records 100 --size 8 --no-wait-for-consumer")
                 .status,
             0);
-  const ToolResult kept = run(tool("sluice") + " rm --stale");
+  // Only this test's channel: other stale channels on the host are not ours.
+  const ToolResult kept = run(tool("sluice") + " rm --stale " + guard.name());
   EXPECT_EQ(kept.status, 1) << kept.out << kept.err;
   EXPECT_TRUE(sluice::shm::Segment::exists(guard.name()));
   EXPECT_TRUE(has(kept.err, "kept " + guard.name())) << kept.err;
@@ -221,8 +222,31 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
   EXPECT_EQ(named.status, 0) << named.err;
   EXPECT_TRUE(has(named.err, "100 unread records")) << named.err;
   EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
-  const ToolResult force_with_name = run(tool("sluice") + " rm --force " + guard.name());
-  EXPECT_EQ(force_with_name.status, 2) << force_with_name.err;
+  const ToolResult force_without_stale = run(tool("sluice") + " rm --force " + guard.name());
+  EXPECT_EQ(force_without_stale.status, 2) << force_without_stale.err;
+  // With --force it goes, and says what was discarded.
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 7 --size 8 --no-wait-for-consumer")
+                .status,
+            0);
+  const ToolResult forced = run(tool("sluice") + " rm --stale --force " + guard.name());
+  EXPECT_EQ(forced.status, 0) << forced.err;
+  EXPECT_TRUE(has(forced.out, "removed " + guard.name())) << forced.out;
+  EXPECT_TRUE(has(forced.out, "discarded 7 unread records")) << forced.out;
+  EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
+  // A stale channel with nothing unread goes without a word of warning.
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 3 --size 8 --no-wait-for-consumer")
+                .status,
+            0);
+  ASSERT_EQ(run(tool("sluice-consumer") + " --channel " + guard.name() +
+                " --records 3 --size 8 --keep")
+                .status,
+            0);
+  const ToolResult drained = run(tool("sluice") + " rm --stale " + guard.name());
+  EXPECT_EQ(drained.status, 0) << drained.err;
+  EXPECT_TRUE(drained.err.empty()) << drained.err;
+  EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
 }
 
 // A command started in the background; its stdout and stderr are collected

@@ -1,9 +1,11 @@
 // sluice ls and sluice rm: list and remove the channels on this host.
 
 #include <cstdio>
+#include <vector>
 
 #include "../../common/json_line.hpp"
 #include "commands.hpp"
+#include "sluice/shm/segment.hpp"
 #include "sluice/shm/segment_name.hpp"
 #include "sluice/transport/channel.hpp"
 #include "sluice/transport/channel_info.hpp"
@@ -130,9 +132,26 @@ std::string unread_text(const Unread& unread) {
          " (" + std::to_string(unread.bytes) + " bytes)";
 }
 
-int remove_stale_channels(bool force) {
+// Every channel on the host, or only those named.
+std::vector<st::ChannelInfo> channels_named(const std::vector<std::string>& names, int& status) {
+  if (names.empty()) {
+    return st::inspect_all_channels();
+  }
+  std::vector<st::ChannelInfo> channels;
+  for (const auto& name : names) {
+    if (!sluice::shm::Segment::exists(name)) {
+      std::fprintf(stderr, "sluice rm: channel \"%s\" does not exist\n", name.c_str());
+      status = 1;
+      continue;
+    }
+    channels.push_back(st::inspect_channel(name));
+  }
+  return channels;
+}
+
+int remove_stale_channels(const std::vector<std::string>& names, bool force) {
   int status = 0;
-  for (const auto& info : st::inspect_all_channels()) {
+  for (const auto& info : channels_named(names, status)) {
     // An unreadable object under our prefix is only removed when it is
     // clearly abandoned; a readable channel when neither end is alive.
     if (!info.readable || !info.stale()) {
@@ -160,21 +179,18 @@ int remove_stale_channels(bool force) {
 }
 
 int remove_channels(const sluice::tools::Arguments& args) {
+  // Every name is checked before anything is removed.
+  for (const auto& name : args.positional()) {
+    require_channel_name(name);
+  }
   if (args.has("--stale")) {
-    if (!args.positional().empty()) {
-      throw sluice::tools::UsageError("rm takes either names or --stale, not both");
-    }
-    return remove_stale_channels(args.has("--force"));
+    return remove_stale_channels(args.positional(), args.has("--force"));
   }
   if (args.has("--force")) {
     throw sluice::tools::UsageError("--force goes with --stale (a named channel is always removed)");
   }
   if (args.positional().empty()) {
     throw sluice::tools::UsageError("rm needs at least one channel name (or --stale)");
-  }
-  // Every name is checked before anything is removed.
-  for (const auto& name : args.positional()) {
-    require_channel_name(name);
   }
   int status = 0;
   for (const auto& name : args.positional()) {
