@@ -64,7 +64,9 @@ ToolResult run(const std::string& command) {
   return result;
 }
 
-std::string tool(const char* name) { return std::string(SLUICE_TOOLS_DIR) + "/" + name; }
+std::string tool(const char* name) {
+  return std::string(SLUICE_TOOLS_DIR) + "/" + name;
+}
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
@@ -112,11 +114,13 @@ TEST(Usability, HelpStatesTheNameAndPoolLimits) {
 }
 
 // Every stdout line is one JSON object, and one of them is the error.
-void expect_one_json_error(const ToolResult& r, const std::string& says, const std::string& context) {
+void expect_one_json_error(const ToolResult& r, const std::string& says,
+                           const std::string& context) {
   ASSERT_FALSE(r.out.empty()) << context << "\nstderr: " << r.err;
   int errors = 0;
   for (const std::string& line : lines_of(r.out)) {
-    EXPECT_TRUE(!line.empty() && line.front() == '{' && line.back() == '}') << context << ": " << line;
+    EXPECT_TRUE(!line.empty() && line.front() == '{' && line.back() == '}')
+        << context << ": " << line;
     if (has(line, "\"type\":\"error\"")) {
       ++errors;
       EXPECT_TRUE(has(line, says)) << context << ": " << line;
@@ -157,7 +161,8 @@ TEST(Usability, InvalidNamesAreBadArgumentsAndNothingIsRemoved) {
                 " --records 1 --size 8 --no-wait-for-consumer")
                 .status,
             0);
-  for (const std::string& bad : std::vector<std::string>{"../x", ".hidden", std::string(201, 'a')}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"../x", ".hidden", std::string(201, 'a')}) {
     for (const std::string command : {"stat", "check", "rm"}) {
       const ToolResult r = run(tool("sluice") + " " + command + " '" + bad + "'");
       EXPECT_EQ(r.status, 2) << command << " " << bad << "\n" << r.err;
@@ -169,7 +174,8 @@ TEST(Usability, InvalidNamesAreBadArgumentsAndNothingIsRemoved) {
   EXPECT_EQ(mixed.status, 2) << mixed.err;
   EXPECT_TRUE(sluice::shm::Segment::exists(guard.name()));
   // A valid name that does not exist is still status 1.
-  const ToolResult missing = run(tool("sluice") + " stat no-such-channel-usability --interval 0.01");
+  const ToolResult missing =
+      run(tool("sluice") + " stat no-such-channel-usability --interval 0.01");
   EXPECT_EQ(missing.status, 1) << missing.err;
 }
 
@@ -183,7 +189,8 @@ std::string json_line_naming(const std::string& out, const std::string& name) {
 TEST(Usability, LsCountsBuffersAndBytesOfTheBufferApi) {
   ChannelGuard guard(unique_channel("bufapi"));
   {
-    auto producer = sluice::transport::Producer::create(guard.name(), {.buffer_bytes = 4096, .buffer_count = 4});
+    auto producer = sluice::transport::Producer::create(guard.name(),
+                                                        {.buffer_bytes = 4096, .buffer_count = 4});
     for (int i = 0; i < 3; ++i) {
       sluice::transport::WritableBuffer buffer;
       ASSERT_EQ(producer.acquire(buffer), sluice::transport::Status::kOk);
@@ -239,10 +246,10 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
                 " --records 3 --size 8 --no-wait-for-consumer")
                 .status,
             0);
-  ASSERT_EQ(run(tool("sluice-consumer") + " --channel " + guard.name() +
-                " --records 3 --size 8 --keep")
-                .status,
-            0);
+  ASSERT_EQ(
+      run(tool("sluice-consumer") + " --channel " + guard.name() + " --records 3 --size 8 --keep")
+          .status,
+      0);
   const ToolResult drained = run(tool("sluice") + " rm --stale " + guard.name());
   EXPECT_EQ(drained.status, 0) << drained.err;
   EXPECT_TRUE(drained.err.empty()) << drained.err;
@@ -253,7 +260,8 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
 // when it is waited for.
 class Background {
  public:
-  explicit Background(const std::string& command) : pipe_(popen((command + " 2>&1").c_str(), "r")) {}
+  explicit Background(const std::string& command)
+      : pipe_(popen((command + " 2>&1").c_str(), "r")) {}
   Background(const Background&) = delete;
   Background& operator=(const Background&) = delete;
   ~Background() {
@@ -279,7 +287,7 @@ TEST(Usability, ProducerWithoutAConsumerGivesUpAfterWait) {
   ChannelGuard guard(unique_channel("noconsumer"));
   // The stream fits in the pool: everything is sent, nobody reads it.
   const ToolResult fits = run(tool("sluice-producer") + " --channel " + guard.name() +
-                       " --records 100 --size 8 --wait 0.2 --json");
+                              " --records 100 --size 8 --wait 0.2 --json");
   EXPECT_EQ(fits.status, 3) << fits.out << fits.err;
   expect_one_json_error(fits, "no consumer attached", "records fit in the pool");
   EXPECT_TRUE(has(fits.err, "100 of 100 records are in the channel")) << fits.err;
@@ -289,9 +297,9 @@ TEST(Usability, ProducerWithoutAConsumerGivesUpAfterWait) {
   // The pool fills and nobody empties it: blocked no longer than --wait, also
   // when fire and forget was asked for.
   for (const std::string mode : {"", " --no-wait-for-consumer"}) {
-    const ToolResult blocked = run(tool("sluice-producer") + " --channel " + guard.name() +
-                            " --records 100000 --size 64 --buffers 2 --buffer-size 4K --wait 0.2" +
-                            mode);
+    const ToolResult blocked =
+        run(tool("sluice-producer") + " --channel " + guard.name() +
+            " --records 100000 --size 64 --buffers 2 --buffer-size 4K --wait 0.2" + mode);
     EXPECT_EQ(blocked.status, 3) << mode << "\n" << blocked.out << blocked.err;
     EXPECT_TRUE(has(blocked.err, "no consumer attached")) << blocked.err;
     sluice::transport::remove_channel(guard.name());
@@ -313,7 +321,8 @@ TEST(Usability, ProducerFailsWhenTheConsumerLeavesWithRecordsUnread) {
   ChannelGuard guard(unique_channel("leaves"));
   const std::string channel = " --channel " + guard.name();
   Background producer(tool("sluice-producer") + channel + " --records 10 --size 16 --wait 60");
-  const ToolResult consumer = run(tool("sluice-consumer") + channel + " --records 5 --size 16 --keep");
+  const ToolResult consumer =
+      run(tool("sluice-consumer") + channel + " --records 5 --size 16 --keep");
   EXPECT_EQ(consumer.status, 0) << consumer.out << consumer.err;
   const ToolResult produced = producer.finish();
   EXPECT_EQ(produced.status, 1) << produced.out;

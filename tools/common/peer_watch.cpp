@@ -27,7 +27,9 @@ bool ConsumerWatch::ever_attached() const noexcept {
          static_cast<std::uint32_t>(st::EndpointState::kNeverAttached);
 }
 
-bool ConsumerWatch::alive() const noexcept { return consumer_lock_held(producer_.mapping()); }
+bool ConsumerWatch::alive() const noexcept {
+  return consumer_lock_held(producer_.mapping());
+}
 
 std::uint64_t ConsumerWatch::records_received() const noexcept {
   return producer_.mapping().control().consumer_counters.records.load(std::memory_order_relaxed);
@@ -72,8 +74,7 @@ Delivery wait_for_delivery(const st::Producer& producer,
     if (!attached && std::chrono::steady_clock::now() >= first_consumer_deadline) {
       return Delivery::kNoConsumer;
     }
-    if (attached && !alive && !wait_for_new_consumer &&
-        watch.records_received() < committed) {
+    if (attached && !alive && !wait_for_new_consumer && watch.records_received() < committed) {
       return Delivery::kConsumerLeft;
     }
     std::this_thread::sleep_for(kPollInterval);
@@ -101,8 +102,7 @@ bool is_finished_leftover(const st::Consumer& consumer) noexcept {
 
 }  // namespace
 
-st::Consumer open_skipping_finished_leftover(const std::string& name,
-                                             std::chrono::nanoseconds wait,
+st::Consumer open_skipping_finished_leftover(const std::string& name, std::chrono::nanoseconds wait,
                                              const std::string& role) {
   const auto deadline = std::chrono::steady_clock::now() + wait;
   st::OpenOptions options;

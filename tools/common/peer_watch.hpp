@@ -33,10 +33,10 @@ class ConsumerWatch {
 // only until `first_consumer_deadline`: kTimeout then means that no consumer
 // came (nothing of the record was placed). Once one has been seen, writes
 // block as long as backpressure lasts.
-sluice::transport::Status write_record(sluice::transport::RecordWriter& writer,
-                                       std::span<const std::byte> record,
-                                       const ConsumerWatch& watch, bool& consumer_seen,
-                                       std::chrono::steady_clock::time_point first_consumer_deadline);
+sluice::transport::Status write_record(
+    sluice::transport::RecordWriter& writer, std::span<const std::byte> record,
+    const ConsumerWatch& watch, bool& consumer_seen,
+    std::chrono::steady_clock::time_point first_consumer_deadline);
 
 enum class Delivery : std::uint8_t {
   kDelivered,     // consumers reported every committed record as read
@@ -60,7 +60,7 @@ Delivery wait_for_delivery(const sluice::transport::Producer& producer,
 // unread. Such a channel is removed, with a note on stderr, and a fresh one
 // waited for within the same `wait`. Throws shm::SetupError like open().
 sluice::transport::Consumer open_skipping_finished_leftover(const std::string& name,
-                                                           std::chrono::nanoseconds wait,
-                                                           const std::string& role);
+                                                            std::chrono::nanoseconds wait,
+                                                            const std::string& role);
 
 }  // namespace sluice::tools

@@ -92,7 +92,8 @@ std::string LineChart::body(int width, int height) const {
   auto py = [&](double y) { return top + plot_h * (1.0 - std::clamp(y, 0.0, y_max) / y_max); };
 
   std::string svg = "<text x=\"" + number(width / 2.0) +
-         "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + escape(title) + "</text>\n";
+                    "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + escape(title) +
+                    "</text>\n";
   // Grid and y axis labels.
   const double grid = y_step > 0 ? y_step : 20;
   for (double y = 0; y <= y_max + 1e-9; y += grid) {
@@ -118,9 +119,8 @@ std::string LineChart::body(int width, int height) const {
   svg += "<text transform=\"translate(18," + number(top + plot_h / 2) +
          ") rotate(-90)\" text-anchor=\"middle\">" + escape(y_label) + "</text>\n";
   if (right_scale > 0) {
-    svg += "<text transform=\"translate(" + number(width - 14.0) + "," +
-           number(top + plot_h / 2) + ") rotate(90)\" text-anchor=\"middle\">" +
-           escape(right_label) + "</text>\n";
+    svg += "<text transform=\"translate(" + number(width - 14.0) + "," + number(top + plot_h / 2) +
+           ") rotate(90)\" text-anchor=\"middle\">" + escape(right_label) + "</text>\n";
   }
   // Phase boundaries.
   for (const auto& m : markers) {

@@ -6,8 +6,7 @@
 
 namespace sluice::transport {
 
-ChannelRemover::ChannelRemover(const ChannelMapping& mapping) noexcept
-    : name_(mapping.name()) {
+ChannelRemover::ChannelRemover(const ChannelMapping& mapping) noexcept : name_(mapping.name()) {
   struct stat st {};
   if (::fstat(mapping.segment().fd(), &st) == 0) {
     device_ = st.st_dev;

@@ -187,7 +187,8 @@ int remove_channels(const sluice::tools::Arguments& args) {
     return remove_stale_channels(args.positional(), args.has("--force"));
   }
   if (args.has("--force")) {
-    throw sluice::tools::UsageError("--force goes with --stale (a named channel is always removed)");
+    throw sluice::tools::UsageError(
+        "--force goes with --stale (a named channel is always removed)");
   }
   if (args.positional().empty()) {
     throw sluice::tools::UsageError("rm needs at least one channel name (or --stale)");

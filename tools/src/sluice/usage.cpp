@@ -4,11 +4,11 @@ namespace sluice::tools {
 
 namespace {
 
-#define SLUICE_NAME_RULES                                                              \
+#define SLUICE_NAME_RULES \
   "A channel NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
 
-#define SLUICE_JSON_ERRORS                                                             \
-  "With --json, a bad command line or a failure is also printed on stdout as one\n"     \
+#define SLUICE_JSON_ERRORS                                                          \
+  "With --json, a bad command line or a failure is also printed on stdout as one\n" \
   "JSON line: {\"role\":\"sluice\",\"type\":\"error\",\"command\":...,\"error\":...}.\n"
 
 constexpr const char* kLs =
@@ -116,8 +116,7 @@ const char* const kSluiceUsage =
     "                              (--force: also those still holding unread records)\n"
     "  help [COMMAND]              show this text, or one command's\n"
     "\n"
-    "Every command takes --help (sluice COMMAND --help).\n"
-    SLUICE_NAME_RULES
+    "Every command takes --help (sluice COMMAND --help).\n" SLUICE_NAME_RULES
     "With --json, errors are also printed on stdout as one JSON line (type \"error\").\n"
     "\n"
     "exit status: 0 success; 1 a channel is missing, unsound (check) or could not be\n"
