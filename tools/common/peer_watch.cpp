@@ -22,6 +22,10 @@ bool consumer_lock_held(const st::ChannelMapping& mapping) noexcept {
 
 }  // namespace
 
+// The endpoint record and the counters are written by the consumer alone.
+// Each is read on its own and only decides when to stop polling, so no
+// ordering with other shared data is needed: relaxed would do, and the
+// state's acquire costs nothing on this path.
 bool ConsumerWatch::ever_attached() const noexcept {
   return producer_.mapping().control().consumer.state.load(std::memory_order_acquire) !=
          static_cast<std::uint32_t>(st::EndpointState::kNeverAttached);
@@ -63,8 +67,8 @@ Delivery wait_for_delivery(const st::Producer& producer,
   const ConsumerWatch watch(producer);
   const std::uint64_t committed = producer.records_committed();
   for (;;) {
-    // Read the count before liveness: a consumer that read everything and
-    // then left is a delivery, not a loss.
+    // The count is read again once the consumer is seen gone: one that read
+    // the last records and then left is a delivery, not a loss.
     const bool attached = watch.ever_attached();
     const std::uint64_t received = watch.records_received();
     const bool alive = watch.alive();
