@@ -90,7 +90,7 @@ TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
 TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
   ChannelGuard guard(unique_channel("short"));
   const std::string channel = " --channel " + guard.name();
-  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 10 --size 16").status, 0);
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 10 --size 16 --no-wait-for-consumer").status, 0);
   const ToolRun consumer =
       run(tool("sluice-consumer") + channel + " --records 11 --size 16 --json");
   EXPECT_EQ(consumer.status, 1) << consumer.out;
@@ -101,7 +101,7 @@ TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
 TEST(Tools, ConsumerCountsRecordsOfTheWrongSizeAsCorrupt) {
   ChannelGuard guard(unique_channel("wrongsize"));
   const std::string channel = " --channel " + guard.name();
-  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 5 --size 16").status, 0);
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 5 --size 16 --no-wait-for-consumer").status, 0);
   const ToolRun consumer = run(tool("sluice-consumer") + channel + " --records 5 --size 24 --json");
   EXPECT_EQ(consumer.status, 1) << consumer.out;
   EXPECT_NE(consumer.out.find("\"corrupt\":5"), std::string::npos) << consumer.out;
@@ -138,19 +138,21 @@ TEST(Tools, BadArgumentsExitWithStatusTwoAndSayWhy) {
 TEST(Tools, ProducerRefusesAnExistingChannel) {
   ChannelGuard guard(unique_channel("exists"));
   const std::string channel = " --channel " + guard.name();
-  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 1 --size 8").status, 0);
-  const ToolRun second = run(tool("sluice-producer") + channel + " --records 1 --size 8");
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 1 --size 8 --no-wait-for-consumer").status,
+            0);
+  const ToolRun second = run(tool("sluice-producer") + channel + " --records 1 --size 8 --no-wait-for-consumer");
   EXPECT_EQ(second.status, 2) << second.out;
   EXPECT_NE(second.out.find("already exists"), std::string::npos) << second.out;
   const ToolRun replaced =
-      run(tool("sluice-producer") + channel + " --records 1 --size 8 --replace-stale");
+      run(tool("sluice-producer") + channel + " --records 1 --size 8 --replace-stale --no-wait-for-consumer");
   EXPECT_EQ(replaced.status, 0) << replaced.out;
 }
 
 TEST(Tools, ProducerWithHugePagesRunsOrSaysWhatTheMountLacks) {
   ChannelGuard guard(unique_channel("hugetool"));
   const ToolRun producer = run(tool("sluice-producer") + " --channel " + guard.name() +
-                               " --records 10 --size 16 --buffer-size 1M --buffers 4 --huge-pages");
+                               " --records 10 --size 16 --buffer-size 1M --buffers 4 --huge-pages" +
+                               " --no-wait-for-consumer");
   if (sluice::test::mount_gives_huge_pages()) {
     // Or the kernel found no free 2 MiB of memory, and says so.
     EXPECT_TRUE(producer.status == 0 || producer.out.find("no free 2 MiB") != std::string::npos)
@@ -168,7 +170,7 @@ TEST(Tools, ProducerWithHugePagesRunsOrSaysWhatTheMountLacks) {
 TEST(Tools, LsShowsChannelsAndRmRemovesThem) {
   ChannelGuard guard(unique_channel("ls"));
   ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 3 --size 8 --buffers 7 --buffer-size 4K")
+                " --records 3 --size 8 --buffers 7 --buffer-size 4K --no-wait-for-consumer")
                 .status,
             0);
   const ToolRun ls = run(tool("sluice") + " ls --json");
@@ -205,7 +207,7 @@ namespace {
 TEST(Tools, StatReportsConfigurationCountersAndRates) {
   ChannelGuard guard(unique_channel("stat"));
   ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 1000 --size 32 --buffers 5")
+                " --records 1000 --size 32 --buffers 5 --no-wait-for-consumer")
                 .status,
             0);
   const ToolRun json = run(tool("sluice") + " stat " + guard.name() + " --json --interval 0.05");
@@ -227,7 +229,8 @@ TEST(Tools, StatReportsConfigurationCountersAndRates) {
 TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
   ChannelGuard guard(unique_channel("top"));
   ASSERT_EQ(
-      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
+      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8" +
+              " --no-wait-for-consumer").status,
       0);
   const ToolRun top = run(tool("sluice") + " top --iterations 2 --interval 0.05 < /dev/null");
   EXPECT_EQ(top.status, 0) << top.out;
@@ -239,7 +242,8 @@ TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
 TEST(Tools, CheckSaysWhetherAChannelIsSound) {
   ChannelGuard guard(unique_channel("check"));
   ASSERT_EQ(
-      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8").status,
+      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8" +
+              " --no-wait-for-consumer").status,
       0);
   const ToolRun sound = run(tool("sluice") + " check " + guard.name());
   EXPECT_EQ(sound.status, 0) << sound.out;

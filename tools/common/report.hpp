@@ -4,6 +4,7 @@
 // JSON line ("type": "error") on stdout when --json was given.
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "json_line.hpp"
@@ -18,6 +19,17 @@ inline void report_failure(const std::string& role, bool json, const std::string
     std::fflush(stdout);
   }
   std::fprintf(stderr, "sluice-%s: %s\n", role.c_str(), message.c_str());
+}
+
+// Whether the command line holds `flag` as a word of its own; used to honour
+// --json even when the rest of the command line does not parse.
+inline bool command_line_has(int argc, char** argv, const char* flag) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], flag) == 0) {
+      return true;
+    }
+  }
+  return false;
 }
 
 }  // namespace sluice::tools

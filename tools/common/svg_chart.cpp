@@ -28,11 +28,53 @@ std::string number(double value) {
   return text;
 }
 
+// 12345678 -> "12.3M": short enough for an axis label.
+std::string short_number(double value) {
+  char text[32];
+  const double magnitude = std::fabs(value);
+  if (magnitude >= 1e9) {
+    std::snprintf(text, sizeof(text), "%.3gG", value / 1e9);
+  } else if (magnitude >= 1e6) {
+    std::snprintf(text, sizeof(text), "%.3gM", value / 1e6);
+  } else if (magnitude >= 1e3) {
+    std::snprintf(text, sizeof(text), "%.3gk", value / 1e3);
+  } else {
+    std::snprintf(text, sizeof(text), "%.3g", value);
+  }
+  return text;
+}
+
+std::string svg_open(int width, int height) {
+  return "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) +
+         "\" height=\"" + std::to_string(height) +
+         "\" font-family=\"sans-serif\" font-size=\"12\">\n" +
+         "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
+}
+
 }  // namespace
 
 std::string LineChart::to_svg(int width, int height) const {
+  return svg_open(width, height) + body(width, height) + "</svg>\n";
+}
+
+std::string stacked_svg(const std::vector<std::pair<LineChart, int>>& panels, int width) {
+  int height = 0;
+  for (const auto& panel : panels) {
+    height += panel.second;
+  }
+  std::string svg = svg_open(width, height);
+  int y = 0;
+  for (const auto& [chart, panel_height] : panels) {
+    svg += "<g transform=\"translate(0," + std::to_string(y) + ")\">\n" +
+           chart.body(width, panel_height) + "</g>\n";
+    y += panel_height;
+  }
+  return svg + "</svg>\n";
+}
+
+std::string LineChart::body(int width, int height) const {
   const double left = 70;
-  const double right = 20;
+  const double right = right_scale > 0 ? 70 : 20;
   const double top = 60;
   const double bottom = 55;
   const double plot_w = width - left - right;
@@ -49,18 +91,20 @@ std::string LineChart::to_svg(int width, int height) const {
   auto px = [&](double x) { return left + plot_w * x / x_max; };
   auto py = [&](double y) { return top + plot_h * (1.0 - std::clamp(y, 0.0, y_max) / y_max); };
 
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" + std::to_string(width) +
-                    "\" height=\"" + std::to_string(height) +
-                    "\" font-family=\"sans-serif\" font-size=\"12\">\n";
-  svg += "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  svg += "<text x=\"" + number(width / 2.0) +
-         "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + escape(title) + "</text>\n";
+  std::string svg = "<text x=\"" + number(width / 2.0) +
+                    "\" y=\"22\" text-anchor=\"middle\" font-size=\"15\">" + escape(title) +
+                    "</text>\n";
   // Grid and y axis labels.
-  for (double y = 0; y <= y_max + 1e-9; y += 20) {
+  const double grid = y_step > 0 ? y_step : 20;
+  for (double y = 0; y <= y_max + 1e-9; y += grid) {
     svg += "<line x1=\"" + number(left) + "\" y1=\"" + number(py(y)) + "\" x2=\"" +
            number(left + plot_w) + "\" y2=\"" + number(py(y)) + "\" stroke=\"#e5e5e5\"/>\n";
     svg += "<text x=\"" + number(left - 8) + "\" y=\"" + number(py(y) + 4) +
            "\" text-anchor=\"end\">" + number(y).substr(0, number(y).size() - 2) + "</text>\n";
+    if (right_scale > 0) {
+      svg += "<text x=\"" + number(left + plot_w + 8) + "\" y=\"" + number(py(y) + 4) +
+             "\" text-anchor=\"start\">" + short_number(y * right_scale) + "</text>\n";
+    }
   }
   // x axis ticks every sensible step.
   const double step = x_max <= 20 ? 2 : x_max <= 60 ? 5 : 10;
@@ -74,6 +118,10 @@ std::string LineChart::to_svg(int width, int height) const {
          "\" text-anchor=\"middle\">" + escape(x_label) + "</text>\n";
   svg += "<text transform=\"translate(18," + number(top + plot_h / 2) +
          ") rotate(-90)\" text-anchor=\"middle\">" + escape(y_label) + "</text>\n";
+  if (right_scale > 0) {
+    svg += "<text transform=\"translate(" + number(width - 14.0) + "," + number(top + plot_h / 2) +
+           ") rotate(90)\" text-anchor=\"middle\">" + escape(right_label) + "</text>\n";
+  }
   // Phase boundaries.
   for (const auto& m : markers) {
     svg += "<line x1=\"" + number(px(m.x)) + "\" y1=\"" + number(top) + "\" x2=\"" +
@@ -100,7 +148,6 @@ std::string LineChart::to_svg(int width, int height) const {
     svg += "<text x=\"" + number(legend_x + 30) + "\" y=\"44\">" + escape(s.name) + "</text>\n";
     legend_x += 40 + 8.0 * static_cast<double>(s.name.size());
   }
-  svg += "</svg>\n";
   return svg;
 }
 

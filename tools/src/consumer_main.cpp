@@ -7,6 +7,7 @@
 #include "../common/arguments.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
+#include "../common/peer_watch.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
@@ -32,13 +33,17 @@ constexpr const char* kUsage =
     "options:\n"
     "  --rate R               at most R records per second\n"
     "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
-    "  --wait SECONDS         how long to wait for the channel to appear (default 10)\n"
+    "  --wait SECONDS         how long to wait for the channel to appear (default 10); a\n"
+    "                         channel left closed and fully read by an earlier run is\n"
+    "                         removed and a fresh one waited for\n"
     "  --keep                 leave the channel in place at the end (default: remove it)\n"
     "  --resume               take over from a consumer that died: accept the stream from\n"
     "                         wherever it stands (records the dead one held come again\n"
     "                         first), check contiguity from the first sequence number\n"
     "                         seen, stop after N-1; wait for a new producer if one dies\n"
     "  --json                 one JSON object per output line\n"
+    "\n"
+    "NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
     "\n"
     "exit status: 0 all N records arrived intact and in order; 1 loss, duplicates,\n"
     "corruption or a runtime error; 2 bad arguments or set-up failure\n";
@@ -86,7 +91,9 @@ int main(int argc, char** argv) {
   try {
     options = parse(argc, argv);
   } catch (const sluice::tools::UsageError& e) {
-    std::fprintf(stderr, "sluice-consumer: %s\n\n%s", e.what(), kUsage);
+    sluice::tools::report_failure("consumer", sluice::tools::command_line_has(argc, argv, "--json"),
+                                  e.what());
+    std::fprintf(stderr, "\n%s", kUsage);
     return 2;
   }
 
@@ -112,10 +119,11 @@ int main(int argc, char** argv) {
 
   std::optional<st::Consumer> consumer;
   try {
-    st::OpenOptions open;
-    open.wait_for_channel = std::chrono::duration_cast<std::chrono::nanoseconds>(
-        std::chrono::duration<double>(options.wait_seconds));
-    consumer.emplace(st::Consumer::open(options.channel, open));
+    consumer.emplace(sluice::tools::open_skipping_finished_leftover(
+        options.channel,
+        std::chrono::duration_cast<std::chrono::nanoseconds>(
+            std::chrono::duration<double>(options.wait_seconds)),
+        "consumer"));
   } catch (const std::exception& e) {
     sluice::tools::report_failure("consumer", options.json, e.what());
     return 2;

@@ -7,6 +7,7 @@
 #include "../common/arguments.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
+#include "../common/peer_watch.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "sluice/shm/setup_error.hpp"
@@ -25,12 +26,16 @@ constexpr const char* kUsage =
     "Creates channel NAME and sends N records of BYTES bytes (>= 8): the first 8\n"
     "bytes are the sequence number 0..N-1 (little-endian), the rest a pattern\n"
     "derived from it. Blocks while the consumer is behind (backpressure).\n"
+    "By default it succeeds only when a consumer has received every record: at the\n"
+    "end it waits for that, as long as the consumer lives.\n"
     "\n"
     "options:\n"
     "  --rate R               at most R records per second\n"
     "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
-    "  --buffer-size BYTES    size of each pool buffer (default 32K; K/M suffixes allowed)\n"
-    "  --buffers COUNT        number of pool buffers (default 64)\n"
+    "  --buffer-size BYTES    size of each pool buffer (default 32K; K/M suffixes allowed;\n"
+    "                         64 bytes to 256 MiB)\n"
+    "  --buffers COUNT        number of pool buffers (default 64; the pool, buffers times\n"
+    "                         size, at most 64 GiB)\n"
     "  --flush-timeout-us US  hand over a partly filled buffer after US microseconds\n"
     "                         (default 1000; 0 = every record at once, published in place)\n"
     "  --mode OCTAL           permissions of the channel (default 600)\n"
@@ -39,10 +44,18 @@ constexpr const char* kUsage =
     "                         /dev/shm does not give them (mount it with huge=advise)\n"
     "  --wait-for-new-consumer  if the consumer dies, wait for a new one (sluice-consumer\n"
     "                         --resume) instead of failing\n"
+    "  --wait SECONDS         how long to wait for a first consumer to attach (default 10)\n"
+    "  --no-wait-for-consumer succeed once every record is in the channel and the stream\n"
+    "                         closed, read or not (fire and forget); --wait then only\n"
+    "                         bounds a wait on a full pool that no consumer empties\n"
     "  --json                 one JSON object per output line\n"
     "\n"
-    "exit status: 0 all records sent and the stream closed; 1 runtime error\n"
-    "(consumer died, channel corrupt, ...); 2 bad arguments or set-up failure\n";
+    "NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
+    "\n"
+    "exit status: 0 a consumer received all records (with --no-wait-for-consumer: all\n"
+    "records sent and the stream closed); 1 runtime error (the consumer went away\n"
+    "before reading everything, channel corrupt, ...); 2 bad arguments or set-up\n"
+    "failure; 3 no consumer attached within --wait\n";
 
 struct Options {
   std::string channel;
@@ -53,14 +66,17 @@ struct Options {
   std::vector<sluice::tools::RatePhase> schedule;
   bool json = false;
   bool wait_for_new_consumer = false;
+  bool wait_for_consumer = true;  // success means delivered, not just sent
+  double wait_seconds = 10;       // for a first consumer
 };
 
 Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
       argc, argv, 1,
       {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--buffer-size",
-       "--buffers", "--flush-timeout-us", "--mode"},
-      {"--json", "--replace-stale", "--huge-pages", "--wait-for-new-consumer", "--help"});
+       "--buffers", "--flush-timeout-us", "--mode", "--wait"},
+      {"--json", "--replace-stale", "--huge-pages", "--wait-for-new-consumer",
+       "--no-wait-for-consumer", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -98,6 +114,10 @@ Options parse(int argc, char** argv) {
     o.create.huge_pages = st::HugePages::kRequired;
   }
   o.wait_for_new_consumer = args.has("--wait-for-new-consumer");
+  o.wait_for_consumer = !args.has("--no-wait-for-consumer");
+  if (args.has("--wait")) {
+    o.wait_seconds = args.real_number("--wait", 0, 86400);
+  }
   o.json = args.has("--json");
   return o;
 }
@@ -109,7 +129,9 @@ int main(int argc, char** argv) {
   try {
     options = parse(argc, argv);
   } catch (const sluice::tools::UsageError& e) {
-    std::fprintf(stderr, "sluice-producer: %s\n\n%s", e.what(), kUsage);
+    sluice::tools::report_failure("producer", sluice::tools::command_line_has(argc, argv, "--json"),
+                                  e.what());
+    std::fprintf(stderr, "\n%s", kUsage);
     return 2;
   }
 
@@ -133,6 +155,12 @@ int main(int argc, char** argv) {
   sluice::tools::Progress progress("producer", options.json, options.size);
   std::vector<std::byte> record(options.size);
 
+  const auto first_consumer_deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+          std::chrono::duration<double>(options.wait_seconds));
+  const sluice::tools::ConsumerWatch consumer_watch(*producer);
+  bool consumer_seen = false;
   progress.start();
   pacer.start(sluice::tools::Pacer::Clock::now());
   st::Status status = st::Status::kOk;
@@ -140,7 +168,8 @@ int main(int argc, char** argv) {
   for (; sent < options.records; ++sent) {
     pacer.pace([&writer] { (void)writer.flush_if_due(); });
     st::pattern::fill(record, sent);
-    status = writer.write(record);
+    status = sluice::tools::write_record(writer, record, consumer_watch, consumer_seen,
+                                         first_consumer_deadline);
     if (status != st::Status::kOk) {
       break;
     }
@@ -149,7 +178,17 @@ int main(int argc, char** argv) {
   if (status == st::Status::kOk) {
     status = writer.close();
   }
-  const double seconds = progress.elapsed_seconds();
+  const double seconds = progress.elapsed_seconds();  // sending only, not the wait below
+  // Sent is not delivered: the records may sit in the pool until a consumer
+  // reads them, or never.
+  sluice::tools::Delivery delivery = sluice::tools::Delivery::kDelivered;
+  if (status == st::Status::kOk && options.wait_for_consumer) {
+    delivery = sluice::tools::wait_for_delivery(*producer, first_consumer_deadline,
+                                                options.wait_for_new_consumer);
+  }
+  const bool no_consumer = status == st::Status::kTimeout ||
+                           delivery == sluice::tools::Delivery::kNoConsumer;
+  const bool ok = status == st::Status::kOk && delivery == sluice::tools::Delivery::kDelivered;
 
   const auto& counters = producer->mapping().control().producer_counters;
   const double blocked = static_cast<double>(counters.blocked_ns.load()) / 1e9;
@@ -157,7 +196,21 @@ int main(int argc, char** argv) {
   const double records_per_sec = seconds > 0 ? static_cast<double>(sent) / seconds : 0.0;
   const double bytes_per_sec = seconds > 0 ? static_cast<double>(bytes) / seconds : 0.0;
 
-  if (status != st::Status::kOk) {
+  if (no_consumer) {
+    char waited[32];
+    std::snprintf(waited, sizeof(waited), "%g", options.wait_seconds);
+    sluice::tools::report_failure(
+        "producer", options.json,
+        "no consumer attached to channel \"" + options.channel + "\" within " + waited +
+            " s (--wait); " + std::to_string(sent) + " of " + std::to_string(options.records) +
+            " records are in the channel, unread: start sluice-consumer --channel " +
+            options.channel + " to read them, or remove them with sluice rm " + options.channel);
+  } else if (delivery == sluice::tools::Delivery::kConsumerLeft) {
+    sluice::tools::report_failure(
+        "producer", options.json,
+        "sent all " + std::to_string(sent) + " records, but the consumer went away after "
+            "reading " + std::to_string(consumer_watch.records_received()) + " of them");
+  } else if (status != st::Status::kOk) {
     std::string why = std::string(st::to_string(status));
     if (status == st::Status::kPeerDied) {
       why = "the consumer went away";
@@ -173,7 +226,7 @@ int main(int argc, char** argv) {
     summary.add("role", "producer")
         .add("type", "summary")
         .add("channel", options.channel)
-        .add("ok", status == st::Status::kOk)
+        .add("ok", ok)
         .add("records", sent)
         .add("bytes", bytes)
         .add("record_bytes", options.size)
@@ -199,5 +252,8 @@ int main(int argc, char** argv) {
         seconds > 0 ? 100.0 * blocked / seconds : 0.0);
   }
   std::fflush(stdout);
-  return status == st::Status::kOk ? 0 : 1;
+  if (no_consumer) {
+    return 3;
+  }
+  return ok ? 0 : 1;
 }

@@ -153,7 +153,9 @@ int main(int argc, char** argv) {
   try {
     options = parse(argc, argv);
   } catch (const sluice::tools::UsageError& e) {
-    std::fprintf(stderr, "sluice-relay: %s\n\n%s", e.what(), kUsage);
+    sluice::tools::report_failure("relay", sluice::tools::command_line_has(argc, argv, "--json"),
+                                  e.what());
+    std::fprintf(stderr, "\n%s", kUsage);
     return 2;
   }
 

@@ -17,6 +17,7 @@ int run_check(int argc, char** argv) {
     throw UsageError("check needs exactly one channel name");
   }
   const std::string name = args.positional().front();
+  require_channel_name(name);
   const st::ChannelObserver observer(name);
   const st::OwnershipReport report = st::check_ownership(observer.mapping());
   const st::OwnershipPlaces& p = report.places;

@@ -18,6 +18,9 @@ int run_check(int argc, char** argv);
 int run_experiment(int argc, char** argv);
 int run_export(int argc, char** argv);
 
+// Throws UsageError (exit status 2) when `name` cannot be a channel name.
+void require_channel_name(const std::string& name);
+
 // "1234 alive", "1234 dead", "-" (never attached), ...
 std::string endpoint_text(const sluice::transport::EndpointInfo& endpoint);
 

@@ -1,50 +1,89 @@
 // sluice: inspect and manage the channels on this host.
 
 #include <cstdio>
+#include <cstring>
 #include <string>
 
+#include "../../common/json_line.hpp"
 #include "commands.hpp"
+#include "usage.hpp"
 
 namespace {
 
-constexpr const char* kUsage =
-    "usage: sluice COMMAND [options]\n"
-    "\n"
-    "commands:\n"
-    "  ls [--json]                 channels on this host: configuration, endpoints, state\n"
-    "  stat NAME [--json] [--interval S]\n"
-    "                              one channel: configuration, endpoints, counters and\n"
-    "                              rates over the last interval (default 1 s)\n"
-    "  stat [NAME...] [--json | --prometheus] [--interval S]\n"
-    "                              no NAME: every channel; the stages (processes), the\n"
-    "                              links between them and the bottleneck\n"
-    "  top [--interval S] [--iterations N]\n"
-    "                              live view of every channel; q quits\n"
-    "  check NAME                  prove every buffer is in exactly one place\n"
-    "  experiment [options]        the Flink backpressure experiment across processes\n"
-    "                              (sluice experiment --help)\n"
-    "  export [--listen [ADDR:]PORT] [--interval S] [--max-requests N]\n"
-    "                              serve the --prometheus text at http://ADDR:PORT/metrics\n"
-    "                              (default 127.0.0.1:9464; port 0 picks a free one)\n"
-    "  rm NAME...                  remove channels (processes using them keep working)\n"
-    "  rm --stale                  remove every channel with no living endpoint\n"
-    "  help                        show this text\n"
-    "\n"
-    "exit status: 0 success; 1 a channel is missing, unsound (check) or could not be\n"
-    "removed; 2 bad arguments, or export cannot listen on its address\n";
+using sluice::tools::kSluiceUsage;
+
+bool asks_for_help(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool wants_json(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// `sluice help [COMMAND]` and `sluice COMMAND --help`.
+int print_help(const std::string& command) {
+  if (command.empty()) {
+    std::fputs(kSluiceUsage, stdout);
+    return 0;
+  }
+  if (command == "experiment") {
+    char program[] = "sluice";
+    char name[] = "experiment";
+    char help[] = "--help";
+    char* args[] = {program, name, help, nullptr};
+    return sluice::tools::run_experiment(3, args);
+  }
+  if (const char* text = sluice::tools::subcommand_usage(command)) {
+    std::fputs(text, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "sluice: no help for unknown command \"%s\"\n\n%s", command.c_str(),
+               kSluiceUsage);
+  return 2;
+}
+
+// On stderr always; with --json also as one JSON line on stdout, so that a
+// script reading stdout sees every failure.
+void report(bool json, const std::string& command, const std::string& message) {
+  if (json) {
+    std::printf("%s\n", sluice::tools::JsonLine()
+                            .add("role", "sluice")
+                            .add("type", "error")
+                            .add("command", command)
+                            .add("error", message)
+                            .str()
+                            .c_str());
+    std::fflush(stdout);
+  }
+  std::fprintf(stderr, "sluice: %s\n", message.c_str());
+}
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fputs(kUsage, stderr);
+    std::fputs(kSluiceUsage, stderr);
     return 2;
   }
   const std::string command = argv[1];
+  const bool json = wants_json(argc, argv);
   try {
     if (command == "help" || command == "--help" || command == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
+      return print_help(argc > 2 ? argv[2] : "");
+    }
+    if (asks_for_help(argc, argv) &&
+        (sluice::tools::subcommand_usage(command) != nullptr || command == "experiment")) {
+      return print_help(command);
     }
     if (command == "ls") return sluice::tools::run_ls(argc, argv);
     if (command == "rm") return sluice::tools::run_rm(argc, argv);
@@ -55,10 +94,12 @@ int main(int argc, char** argv) {
     if (command == "export") return sluice::tools::run_export(argc, argv);
     throw sluice::tools::UsageError("unknown command \"" + command + "\"");
   } catch (const sluice::tools::UsageError& e) {
-    std::fprintf(stderr, "sluice: %s\n\n%s", e.what(), kUsage);
+    report(json, command, e.what());
+    const char* usage = sluice::tools::subcommand_usage(command);
+    std::fprintf(stderr, "\n%s", usage != nullptr ? usage : kSluiceUsage);
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "sluice: %s\n", e.what());
+    report(json, command, e.what());
     return 1;
   }
 }

@@ -77,6 +77,9 @@ int run_stat(int argc, char** argv) {
     throw UsageError("stat takes --json or --prometheus, not both");
   }
   const double interval = args.has("--interval") ? args.real_number("--interval", 0.01, 3600) : 1.0;
+  for (const std::string& name : args.positional()) {
+    require_channel_name(name);
+  }
   if (args.positional().size() != 1 || args.has("--prometheus")) {
     return run_stat_pipeline(args.positional(), interval,
                              args.has("--json")         ? StatFormat::kJson
@@ -84,6 +87,7 @@ int run_stat(int argc, char** argv) {
                                                         : StatFormat::kText);
   }
   const std::string name = args.positional().front();
+  require_channel_name(name);
   const st::ChannelObserver observer(name);
   const st::ChannelSnapshot before = observer.snapshot();
   std::this_thread::sleep_for(std::chrono::duration<double>(interval));
