@@ -72,6 +72,17 @@ class Pacer {
     }
   }
 
+  // For callers that produce records in runs: how many records after the
+  // one just paced may go before pace() must look at the clock again (no
+  // limit when unthrottled), and count(n) accounts for n of them.
+  [[nodiscard]] std::uint64_t records_until_check() const noexcept {
+    return phases_.empty() ? UINT64_MAX : stride_ - std::min(stride_, since_check_ + 1);
+  }
+  void count(std::uint64_t records) noexcept {
+    in_phase_ += records;
+    since_check_ += records;
+  }
+
   // Index of the phase in force (for reports).
   [[nodiscard]] std::size_t phase() const noexcept { return phase_; }
 

@@ -54,18 +54,9 @@ int run_gate_consumer(const GateConsumerOptions& options) {
   std::vector<std::string> errors;
   st::Status status = st::Status::kOk;
   bool started = false;
-  std::span<const std::byte> record;
-  while (inputs_done < tallies.size()) {
-    pacer.pace([] {});
-    status = gate->next(record);
-    if (status == st::Status::kCorrupt && gate->open_inputs() > 0) {
-      errors.push_back(gate->input_corruption(gate->last_input()));
-      continue;  // the other inputs go on
-    }
-    if (status != st::Status::kOk) {
-      break;
-    }
-    if (!started) {
+  // Every record already in the current input's buffer per call, each paced and checked.
+  const auto on_record = [&](std::span<const std::byte> record) {
+    if (!started) [[unlikely]] {
       started = true;
       progress.start();
       pacer.start(Pacer::Clock::now());
@@ -79,6 +70,22 @@ int run_gate_consumer(const GateConsumerOptions& options) {
     }
     if (seq) {
       progress.tick(received, *seq);
+    }
+    if (inputs_done >= tallies.size()) {
+      return false;
+    }
+    pacer.pace([] {});
+    return true;
+  };
+  pacer.pace([] {});
+  while (inputs_done < tallies.size()) {
+    status = gate->read_batch(on_record);
+    if (status == st::Status::kCorrupt && gate->open_inputs() > 0) {
+      errors.push_back(gate->input_corruption(gate->last_input()));
+      continue;  // the other inputs go on
+    }
+    if (status != st::Status::kOk) {
+      break;
     }
   }
   const double seconds = received > 0 ? progress.elapsed_seconds() : 0.0;
