@@ -80,8 +80,7 @@ st::ChannelConfig config_for(std::size_t size) {
   return config;
 }
 
-int produce(const std::string& name, std::size_t size, std::uint64_t records,
-            RunControl& control) {
+int produce(const std::string& name, std::size_t size, std::uint64_t records, RunControl& control) {
   auto producer = st::Producer::create(name, config_for(size));
   st::RecordWriter writer(producer);
   wait_for_go(control);
@@ -185,8 +184,8 @@ pid_t spawn(int cpu, Body body) {
 
 // Records per second of one run, or a negative value if it failed.
 double run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inputs, int serial) {
-  void* memory = mmap(nullptr, sizeof(RunControl), PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* memory =
+      mmap(nullptr, sizeof(RunControl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) {
     return -1;
   }

@@ -19,19 +19,18 @@
 #include "sluice/transport/sequence_pattern.hpp"
 #include "sluice/transport/stage.hpp"
 #include "test_support.hpp"
+#include "tool_run.hpp"
 
 namespace st = sluice::transport;
 using namespace std::chrono_literals;
 using sluice::test::ChannelGuard;
 using sluice::test::ChildProcess;
 using sluice::test::eventually;
+using sluice::test::read_file;
+using sluice::test::tool;
 using sluice::test::unique_channel;
 
 namespace {
-
-std::string tool(const char* name) {
-  return std::string(SLUICE_TOOLS_DIR) + "/" + name;
-}
 
 // A demo program or relay in a child process, its output kept in a file.
 int exec_tool(const std::vector<std::string>& args, const std::string& log) {
@@ -46,19 +45,6 @@ int exec_tool(const std::vector<std::string>& args, const std::string& log) {
   }
   execv(argv[0], argv.data());
   return 91;
-}
-
-std::string read_file(const std::string& path) {
-  std::string text;
-  if (FILE* f = std::fopen(path.c_str(), "r")) {
-    std::array<char, 4096> chunk{};
-    std::size_t n = 0;
-    while ((n = std::fread(chunk.data(), 1, chunk.size(), f)) > 0) {
-      text.append(chunk.data(), n);
-    }
-    std::fclose(f);
-  }
-  return text;
 }
 
 std::string log_path(const std::string& label) {
@@ -182,16 +168,17 @@ TEST(Pipeline, FanInConsumerChecksEachProducersStream) {
   ChannelGuard c(unique_channel("fanin-c"));
   const std::string sink_log = log_path("fanin-sink");
   ChildProcess sink([&] {
-    return exec_tool({tool("sluice-consumer"), "--channel", a.name() + "," + b.name() + "," + c.name(),
-                      "--records", "100000", "--size", "64", "--json", "--wait", "60"},
-                     sink_log);
+    return exec_tool(
+        {tool("sluice-consumer"), "--channel", a.name() + "," + b.name() + "," + c.name(),
+         "--records", "100000", "--size", "64", "--json", "--wait", "60"},
+        sink_log);
   });
   std::vector<std::unique_ptr<ChildProcess>> sources;
   for (const auto* name : {&a.name(), &b.name(), &c.name()}) {
     sources.push_back(std::make_unique<ChildProcess>([name] {
-      return exec_tool({tool("sluice-producer"), "--channel", *name, "--records", "100000",
-                        "--size", "64"},
-                       "/dev/null");
+      return exec_tool(
+          {tool("sluice-producer"), "--channel", *name, "--records", "100000", "--size", "64"},
+          "/dev/null");
     }));
   }
   for (auto& source : sources) {
@@ -214,19 +201,19 @@ TEST(Pipeline, FanInConsumerFailsWhenOneStreamIsShort) {
   ChannelGuard b(unique_channel("short-b"));
   const std::string sink_log = log_path("short-sink");
   ChildProcess sink([&] {
-    return exec_tool({tool("sluice-consumer"), "--channel", a.name() + "," + b.name(),
-                      "--records", "5000", "--size", "16", "--json", "--wait", "60"},
+    return exec_tool({tool("sluice-consumer"), "--channel", a.name() + "," + b.name(), "--records",
+                      "5000", "--size", "16", "--json", "--wait", "60"},
                      sink_log);
   });
   ChildProcess full([&] {
-    return exec_tool({tool("sluice-producer"), "--channel", a.name(), "--records", "5000",
-                      "--size", "16"},
-                     "/dev/null");
+    return exec_tool(
+        {tool("sluice-producer"), "--channel", a.name(), "--records", "5000", "--size", "16"},
+        "/dev/null");
   });
   ChildProcess short_one([&] {
-    return exec_tool({tool("sluice-producer"), "--channel", b.name(), "--records", "4000",
-                      "--size", "16"},
-                     "/dev/null");
+    return exec_tool(
+        {tool("sluice-producer"), "--channel", b.name(), "--records", "4000", "--size", "16"},
+        "/dev/null");
   });
   EXPECT_EQ(full.wait(), 0);
   EXPECT_EQ(short_one.wait(), 0);
@@ -255,8 +242,8 @@ TEST(Pipeline, ARelayKilledMidStreamAndResumedLosesNothing) {
   constexpr std::uint64_t kRecords = 3'000'000;
   constexpr std::size_t kRecordBytes = 32;
   constexpr int kKills = 8;
-  void* shared = mmap(nullptr, sizeof(SinkLog), PROT_READ | PROT_WRITE,
-                      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  void* shared =
+      mmap(nullptr, sizeof(SinkLog), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ASSERT_NE(shared, MAP_FAILED);
   auto* log = new (shared) SinkLog{};
 
@@ -278,13 +265,14 @@ TEST(Pipeline, ARelayKilledMidStreamAndResumedLosesNothing) {
   });
   const std::string relay_log = log_path("kill-relay");
   auto start_relay = [&](bool resume) {
-    std::vector<std::string> args = {tool("sluice-relay"), "--from", in.name(), "--to",
-                                     out.name(), "--wait", "60", "--buffer-size", "1K",
-                                     "--buffers", "8", "--keep"};
+    std::vector<std::string> args = {
+        tool("sluice-relay"), "--from", in.name(),   "--to", out.name(), "--wait", "60",
+        "--buffer-size",      "1K",     "--buffers", "8",    "--keep"};
     if (resume) {
       args.emplace_back("--resume");
     }
-    return std::make_unique<ChildProcess>([args, &relay_log] { return exec_tool(args, relay_log); });
+    return std::make_unique<ChildProcess>(
+        [args, &relay_log] { return exec_tool(args, relay_log); });
   };
   auto relay = start_relay(false);
   ChildProcess sink([&] {

@@ -28,6 +28,7 @@
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "test_support.hpp"
+#include "tool_run.hpp"
 
 namespace st = sluice::transport;
 using namespace std::chrono_literals;
@@ -38,24 +39,10 @@ using sluice::test::unique_channel;
 
 namespace {
 
-struct ToolRun {
-  int status = -1;
-  std::string out;  // stdout only: stderr goes to the test log
-};
+using sluice::test::ToolRun;
 
-ToolRun run(const std::string& command) {
-  ToolRun result;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (pipe == nullptr) {
-    return result;
-  }
-  std::array<char, 4096> chunk{};
-  while (std::fgets(chunk.data(), chunk.size(), pipe) != nullptr) {
-    result.out += chunk.data();
-  }
-  const int status = pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
+ToolRun run(const std::string& command) {  // stderr goes to the test log
+  return sluice::test::run_tool(command, sluice::test::Stderr::kLeftAlone);
 }
 
 std::string sluice_tool() {

@@ -12,34 +12,18 @@
 
 #include "sluice/shm/segment.hpp"
 #include "test_support.hpp"
+#include "tool_run.hpp"
 
 using sluice::test::ChannelGuard;
 using sluice::test::unique_channel;
 
 namespace {
 
-struct ToolRun {
-  int status = -1;
-  std::string out;  // stdout and stderr together
-};
+using sluice::test::tool;
+using sluice::test::ToolRun;
 
-ToolRun run(const std::string& command) {
-  ToolRun result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) {
-    return result;
-  }
-  std::array<char, 4096> chunk{};
-  while (std::fgets(chunk.data(), chunk.size(), pipe) != nullptr) {
-    result.out += chunk.data();
-  }
-  const int status = pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return result;
-}
-
-std::string tool(const char* name) {
-  return std::string(SLUICE_TOOLS_DIR) + "/" + name;
+ToolRun run(const std::string& command) {  // stdout and stderr together
+  return sluice::test::run_tool(command);
 }
 
 std::string last_line(const std::string& text) {

@@ -18,54 +18,20 @@
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "test_support.hpp"
+#include "tool_run.hpp"
 
 using sluice::test::ChannelGuard;
 using sluice::test::unique_channel;
 
 namespace {
 
-struct ToolResult {
-  int status = -1;
-  std::string out;  // stdout only
-  std::string err;  // stderr only
-};
-
-std::string read_all(const std::string& path) {
-  std::string text;
-  if (FILE* file = std::fopen(path.c_str(), "r")) {
-    std::array<char, 4096> chunk{};
-    std::size_t n = 0;
-    while ((n = std::fread(chunk.data(), 1, chunk.size(), file)) > 0) {
-      text.append(chunk.data(), n);
-    }
-    std::fclose(file);
-  }
-  return text;
-}
+using ToolResult = sluice::test::ToolRun;
+using sluice::test::read_file;
+using sluice::test::tool;
 
 // Runs a shell command with stdout and stderr kept apart.
 ToolResult run(const std::string& command) {
-  static int counter = 0;
-  const std::string err_path =
-      "/tmp/sluice-usability-" + std::to_string(getpid()) + "-" + std::to_string(counter++);
-  ToolResult result;
-  FILE* pipe = popen((command + " 2>" + err_path).c_str(), "r");
-  if (pipe == nullptr) {
-    return result;
-  }
-  std::array<char, 4096> chunk{};
-  while (std::fgets(chunk.data(), chunk.size(), pipe) != nullptr) {
-    result.out += chunk.data();
-  }
-  const int status = pclose(pipe);
-  result.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.err = read_all(err_path);
-  std::remove(err_path.c_str());
-  return result;
-}
-
-std::string tool(const char* name) {
-  return std::string(SLUICE_TOOLS_DIR) + "/" + name;
+  return sluice::test::run_tool(command, sluice::test::Stderr::kApart);
 }
 
 std::vector<std::string> lines_of(const std::string& text) {
@@ -412,12 +378,12 @@ TEST(Usability, ExperimentChartShowsRecordsPerSecondAndWhichSideWaits) {
   ASSERT_EQ(experiment.status, 0) << experiment.out << experiment.err;
   EXPECT_TRUE(has(experiment.out, "2 runs of 0.5 s")) << experiment.out;
   EXPECT_TRUE(has(experiment.out, "unthrottled phases: ")) << experiment.out;
-  const std::string svg = read_all(out + "/experiment.svg");
+  const std::string svg = read_file(out + "/experiment.svg");
   EXPECT_TRUE(has(svg, ">records/s<")) << "no records/s scale";
   EXPECT_TRUE(has(svg, ">producer blocked<")) << "no waiting panel";
   EXPECT_TRUE(has(svg, ">consumer idle<")) << "no waiting panel";
   EXPECT_TRUE(has(svg, ">ms per second<"));
-  const std::string summary = read_all(out + "/summary.json");
+  const std::string summary = read_file(out + "/summary.json");
   EXPECT_TRUE(has(summary, "\"unthrottled_records_per_sec\":")) << summary;
   EXPECT_TRUE(has(summary, "\"unthrottled_percent_of_top\":")) << summary;
   std::system(("rm -rf " + out).c_str());

@@ -3,11 +3,11 @@
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <algorithm>
+#include <array>
 #include <cerrno>
 #include <climits>
 #include <ctime>
-#include <algorithm>
-#include <array>
 
 namespace sluice::shm {
 

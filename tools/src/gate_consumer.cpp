@@ -116,11 +116,10 @@ int run_gate_consumer(const GateConsumerOptions& options) {
     lost += tally.lost;
     duplicated += tally.duplicated;
     corrupt += tally.corrupt;
-    const double idle = static_cast<double>(gate->input_consumer(i)
-                                                .mapping()
-                                                .control()
-                                                .consumer_counters.idle_ns.load()) /
-                        1e9;
+    const double idle =
+        static_cast<double>(
+            gate->input_consumer(i).mapping().control().consumer_counters.idle_ns.load()) /
+        1e9;
     JsonLine entry;
     entry.add("channel", options.channels[i])
         .add("ok", input_ok)

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../common/arguments.hpp"
+#include "../common/channel_options.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/peer_watch.hpp"
@@ -90,27 +91,7 @@ Options parse(int argc, char** argv) {
   o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
   o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
   o.schedule = sluice::tools::rate_schedule_from(args);
-  if (auto bytes = args.optional_unsigned("--buffer-size", st::ChannelConfig::kMinBufferBytes,
-                                          st::ChannelConfig::kMaxBufferBytes)) {
-    o.config.buffer_bytes = static_cast<std::uint32_t>(*bytes);
-  }
-  if (auto count = args.optional_unsigned("--buffers", st::ChannelConfig::kMinBufferCount,
-                                          st::ChannelConfig::kMaxBufferCount)) {
-    o.config.buffer_count = static_cast<std::uint32_t>(*count);
-  }
-  if (auto us = args.optional_unsigned("--flush-timeout-us", 0, 3'600'000'000ULL)) {
-    o.config.flush_timeout = std::chrono::microseconds(*us);
-  }
-  if (auto mode = args.optional_text("--mode")) {
-    char* end = nullptr;
-    const unsigned long value = std::strtoul(mode->c_str(), &end, 8);
-    if (mode->empty() || *end != '\0' || value > 0777 || (value & 0600) != 0600) {
-      throw sluice::tools::UsageError(
-          "--mode expects octal permissions that include owner read/write (e.g. 600, 660)");
-    }
-    o.create.mode = static_cast<mode_t>(value);
-  }
-  o.create.replace_stale = args.has("--replace-stale");
+  sluice::tools::channel_options_from(args, o.config, o.create);
   if (args.has("--huge-pages")) {
     o.create.huge_pages = st::HugePages::kRequired;
   }

@@ -4,10 +4,10 @@
 // backpressure passing through every stage.
 
 #include <cstdio>
-#include <cstring>
 #include <optional>
 
 #include "../common/arguments.hpp"
+#include "../common/channel_options.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/progress.hpp"
@@ -106,27 +106,8 @@ Options parse(int argc, char** argv) {
   if (args.has("--wait")) {
     o.wait_seconds = args.real_number("--wait", 0, 86400);
   }
-  if (auto bytes = args.optional_unsigned("--buffer-size", st::ChannelConfig::kMinBufferBytes,
-                                          st::ChannelConfig::kMaxBufferBytes)) {
-    o.config.buffer_bytes = static_cast<std::uint32_t>(*bytes);
-  }
-  if (auto count = args.optional_unsigned("--buffers", st::ChannelConfig::kMinBufferCount,
-                                          st::ChannelConfig::kMaxBufferCount)) {
-    o.config.buffer_count = static_cast<std::uint32_t>(*count);
-  }
-  if (auto us = args.optional_unsigned("--flush-timeout-us", 1, 3'600'000'000ULL)) {
-    o.config.flush_timeout = std::chrono::microseconds(*us);
-  }
-  if (auto mode = args.optional_text("--mode")) {
-    char* end = nullptr;
-    const unsigned long value = std::strtoul(mode->c_str(), &end, 8);
-    if (mode->empty() || *end != '\0' || value > 0777 || (value & 0600) != 0600) {
-      throw sluice::tools::UsageError(
-          "--mode expects octal permissions that include owner read/write (e.g. 600, 660)");
-    }
-    o.create.mode = static_cast<mode_t>(value);
-  }
-  o.create.replace_stale = args.has("--replace-stale");
+  // 0 would flush every record as its own buffer: a relay batches.
+  sluice::tools::channel_options_from(args, o.config, o.create, 1);
   o.resume = args.has("--resume");
   o.keep = args.has("--keep");
   o.json = args.has("--json");
@@ -234,10 +215,9 @@ int main(int argc, char** argv) {
   bool ok = false;
   std::string why;
   if (write_status != st::Status::kOk) {
-    why = write_status == st::Status::kPeerDied ? "the output's consumer went away"
-          : write_status == st::Status::kCorrupt
-              ? producer->corruption()
-              : std::string(st::to_string(write_status));
+    why = write_status == st::Status::kPeerDied  ? "the output's consumer went away"
+          : write_status == st::Status::kCorrupt ? producer->corruption()
+                                                 : std::string(st::to_string(write_status));
   } else if (read_status == st::Status::kClosed) {
     write_status = writer->close();
     ok = write_status == st::Status::kOk;
@@ -259,8 +239,7 @@ int main(int argc, char** argv) {
 
   const double seconds = progress.elapsed_seconds();
   const double blocked =
-      static_cast<double>(producer->mapping().control().producer_counters.blocked_ns.load()) /
-      1e9;
+      static_cast<double>(producer->mapping().control().producer_counters.blocked_ns.load()) / 1e9;
   const double records_per_sec = seconds > 0 ? static_cast<double>(relayed) / seconds : 0.0;
   if (options.json) {
     std::string inputs = "[";
@@ -283,10 +262,11 @@ int main(int argc, char** argv) {
         .add_raw("inputs", inputs);
     std::printf("%s\n", summary.str().c_str());
   } else {
-    std::printf("relay summary: %llu records from %zu channel(s) to \"%s\" in %.3f s: %.0f "
-                "records/s, blocked %.3f s\n",
-                static_cast<unsigned long long>(relayed), gate->input_count(),
-                options.output.c_str(), seconds, records_per_sec, blocked);
+    std::printf(
+        "relay summary: %llu records from %zu channel(s) to \"%s\" in %.3f s: %.0f "
+        "records/s, blocked %.3f s\n",
+        static_cast<unsigned long long>(relayed), gate->input_count(), options.output.c_str(),
+        seconds, records_per_sec, blocked);
   }
   std::fflush(stdout);
   // Inputs are released (gate) before the writer they flush into goes.

@@ -42,8 +42,8 @@ std::size_t InputGate::add_input(std::string_view name) {
   consumer.set_producer_loss(options_.producer_loss);
   // The gate spins and yields across all inputs itself; an input's own wait
   // (used only to drain an input whose producer is gone) must not.
-  consumer.set_wait_policy({.spin_rounds = 0, .yield_rounds = 0,
-                            .sleep_slice = options_.policy.sleep_slice});
+  consumer.set_wait_policy(
+      {.spin_rounds = 0, .yield_rounds = 0, .sleep_slice = options_.policy.sleep_slice});
   inputs_.push_back(std::make_unique<Input>(std::move(consumer), options_.reader));
   wait_items_.reserve(inputs_.size());
   waiting_inputs_.reserve(inputs_.size());
@@ -110,12 +110,9 @@ Status InputGate::poll_round(std::span<const std::byte>& record) noexcept {
         turn_left_ = options_.records_per_turn - 1;
         return Status::kOk;
       case Status::kClosed:
-      case Status::kPeerDied:
-        finish_input(i, status);
-        break;
+      case Status::kPeerDied: finish_input(i, status); break;
       case Status::kWouldBlock:
-      case Status::kTimeout:
-        break;
+      case Status::kTimeout: break;
       default:  // kCorrupt (or a status no reader returns): this input is done
         current_ = i;
         finish_input(i, Status::kCorrupt);
@@ -149,7 +146,8 @@ Status InputGate::sleep_round(std::span<const std::byte>& record,
     if (in.consumer.producer_status() == Status::kOk) {
       continue;
     }
-    const Status status = in.reader.next_until(record, Deadline::after(std::chrono::nanoseconds(0)));
+    const Status status =
+        in.reader.next_until(record, Deadline::after(std::chrono::nanoseconds(0)));
     if (status == Status::kOk) {
       current_ = i;
       turn_left_ = options_.records_per_turn - 1;

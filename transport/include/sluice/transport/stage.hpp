@@ -19,8 +19,9 @@ namespace sluice::transport {
 // already been committed downstream arrive there twice (at-least-once
 // across a stage's crash). `writer` must outlive the readers using the hook.
 inline ReleaseHook flush_before_release(RecordWriter& writer) noexcept {
-  return {.call = [](void* context) noexcept { (void)static_cast<RecordWriter*>(context)->flush(); },
-          .context = &writer};
+  return {
+      .call = [](void* context) noexcept { (void)static_cast<RecordWriter*>(context)->flush(); },
+      .context = &writer};
 }
 
 }  // namespace sluice::transport
