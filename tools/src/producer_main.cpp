@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "../common/arguments.hpp"
@@ -10,6 +11,7 @@
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "sluice/shm/setup_error.hpp"
+#include "sluice/transport/partition_writer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
@@ -39,6 +41,13 @@ constexpr const char* kUsage =
     "                         /dev/shm does not give them (mount it with huge=advise)\n"
     "  --wait-for-new-consumer  if the consumer dies, wait for a new one (sluice-consumer\n"
     "                         --resume) instead of failing\n"
+    "  --consumers K          fan-out: K subpartitions (1..64), each read by its own\n"
+    "                         sluice-consumer --subpartition I\n"
+    "  --partition NAME       how records are split among them: round-robin (record n to\n"
+    "                         n mod K; default), key (key = sequence number, by its hash),\n"
+    "                         least-loaded (per buffer, to the least-queued live consumer);\n"
+    "                         broadcast is not available yet (exit 2)\n"
+    "  --max-queued-buffers N at most N buffers queued per subpartition (default 10)\n"
     "  --json                 one JSON object per output line\n"
     "\n"
     "exit status: 0 all records sent and the stream closed; 1 runtime error\n"
@@ -53,13 +62,15 @@ struct Options {
   std::vector<sluice::tools::RatePhase> schedule;
   bool json = false;
   bool wait_for_new_consumer = false;
+  bool partitioned = false;  // --consumers or --partition given
 };
 
 Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
       argc, argv, 1,
       {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--buffer-size",
-       "--buffers", "--flush-timeout-us", "--mode"},
+       "--buffers", "--flush-timeout-us", "--mode", "--consumers", "--partition",
+       "--max-queued-buffers"},
       {"--json", "--replace-stale", "--huge-pages", "--wait-for-new-consumer", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
@@ -93,6 +104,23 @@ Options parse(int argc, char** argv) {
     }
     o.create.mode = static_cast<mode_t>(value);
   }
+  if (auto k = args.optional_unsigned("--consumers", 1, st::ChannelConfig::kMaxSubpartitions)) {
+    o.config.subpartitions = static_cast<std::uint32_t>(*k);
+    o.partitioned = true;
+  }
+  if (auto name = args.optional_text("--partition")) {
+    if (!st::parse_partitioner(*name, o.config.partitioner)) {
+      throw sluice::tools::UsageError(
+          "--partition expects round-robin, key, least-loaded or "
+          "broadcast, not \"" +
+          *name + "\"");
+    }
+    o.partitioned = true;
+  }
+  if (auto n =
+          args.optional_unsigned("--max-queued-buffers", 1, st::ChannelConfig::kMaxBufferCount)) {
+    o.config.max_queued_buffers = static_cast<std::uint32_t>(*n);
+  }
   o.create.replace_stale = args.has("--replace-stale");
   if (args.has("--huge-pages")) {
     o.create.huge_pages = st::HugePages::kRequired;
@@ -125,10 +153,19 @@ int main(int argc, char** argv) {
     producer->set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
   }
   // A zero timeout asks for every record at once: published in place in an
-  // open buffer rather than one buffer per record.
-  st::RecordWriter writer(*producer, options.config.flush_timeout.count() == 0
-                                         ? st::Publication::kEachRecordInPlace
-                                         : st::Publication::kWholeBuffers);
+  // open buffer rather than one buffer per record (in a channel of one
+  // subpartition; a partitioned one hands over a buffer per record).
+  const bool fan_out = options.config.subpartitions > 1;
+  std::optional<st::RecordWriter> single;
+  std::optional<st::PartitionWriter> partitioned;
+  if (fan_out) {
+    partitioned.emplace(*producer);
+  } else {
+    single.emplace(*producer, options.config.flush_timeout.count() == 0
+                                  ? st::Publication::kEachRecordInPlace
+                                  : st::Publication::kWholeBuffers);
+  }
+  const bool keyed = options.config.partitioner == st::Partitioner::kKey;
   sluice::tools::Pacer pacer(options.schedule);
   sluice::tools::Progress progress("producer", options.json, options.size);
   std::vector<std::byte> record(options.size);
@@ -138,16 +175,20 @@ int main(int argc, char** argv) {
   st::Status status = st::Status::kOk;
   std::uint64_t sent = 0;
   for (; sent < options.records; ++sent) {
-    pacer.pace([&writer] { (void)writer.flush_if_due(); });
+    pacer.pace([&] { (void)(fan_out ? partitioned->flush_if_due() : single->flush_if_due()); });
     st::pattern::fill(record, sent);
-    status = writer.write(record);
+    if (!fan_out) {
+      status = single->write(record);
+    } else {
+      status = keyed ? partitioned->write(sent, record) : partitioned->write(record);
+    }
     if (status != st::Status::kOk) {
       break;
     }
     progress.tick(sent + 1, sent);
   }
   if (status == st::Status::kOk) {
-    status = writer.close();
+    status = fan_out ? partitioned->close() : single->close();
   }
   const double seconds = progress.elapsed_seconds();
 
@@ -184,6 +225,10 @@ int main(int argc, char** argv) {
         .add("duplicated", std::uint64_t{0})
         .add("corrupt", std::uint64_t{0})
         .add("blocked_seconds", blocked);
+    if (options.partitioned) {
+      summary.add("subpartitions", std::uint64_t{options.config.subpartitions})
+          .add("partition", st::partitioner_name(options.config.partitioner));
+    }
     if (sent > 0) {
       summary.add("first_seq", std::uint64_t{0}).add("last_seq", sent - 1);
     } else {

@@ -65,6 +65,12 @@ int list_channels(const sluice::tools::Arguments& args) {
             .add("closed", info.closed)
             .add("records_sent", info.produced.records)
             .add("records_received", info.consumed.records);
+        if (info.config.subpartitions > 1) {
+          line.add("subpartitions", static_cast<std::uint64_t>(info.config.subpartitions))
+              .add("partition", st::partitioner_name(info.config.partitioner))
+              .add("max_queued_buffers",
+                   static_cast<std::uint64_t>(info.config.max_queued_buffers));
+        }
         add_endpoint(line, "producer", info.producer);
         add_endpoint(line, "consumer", info.consumer);
       }
@@ -82,6 +88,13 @@ int list_channels(const sluice::tools::Arguments& args) {
                 endpoint_text(info.producer).c_str(), endpoint_text(info.consumer).c_str(), mode,
                 static_cast<unsigned long long>(info.produced.records),
                 static_cast<unsigned long long>(info.consumed.records));
+    if (info.config.subpartitions > 1) {
+      std::printf(
+          "%-24s fan-out: %u subpartitions, %s, at most %u queued buffers each "
+          "(consumer and counts: subpartition 0)\n",
+          "", info.config.subpartitions, st::partitioner_name(info.config.partitioner),
+          info.config.max_queued_buffers);
+    }
   }
   if (!json && channels.empty()) {
     std::printf("(no channels)\n");
@@ -135,6 +148,8 @@ int run_ls(int argc, char** argv) {
   return list_channels(args);
 }
 
-int run_rm(int argc, char** argv) { return remove_channels(Arguments(argc, argv, 2, {}, {"--stale"})); }
+int run_rm(int argc, char** argv) {
+  return remove_channels(Arguments(argc, argv, 2, {}, {"--stale"}));
+}
 
 }  // namespace sluice::tools
