@@ -60,7 +60,7 @@ struct ProducerState {
       records += part.records;
       // A predecessor that died while blocked left its wait open; it is over.
       part.control->producer_counters.blocked_since_ns.store(0, std::memory_order_relaxed);
-      parts.push_back(std::move(part));
+      parts.push_back(part);
     }
   }
 
