@@ -599,6 +599,84 @@ TEST(Partition, KilledConsumerOfOneSubpartitionIsResumedAndNothingIsLost) {
   producer_process.kill_now();
 }
 
+TEST(Partition, RoundRobinReportsTheDeadConsumerOfItsTurnOnceItsCapIsFull) {
+  constexpr std::uint32_t kCap = 3;
+  ChannelGuard guard(unique_channel("rrdead"));
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin, 16, kCap));
+  auto alive = st::Consumer::open(guard.name(), subpartition(0));
+  Signal attached;
+  ChildProcess victim([&]() -> int {
+    auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+    attached.notify();
+    for (;;) {
+      pause();
+    }
+  });
+  ASSERT_TRUE(attached.wait());
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+  // Turns 0, 1, 0, 1, ...: subpartition 1 takes buffers up to its cap, then
+  // its turn waits, finds its consumer gone and says so.
+  st::Status status = st::Status::kOk;
+  std::uint64_t seq = 0;
+  for (; seq < 100 && status == st::Status::kOk; ++seq) {
+    status = commit_seq(producer, seq, st::kAnySubpartition, 10s);
+    st::ReadableBuffer buffer;
+    while (alive.try_receive(buffer) == st::Status::kOk) {
+      buffer.reset();
+    }
+  }
+  EXPECT_EQ(status, st::Status::kPeerDied);
+  EXPECT_EQ(queued_in(producer.mapping(), 1), kCap);
+  // Attempts: kCap + 1 to 0 and kCap to 1 succeeded, then 1's turn failed.
+  EXPECT_EQ(seq, 2 * kCap + 2);
+}
+
+TEST(Partition, LeastLoadedGoesOnWithoutADeadConsumer) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint32_t kCap = 4;
+  constexpr std::uint64_t kN = 1000;
+  ChannelGuard guard(unique_channel("lldead"));
+  SharedCounts counts(kN);
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kLeastLoaded, 16, kCap));
+  Signal attached;
+  ChildProcess victim([&]() -> int {
+    auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+    attached.notify();
+    for (;;) {
+      pause();
+    }
+  });
+  ASSERT_TRUE(attached.wait());
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s : {0U, 2U}) {
+    consumers.push_back(std::make_unique<ChildProcess>(
+        [&, s] { return read_buffers_to_end(guard.name(), s, counts); }));
+  }
+  // Every acquire succeeds: the dead consumer's subpartition is left aside
+  // (after at most its cap), not reported, while others live.
+  for (std::uint64_t seq = 0; seq < kN; ++seq) {
+    ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk) << seq;
+  }
+  EXPECT_LE(queued_in(producer.mapping(), 1), kCap);
+  producer.close();
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  // A new consumer of subpartition 1 receives what was left there.
+  auto successor = st::Consumer::open(guard.name(), subpartition(1));
+  st::ReadableBuffer buffer;
+  while (successor.try_receive(buffer) == st::Status::kOk) {
+    counts.see(read_u64(buffer.data()));
+    buffer.reset();
+  }
+  EXPECT_TRUE(counts.wrong().empty()) << counts.wrong().size() << " not seen once";
+}
+
 // --- hostile values ---------------------------------------------------------------
 
 class RawSegment {
