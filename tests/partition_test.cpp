@@ -879,6 +879,20 @@ TEST(PartitionTools, LeastLoadedConsumersTogetherReceiveEveryRecord) {
   EXPECT_EQ(total, kN);
 }
 
+TEST(PartitionTools, ConsumerWithoutASubpartitionIsToldToNameOne) {
+  ChannelGuard guard(unique_channel("tools-nosub"));
+  auto producer = st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
+  int status = -1;
+  const std::string out = read_all(popen((tool("sluice-consumer") + " --channel " + guard.name() +
+                                          " --records 10 --size 24 2>&1")
+                                             .c_str(),
+                                         "r"),
+                                   status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("has 3 subpartitions; read one with --subpartition 0..2"), std::string::npos)
+      << out;
+}
+
 TEST(PartitionTools, BroadcastIsRefusedWithExitTwo) {
   ChannelGuard guard(unique_channel("tools-bc"));
   int status = -1;

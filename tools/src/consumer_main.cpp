@@ -162,6 +162,15 @@ int main(int argc, char** argv) {
     sluice::tools::report_failure("consumer", options.json, e.what());
     return 2;
   }
+  if (const std::uint32_t k = consumer->mapping().subpartitions(); k > 1) {
+    // Subpartition 0 holds only its share: checking it as the whole stream
+    // would report the others' records as lost.
+    sluice::tools::report_failure("consumer", options.json,
+                                  "channel \"" + options.channel + "\" has " + std::to_string(k) +
+                                      " subpartitions; read one with --subpartition 0.." +
+                                      std::to_string(k - 1));
+    return 2;
+  }
 
   st::Status status = st::Status::kOk;
   sluice::tools::SequenceCheck tally;
