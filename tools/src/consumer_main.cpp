@@ -12,6 +12,7 @@
 #include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
 #include "gate_consumer.hpp"
+#include "partition_consumer.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
@@ -41,12 +42,20 @@ constexpr const char* kUsage =
     "                         wherever it stands (records the dead one held come again\n"
     "                         first), check contiguity from the first sequence number\n"
     "                         seen, stop after N-1; wait for a new producer if one dies\n"
+    "  --subpartition I       read subpartition I of a partitioned channel (fan-out; see\n"
+    "                         sluice-producer --consumers): to the end of the stream, or\n"
+    "                         this subpartition's share of records 0..N-1 with --records;\n"
+    "                         checks what the partitioner promises (round-robin: I, I+K,\n"
+    "                         ...; key: the numbers whose key hash is I, in order;\n"
+    "                         least-loaded: increasing, no duplicates); --size optional.\n"
+    "                         The last consumer out removes the channel (unless --keep)\n"
     "  --json                 one JSON object per output line\n"
     "\n"
     "NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
     "\n"
-    "exit status: 0 all N records arrived intact and in order; 1 loss, duplicates,\n"
-    "corruption or a runtime error; 2 bad arguments or set-up failure\n";
+    "exit status: 0 all N records arrived intact and in order (with --subpartition:\n"
+    "everything the partitioner promises held); 1 loss, duplicates, corruption or a\n"
+    "runtime error; 2 bad arguments or set-up failure\n";
 
 struct Options {
   std::string channel;
@@ -57,11 +66,14 @@ struct Options {
   bool keep = false;
   bool resume = false;
   bool json = false;
+  std::optional<std::uint32_t> subpartition;
+  bool records_given = true;
 };
 
 Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
-      argc, argv, 1, {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--wait"},
+      argc, argv, 1,
+      {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--wait", "--subpartition"},
       {"--json", "--keep", "--resume", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
@@ -72,8 +84,22 @@ Options parse(int argc, char** argv) {
   }
   Options o;
   o.channel = args.text("--channel");
-  o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
-  o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
+  if (auto s =
+          args.optional_unsigned("--subpartition", 0, st::ChannelConfig::kMaxSubpartitions - 1)) {
+    o.subpartition = static_cast<std::uint32_t>(*s);
+    if (o.channel.find(',') != std::string::npos) {
+      throw sluice::tools::UsageError("--subpartition reads one channel, not a list");
+    }
+  }
+  // A subpartition is read to the end of the stream unless N is given, and
+  // its records may have any size unless --size says which.
+  o.records_given = !o.subpartition || args.has("--records");
+  if (o.records_given) {
+    o.records = args.unsigned_number("--records", 0, UINT64_MAX / 2);
+  }
+  if (!o.subpartition || args.has("--size")) {
+    o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
+  }
   o.schedule = sluice::tools::rate_schedule_from(args);
   if (args.has("--wait")) {
     o.wait_seconds = args.real_number("--wait", 0, 86400);
@@ -95,6 +121,22 @@ int main(int argc, char** argv) {
                                   e.what());
     std::fprintf(stderr, "\n%s", kUsage);
     return 2;
+  }
+
+  if (options.subpartition) {
+    sluice::tools::PartitionConsumerOptions part;
+    part.channel = options.channel;
+    part.subpartition = *options.subpartition;
+    if (options.records_given) {
+      part.records = options.records;
+    }
+    part.size = options.size;
+    part.schedule = options.schedule;
+    part.wait_seconds = options.wait_seconds;
+    part.keep = options.keep;
+    part.resume = options.resume;
+    part.json = options.json;
+    return sluice::tools::run_partition_consumer(part);
   }
 
   if (options.channel.find(',') != std::string::npos) {
@@ -126,6 +168,15 @@ int main(int argc, char** argv) {
         "consumer"));
   } catch (const std::exception& e) {
     sluice::tools::report_failure("consumer", options.json, e.what());
+    return 2;
+  }
+  if (const std::uint32_t k = consumer->mapping().subpartitions(); k > 1) {
+    // Subpartition 0 holds only its share: checking it as the whole stream
+    // would report the others' records as lost.
+    sluice::tools::report_failure("consumer", options.json,
+                                  "channel \"" + options.channel + "\" has " + std::to_string(k) +
+                                      " subpartitions; read one with --subpartition 0.." +
+                                      std::to_string(k - 1));
     return 2;
   }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "../common/arguments.hpp"
@@ -13,6 +14,7 @@
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "sluice/shm/setup_error.hpp"
+#include "sluice/transport/partition_writer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
@@ -50,6 +52,14 @@ constexpr const char* kUsage =
     "  --no-wait-for-consumer succeed once every record is in the channel and the stream\n"
     "                         closed, read or not (fire and forget); --wait then only\n"
     "                         bounds a wait on a full pool that no consumer empties\n"
+    "  --consumers K          fan-out: K subpartitions (1..64), each read by its own\n"
+    "                         sluice-consumer --subpartition I (the producer then does not\n"
+    "                         wait for delivery: each consumer's summary proves its share)\n"
+    "  --partition NAME       how records are split among them: round-robin (record n to\n"
+    "                         n mod K; default), key (key = sequence number, by its hash),\n"
+    "                         least-loaded (per buffer, to the least-queued live consumer);\n"
+    "                         broadcast is not available yet (exit 2)\n"
+    "  --max-queued-buffers N at most N buffers queued per subpartition (default 10)\n"
     "  --json                 one JSON object per output line\n"
     "\n"
     "NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
@@ -70,13 +80,15 @@ struct Options {
   bool wait_for_new_consumer = false;
   bool wait_for_consumer = true;  // success means delivered, not just sent
   double wait_seconds = 10;       // for a first consumer
+  bool partitioned = false;       // --consumers or --partition given
 };
 
 Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
       argc, argv, 1,
       {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--buffer-size",
-       "--buffers", "--flush-timeout-us", "--mode", "--wait"},
+       "--buffers", "--flush-timeout-us", "--mode", "--wait", "--consumers", "--partition",
+       "--max-queued-buffers"},
       {"--json", "--replace-stale", "--huge-pages", "--wait-for-new-consumer",
        "--no-wait-for-consumer", "--help"});
   if (args.has("--help")) {
@@ -92,6 +104,22 @@ Options parse(int argc, char** argv) {
   o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
   o.schedule = sluice::tools::rate_schedule_from(args);
   sluice::tools::channel_options_from(args, o.config, o.create);
+  if (auto k = args.optional_unsigned("--consumers", 1, st::ChannelConfig::kMaxSubpartitions)) {
+    o.config.subpartitions = static_cast<std::uint32_t>(*k);
+    o.partitioned = true;
+  }
+  if (auto name = args.optional_text("--partition")) {
+    if (!st::parse_partitioner(*name, o.config.partitioner)) {
+      throw sluice::tools::UsageError(
+          "--partition expects round-robin, key, least-loaded or broadcast, not \"" + *name +
+          "\"");
+    }
+    o.partitioned = true;
+  }
+  if (auto n =
+          args.optional_unsigned("--max-queued-buffers", 1, st::ChannelConfig::kMaxBufferCount)) {
+    o.config.max_queued_buffers = static_cast<std::uint32_t>(*n);
+  }
   if (args.has("--huge-pages")) {
     o.create.huge_pages = st::HugePages::kRequired;
   }
@@ -129,10 +157,17 @@ int main(int argc, char** argv) {
     producer->set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
   }
   // A zero timeout asks for every record at once: published in place in an
-  // open buffer rather than one buffer per record.
-  st::RecordWriter writer(*producer, options.config.flush_timeout.count() == 0
+  // open buffer rather than one buffer per record (in a channel of one
+  // subpartition; a partitioned one hands over a buffer per record).
+  const bool fan_out = options.config.subpartitions > 1;
+  st::RecordWriter writer(*producer, options.config.flush_timeout.count() == 0 && !fan_out
                                          ? st::Publication::kEachRecordInPlace
                                          : st::Publication::kWholeBuffers);
+  std::optional<st::PartitionWriter> partitioned;
+  if (fan_out) {
+    partitioned.emplace(*producer);
+  }
+  const bool keyed = options.config.partitioner == st::Partitioner::kKey;
   sluice::tools::Pacer pacer(options.schedule);
   sluice::tools::Progress progress("producer", options.json, options.size);
   std::vector<std::byte> record(options.size);
@@ -152,7 +187,18 @@ int main(int argc, char** argv) {
   // per run as the pacer allows before its next look at the clock.
   const bool in_runs = options.size + sizeof(std::uint32_t) <= producer->config().buffer_bytes;
   constexpr std::uint64_t kMostPerRun = 4096;
-  while (sent < options.records) {
+  // Fan-out: record by record through the partition writer (one writer per
+  // subpartition), which routes it by the partitioner or by its key.
+  for (; fan_out && sent < options.records; ++sent) {
+    pacer.pace([&] { (void)partitioned->flush_if_due(); });
+    st::pattern::fill(record, sent);
+    status = keyed ? partitioned->write(sent, record) : partitioned->write(record);
+    if (status != st::Status::kOk) {
+      break;
+    }
+    progress.tick(sent + 1, sent);
+  }
+  while (!fan_out && sent < options.records) {
     pacer.pace([&writer] { (void)writer.flush_if_due(); });
     if (!consumer_seen || !in_runs) {
       st::pattern::fill(record, sent);
@@ -181,13 +227,13 @@ int main(int argc, char** argv) {
     progress.tick(sent, sent - 1);
   }
   if (status == st::Status::kOk) {
-    status = writer.close();
+    status = fan_out ? partitioned->close() : writer.close();
   }
   const double seconds = progress.elapsed_seconds();  // sending only, not the wait below
   // Sent is not delivered: the records may sit in the pool until a consumer
   // reads them, or never.
   sluice::tools::Delivery delivery = sluice::tools::Delivery::kDelivered;
-  if (status == st::Status::kOk && options.wait_for_consumer) {
+  if (status == st::Status::kOk && options.wait_for_consumer && !fan_out) {
     delivery = sluice::tools::wait_for_delivery(*producer, first_consumer_deadline,
                                                 options.wait_for_new_consumer);
   }
@@ -242,6 +288,10 @@ int main(int argc, char** argv) {
         .add("duplicated", std::uint64_t{0})
         .add("corrupt", std::uint64_t{0})
         .add("blocked_seconds", blocked);
+    if (options.partitioned) {
+      summary.add("subpartitions", std::uint64_t{options.config.subpartitions})
+          .add("partition", st::partitioner_name(options.config.partitioner));
+    }
     if (sent > 0) {
       summary.add("first_seq", std::uint64_t{0}).add("last_seq", sent - 1);
     } else {

@@ -71,10 +71,11 @@ bool magic_stored(const shm::Segment& segment) {
 // Both locks are held while removing, so nobody can attach in between.
 void remove_if_stale(std::string_view name) {
   shm::Segment existing = shm::Segment::open(name);
-  for (Role role : {Role::kProducer, Role::kConsumer}) {
-    if (!shm::try_lock_slot(existing.fd(), role_lock_slot(role))) {
-      fail(name, std::string("exists and its ") +
-                     (role == Role::kProducer ? "producer" : "consumer") +
+  // Every byte any role of any layout may lock: the producer's and those of
+  // the consumers of up to kMaxSubpartitions subpartitions.
+  for (std::uint32_t slot = 0; slot <= ChannelConfig::kMaxSubpartitions; ++slot) {
+    if (!shm::try_lock_slot(existing.fd(), slot)) {
+      fail(name, std::string("exists and its ") + (slot == 0 ? "producer" : "consumer") +
                      " is alive; it is not stale and will not be replaced");
     }
   }
@@ -93,7 +94,27 @@ std::string channel_problem(const ChannelHeaderImage& header, std::uint64_t mapp
     return "corrupt configuration: buffer size " + std::to_string(rec.buffer_bytes) +
            ", buffer count " + std::to_string(rec.buffer_count);
   }
+  if (rec.subpartitions < 1 || rec.subpartitions > ChannelConfig::kMaxSubpartitions ||
+      rec.subpartitions > rec.buffer_count) {
+    return "corrupt configuration: " + std::to_string(rec.subpartitions) + " subpartitions (1.." +
+           std::to_string(ChannelConfig::kMaxSubpartitions) +
+           " and at most the buffer count are possible)";
+  }
+  if (rec.partitioner >= kPartitionerCount ||
+      rec.partitioner == static_cast<std::uint32_t>(Partitioner::kBroadcast)) {
+    return "corrupt configuration: partitioner " + std::to_string(rec.partitioner) +
+           " (0 round-robin, 1 key and 2 least-loaded are possible)";
+  }
+  if (rec.max_queued_buffers < 1 || rec.max_queued_buffers > rec.buffer_count ||
+      rec.reserved != 0) {
+    return "corrupt configuration: at most " + std::to_string(rec.max_queued_buffers) +
+           " queued buffers per subpartition (1.." + std::to_string(rec.buffer_count) +
+           " are possible), reserved field " + std::to_string(rec.reserved);
+  }
   const ChannelLayout expected = compute_layout(config_from_record(rec));
+  if (rec.max_queued_buffers != expected.config.max_queued_buffers) {
+    return "corrupt configuration: queued-buffer cap " + std::to_string(rec.max_queued_buffers);
+  }
   if (rec.buffer_stride != expected.config.buffer_stride ||
       rec.ring_capacity != expected.config.ring_capacity) {
     return "corrupt configuration: buffer stride " + std::to_string(rec.buffer_stride) +
@@ -151,7 +172,7 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
   create.mode = options.mode;
   create.huge_pages = options.huge_pages != HugePages::kNo;
   create.lock_slot = role_lock_slot(Role::kProducer);
-  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, create), layout);
+  ChannelMapping mapping(shm::Segment::create(name, layout.total_bytes, create), layout, 0);
   if (options.huge_pages == HugePages::kRequired) {
     const std::optional<std::size_t> given = mapping.segment_.huge_page_bytes();
     if (!given || *given < huge_wanted) {
@@ -177,17 +198,20 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
   header->config.created_unix_ns = unix_now_ns();
   mapping.config_.created_unix_ns = header->config.created_unix_ns;
 
-  new (base + layout.regions[kControlRegion].offset) ChannelControl{};
-  new (base + layout.regions[kDataRingRegion].offset) RingIndices{};
-  new (base + layout.regions[kReturnRingRegion].offset) RingIndices{};
+  for (std::uint32_t s = 0; s < config.subpartitions; ++s) {
+    new (&mapping.control(s)) ChannelControl{};
+    new (&mapping.data_ring(s)) RingIndices{};
+    new (&mapping.return_ring(s)) RingIndices{};
+  }
 
-  // Every buffer starts free in the return ring, as if the consumer had just
-  // given it back; the producer's acquire path is then one path.
-  RingSlot* return_slots = mapping.return_slots();
+  // Every buffer starts free (kFree of subpartition 0) in return ring 0, as
+  // if the consumer of subpartition 0 had just given it back; the producer's
+  // acquire path is then one path.
+  RingSlot* return_slots = mapping.return_slots(0);
   for (std::uint32_t i = 0; i < config.buffer_count; ++i) {
     return_slots[i].store(i, std::memory_order_relaxed);
   }
-  mapping.return_ring().tail.store(config.buffer_count, std::memory_order_relaxed);
+  mapping.return_ring(0).tail.store(config.buffer_count, std::memory_order_relaxed);
 
   // Release: whoever acquires a valid magic sees everything above.
   header->segment.magic.store(shm::kSegmentMagic, std::memory_order_release);
@@ -221,7 +245,13 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
         }
         ChannelLayout layout = compute_layout(config_from_record(image.config));
         layout.config.created_unix_ns = image.config.created_unix_ns;
-        return ChannelMapping(std::move(*segment), layout);
+        if (options.subpartition >= layout.config.subpartitions) {
+          fail(name, "has " + std::to_string(layout.config.subpartitions) +
+                         " subpartition(s), numbered 0.." +
+                         std::to_string(layout.config.subpartitions - 1) + "; subpartition " +
+                         std::to_string(options.subpartition) + " does not exist");
+        }
+        return ChannelMapping(std::move(*segment), layout, options.subpartition);
       }
       last_problem = check.problem;
     }
@@ -241,15 +271,19 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
 }
 
 bool ChannelMapping::try_lock_role(Role role) const noexcept {
-  return shm::try_lock_slot(segment_.fd(), role_lock_slot(role));
+  return shm::try_lock_slot(segment_.fd(), role_lock_slot(role, subpartition_));
 }
 
 void ChannelMapping::unlock_role(Role role) const noexcept {
-  shm::unlock_slot(segment_.fd(), role_lock_slot(role));
+  shm::unlock_slot(segment_.fd(), role_lock_slot(role, subpartition_));
 }
 
 shm::LockProbe ChannelMapping::probe_role(Role role) const noexcept {
-  return shm::probe_slot(segment_.fd(), role_lock_slot(role));
+  return probe_role(role, subpartition_);
+}
+
+shm::LockProbe ChannelMapping::probe_role(Role role, std::uint32_t subpartition) const noexcept {
+  return shm::probe_slot(segment_.fd(), role_lock_slot(role, subpartition));
 }
 
 bool remove_channel(std::string_view name) {

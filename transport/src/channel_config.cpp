@@ -2,6 +2,26 @@
 
 namespace sluice::transport {
 
+namespace {
+constexpr const char* kPartitionerNames[kPartitionerCount] = {"round-robin", "key", "least-loaded",
+                                                              "broadcast"};
+}  // namespace
+
+const char* partitioner_name(Partitioner partitioner) noexcept {
+  const auto index = static_cast<std::uint32_t>(partitioner);
+  return index < kPartitionerCount ? kPartitionerNames[index] : "unknown";
+}
+
+bool parse_partitioner(std::string_view name, Partitioner& out) noexcept {
+  for (std::uint32_t i = 0; i < kPartitionerCount; ++i) {
+    if (name == kPartitionerNames[i]) {
+      out = static_cast<Partitioner>(i);
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string config_problem(const ChannelConfig& config) {
   if (config.buffer_bytes < ChannelConfig::kMinBufferBytes ||
       config.buffer_bytes > ChannelConfig::kMaxBufferBytes) {
@@ -18,6 +38,23 @@ std::string config_problem(const ChannelConfig& config) {
   const std::uint64_t pool = static_cast<std::uint64_t>(config.buffer_bytes) * config.buffer_count;
   if (pool > (64ULL << 30)) {
     return "buffer pool of " + std::to_string(pool) + " bytes exceeds 64 GiB";
+  }
+  if (config.subpartitions < 1 || config.subpartitions > ChannelConfig::kMaxSubpartitions) {
+    return "subpartition count " + std::to_string(config.subpartitions) + " is outside 1.." +
+           std::to_string(ChannelConfig::kMaxSubpartitions);
+  }
+  if (static_cast<std::uint32_t>(config.partitioner) >= kPartitionerCount) {
+    return "partitioner " + std::to_string(static_cast<std::uint32_t>(config.partitioner)) +
+           " is unknown (0 round-robin, 1 key, 2 least-loaded, 3 broadcast)";
+  }
+  if (config.partitioner == Partitioner::kBroadcast) {
+    return "broadcast partitions are not available yet";
+  }
+  // Every subpartition's writer may hold a buffer at once (PartitionWriter);
+  // with fewer buffers one would wait for ever for a buffer another holds.
+  if (config.buffer_count < config.subpartitions) {
+    return "buffer count " + std::to_string(config.buffer_count) + " is below the " +
+           std::to_string(config.subpartitions) + " subpartitions (each needs a buffer of its own)";
   }
   return {};
 }

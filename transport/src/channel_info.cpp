@@ -23,6 +23,11 @@ ChannelInfo inspect_channel(std::string_view name) noexcept {
     info.consumer = snapshot.consumer;
     info.produced = snapshot.produced;
     info.consumed = snapshot.consumed;
+    for (std::uint32_t s = 1; s < mapping.subpartitions(); ++s) {
+      info.other_consumer_alive =
+          info.other_consumer_alive ||
+          mapping.probe_role(Role::kConsumer, s) == sluice::shm::LockProbe::kHeld;
+    }
   } catch (const std::exception& e) {
     info.readable = false;
     info.problem = e.what();

@@ -1,5 +1,6 @@
 #include "sluice/transport/channel_layout.hpp"
 
+#include <algorithm>
 #include <bit>
 
 namespace sluice::transport {
@@ -18,6 +19,10 @@ ChannelLayout compute_layout(const ChannelConfig& config) {
   layout.config.buffer_count = config.buffer_count;
   layout.config.ring_capacity = std::bit_ceil(config.buffer_count);
   layout.config.flush_timeout_ns = config.flush_timeout.count();
+  layout.config.subpartitions = config.subpartitions;
+  layout.config.partitioner = static_cast<std::uint32_t>(config.partitioner);
+  layout.config.max_queued_buffers =
+      std::clamp<std::uint32_t>(config.max_queued_buffers, 1, std::max(config.buffer_count, 1U));
 
   std::uint64_t cursor = round_up(sizeof(ChannelHeader), kCacheLine);
   auto place = [&cursor](std::uint64_t bytes, std::uint64_t alignment) {
@@ -26,11 +31,14 @@ ChannelLayout compute_layout(const ChannelConfig& config) {
     cursor += bytes;
     return entry;
   };
-  const std::uint64_t ring_bytes =
-      sizeof(RingIndices) + layout.config.ring_capacity * sizeof(RingSlot);
-  layout.regions[kControlRegion] = place(sizeof(ChannelControl), kCacheLine);
-  layout.regions[kDataRingRegion] = place(ring_bytes, kCacheLine);
-  layout.regions[kReturnRingRegion] = place(ring_bytes, kCacheLine);
+  const std::uint64_t subpartitions = config.subpartitions;
+  layout.ring_stride =
+      round_up(sizeof(RingIndices) + std::uint64_t{layout.config.ring_capacity} * sizeof(RingSlot),
+               kCacheLine);
+  static_assert(sizeof(ChannelControl) % kCacheLine == 0);
+  layout.regions[kControlRegion] = place(subpartitions * sizeof(ChannelControl), kCacheLine);
+  layout.regions[kDataRingRegion] = place(subpartitions * layout.ring_stride, kCacheLine);
+  layout.regions[kReturnRingRegion] = place(subpartitions * layout.ring_stride, kCacheLine);
   layout.regions[kBufferStateRegion] =
       place(round_up(config.buffer_count * sizeof(BufferStateWord), kCacheLine), kCacheLine);
   layout.regions[kBufferCommitRegion] =
@@ -47,6 +55,9 @@ ChannelConfig config_from_record(const ChannelConfigRecord& record) {
   config.buffer_bytes = static_cast<std::uint32_t>(record.buffer_bytes);
   config.buffer_count = record.buffer_count;
   config.flush_timeout = std::chrono::nanoseconds(record.flush_timeout_ns);
+  config.subpartitions = record.subpartitions;
+  config.partitioner = static_cast<Partitioner>(record.partitioner);
+  config.max_queued_buffers = record.max_queued_buffers;
   return config;
 }
 

@@ -65,7 +65,12 @@ ChannelSnapshot ChannelObserver::snapshot() const noexcept {
                 c.corruption_seen.load(std::memory_order_relaxed) != 0};
   const BufferStateWord* states = mapping_.buffer_states();
   for (std::uint32_t i = 0; i < mapping_.config().buffer_count; ++i) {
-    switch (static_cast<BufferState>(states[i].load(std::memory_order_relaxed))) {
+    const std::uint32_t word = states[i].load(std::memory_order_relaxed);
+    if (!state_word_possible(word, mapping_.subpartitions())) {
+      ++s.pool.invalid;
+      continue;
+    }
+    switch (static_cast<BufferState>(state_kind(word))) {
       case BufferState::kFree: ++s.pool.free; break;
       case BufferState::kWriting: ++s.pool.writing; break;
       case BufferState::kQueued: ++s.pool.queued; break;

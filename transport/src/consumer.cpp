@@ -23,7 +23,10 @@ struct ConsumerState {
         buffer_count(mapping.config().buffer_count),
         buffer_bytes(mapping.config().buffer_bytes),
         data_in(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
-        free_out(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity) {
+        free_out(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity),
+        queued_word(state_word(BufferState::kQueued, mapping.subpartition())),
+        reading_word(state_word(BufferState::kReading, mapping.subpartition())),
+        free_word(state_word(BufferState::kFree, mapping.subpartition())) {
     held.assign(buffer_count, 0);
     const ConsumerCounters& c = control->consumer_counters;
     records = c.records.load(std::memory_order_relaxed);
@@ -82,16 +85,18 @@ struct ConsumerState {
       return mark_corrupt("data ring delivered a buffer this consumer still holds", index,
                           buffer_count);
     }
+    // Queued for this subpartition, nothing else: a buffer queued for
+    // another one is not ours to read.
     const auto state = states[index].load(std::memory_order_relaxed);
-    if (state != static_cast<std::uint32_t>(BufferState::kQueued)) {
-      return mark_corrupt("data ring holds a buffer that is not queued (state in value)", state,
-                          static_cast<std::uint32_t>(BufferState::kQueued));
+    if (state != queued_word) {
+      return mark_corrupt(
+          "data ring holds a buffer that is not queued for this subpartition (state in value)",
+          state, queued_word);
     }
     held[index] = 1;
     // Marked before the ring moves on (advance releases it): a successor
     // never finds this buffer neither in the ring nor marked as held.
-    states[index].store(static_cast<std::uint32_t>(BufferState::kReading),
-                        std::memory_order_relaxed);
+    states[index].store(reading_word, std::memory_order_relaxed);
     data_in.advance();
     return Status::kOk;
   }
@@ -105,14 +110,14 @@ struct ConsumerState {
     std::uint64_t descriptor = 0;
     if (data_in.peek(descriptor) == RingResult::kOk) {
       const std::uint32_t index = descriptor_buffer(descriptor);
-      if (index < buffer_count && states[index].load(std::memory_order_relaxed) ==
-                                      static_cast<std::uint32_t>(BufferState::kReading)) {
+      if (index < buffer_count && states[index].load(std::memory_order_relaxed) == reading_word) {
         data_in.advance();
       }
     }
+    // Only what the dead consumer of this subpartition held: a live
+    // consumer of another subpartition keeps its own.
     for (std::uint32_t i = 0; i < buffer_count; ++i) {
-      if (states[i].load(std::memory_order_relaxed) ==
-          static_cast<std::uint32_t>(BufferState::kReading)) {
+      if (states[i].load(std::memory_order_relaxed) == reading_word) {
         const std::uint32_t committed = commits[i].bytes.load(std::memory_order_relaxed);
         if (committed > buffer_bytes && committed != kOpenBufferBytes) {
           mark_corrupt("a held buffer's committed length is beyond the buffer size", committed,
@@ -127,8 +132,11 @@ struct ConsumerState {
               [](const Redelivery& a, const Redelivery& b) { return a.sequence < b.sequence; });
 
     // What is in the return ring now. The producer marks a buffer kWriting
-    // before it moves the head past it, so a kFree buffer outside
-    // [head, tail) was freed by the dead consumer but never returned.
+    // before it moves the head past it, so a buffer freed by this
+    // subpartition's consumer (kFree | s << 8) outside [head, tail) was freed
+    // by the dead consumer but never returned. Another subpartition's live
+    // consumer marks its frees with its own number, so its in-flight free is
+    // never taken twice.
     const RingIndices& ring = mapping.return_ring();
     const std::uint64_t head = ring.head.load(std::memory_order_acquire);
     const std::uint64_t tail = free_out.position();
@@ -147,8 +155,7 @@ struct ConsumerState {
     }
     bool pushed = false;
     for (std::uint32_t i = 0; i < buffer_count; ++i) {
-      if (returned[i] == 0 && states[i].load(std::memory_order_relaxed) ==
-                                  static_cast<std::uint32_t>(BufferState::kFree)) {
+      if (returned[i] == 0 && states[i].load(std::memory_order_relaxed) == free_word) {
         if (free_out.stage(i) != RingResult::kOk) {
           mark_corrupt("return ring is full while returning a leaked buffer", i, buffer_count);
           return;
@@ -203,6 +210,10 @@ struct ConsumerState {
   std::uint64_t buffer_bytes;
   RingReader data_in;
   RingWriter free_out;
+  // This subpartition's state words (see state_word).
+  std::uint32_t queued_word;
+  std::uint32_t reading_word;
+  std::uint32_t free_word;
   std::vector<std::uint8_t> held;  // 1 while this consumer holds the buffer (private)
   struct Redelivery {
     std::uint64_t sequence;
@@ -222,8 +233,7 @@ struct ConsumerState {
 
 void release_buffer(ConsumerState& owner, std::uint32_t index) noexcept {
   owner.held[index] = 0;
-  owner.states[index].store(static_cast<std::uint32_t>(BufferState::kFree),
-                            std::memory_order_relaxed);
+  owner.states[index].store(owner.free_word, std::memory_order_relaxed);
   if (owner.free_out.push(index) != RingResult::kOk) {
     // Cannot be full while the producer plays by the rules: capacity >= buffers.
     owner.mark_corrupt("return ring reported full or its head is out of range", index,

@@ -13,7 +13,10 @@ void claim_role(const ChannelMapping& mapping, Role role) {
   }
   const EndpointRecord& holder =
       role == Role::kProducer ? mapping.control().producer : mapping.control().consumer;
-  const char* what = role == Role::kProducer ? "producer" : "consumer";
+  const std::string what =
+      role == Role::kProducer || mapping.subpartitions() == 1
+          ? std::string(role == Role::kProducer ? "producer" : "consumer")
+          : "consumer of subpartition " + std::to_string(mapping.subpartition());
   throw sluice::shm::SetupError("channel \"" + mapping.name() + "\" already has a " + what +
                                 " attached (pid " +
                                 std::to_string(holder.pid.load(std::memory_order_relaxed)) +

@@ -10,14 +10,27 @@ namespace {
 
 enum class Place : std::uint8_t { kNone, kReturnRing, kDataRing };
 
-const char* state_name(std::uint32_t state) {
-  switch (static_cast<BufferState>(state)) {
-    case BufferState::kFree: return "free";
-    case BufferState::kWriting: return "being written";
-    case BufferState::kQueued: return "queued";
-    case BufferState::kReading: return "being read";
+// What a state word says, with its subpartition when the channel has several.
+std::string state_name(std::uint32_t word, std::uint32_t subpartitions) {
+  if (!state_word_possible(word, subpartitions)) {
+    return "impossible (" + std::to_string(word) + ")";
   }
-  return "impossible";
+  std::string name;
+  switch (static_cast<BufferState>(state_kind(word))) {
+    case BufferState::kFree: name = "free"; break;
+    case BufferState::kWriting: return "being written";
+    case BufferState::kQueued: name = "queued"; break;
+    case BufferState::kReading: name = "being read"; break;
+  }
+  if (subpartitions > 1) {
+    name += " (subpartition " + std::to_string(state_subpartition(word)) + ")";
+  }
+  return name;
+}
+
+// "data ring" in an ordinary channel, "data ring 3" in a partitioned one.
+std::string ring_name(const char* ring, std::uint32_t s, std::uint32_t subpartitions) {
+  return subpartitions > 1 ? std::string(ring) + " " + std::to_string(s) : std::string(ring);
 }
 
 struct Snapshot {
@@ -48,38 +61,52 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
   Snapshot snap;
   const ChannelConfigRecord& config = mapping.config();
   const std::uint32_t count = config.buffer_count;
+  const std::uint32_t subpartitions = mapping.subpartitions();
   std::vector<Place> place(count, Place::kNone);
+  std::vector<std::uint32_t> ring_of(count, 0);  // which subpartition's ring it is in
   std::vector<std::uint64_t> values;
 
-  if (read_ring(mapping.return_ring(), mapping.return_slots(), config.ring_capacity, "return ring",
-                values, snap.problems)) {
+  for (std::uint32_t s = 0; s < subpartitions; ++s) {
+    const std::string ring = ring_name("return ring", s, subpartitions);
+    if (!read_ring(mapping.return_ring(s), mapping.return_slots(s), config.ring_capacity,
+                   ring.c_str(), values, snap.problems)) {
+      continue;
+    }
     for (std::uint64_t value : values) {
       if (value >= count) {
-        snap.problems.insert("return ring holds out-of-range buffer index " +
-                             std::to_string(value) + " (pool has " + std::to_string(count) + ")");
+        snap.problems.insert(ring + " holds out-of-range buffer index " + std::to_string(value) +
+                             " (pool has " + std::to_string(count) + ")");
         continue;
       }
       if (place[value] != Place::kNone) {
-        snap.problems.insert("buffer " + std::to_string(value) +
-                             " is in the return ring more than once (duplicate)");
+        snap.problems.insert("buffer " + std::to_string(value) + " is in " +
+                             (place[value] == Place::kReturnRing && ring_of[value] == s
+                                  ? ring_name("the return ring", s, subpartitions)
+                                  : std::string("two return rings")) +
+                             " more than once (duplicate)");
         continue;
       }
       place[value] = Place::kReturnRing;
+      ring_of[value] = s;
       ++snap.places.in_return_ring;
     }
   }
-  if (read_ring(mapping.data_ring(), mapping.data_slots(), config.ring_capacity, "data ring",
-                values, snap.problems)) {
+  for (std::uint32_t s = 0; s < subpartitions; ++s) {
+    const std::string ring = ring_name("data ring", s, subpartitions);
+    if (!read_ring(mapping.data_ring(s), mapping.data_slots(s), config.ring_capacity, ring.c_str(),
+                   values, snap.problems)) {
+      continue;
+    }
     for (std::uint64_t descriptor : values) {
       const std::uint32_t index = descriptor_buffer(descriptor);
       if (index >= count) {
-        snap.problems.insert("data ring holds out-of-range buffer index " + std::to_string(index) +
+        snap.problems.insert(ring + " holds out-of-range buffer index " + std::to_string(index) +
                              " (pool has " + std::to_string(count) + ")");
         continue;
       }
       if (descriptor_bytes(descriptor) > config.buffer_bytes &&
           descriptor_bytes(descriptor) != kOpenBufferBytes) {
-        snap.problems.insert("data ring holds buffer " + std::to_string(index) + " with length " +
+        snap.problems.insert(ring + " holds buffer " + std::to_string(index) + " with length " +
                              std::to_string(descriptor_bytes(descriptor)) +
                              " beyond the buffer size");
       }
@@ -91,42 +118,58 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
         continue;
       }
       place[index] = Place::kDataRing;
+      ring_of[index] = s;
       ++snap.places.in_data_ring;
     }
   }
 
-  const ChannelControl& control = mapping.control();
+  const ChannelControl& control = mapping.control(0);
   const bool producer_alive = mapping.probe_role(Role::kProducer) == sluice::shm::LockProbe::kHeld;
-  const bool consumer_alive = mapping.probe_role(Role::kConsumer) == sluice::shm::LockProbe::kHeld;
+  std::vector<std::uint8_t> consumer_alive(subpartitions, 0);
+  for (std::uint32_t s = 0; s < subpartitions; ++s) {
+    consumer_alive[s] =
+        mapping.probe_role(Role::kConsumer, s) == sluice::shm::LockProbe::kHeld ? 1 : 0;
+  }
   const BufferStateWord* states = mapping.buffer_states();
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::uint32_t state = states[i].load(std::memory_order_relaxed);
     const std::string buffer = "buffer " + std::to_string(i);
     switch (place[i]) {
       case Place::kReturnRing:
-        if (state != static_cast<std::uint32_t>(BufferState::kFree)) {
-          snap.problems.insert(buffer + " is in the return ring but marked " + state_name(state));
+        // Freed by the consumer whose return ring holds it.
+        if (state != state_word(BufferState::kFree, ring_of[i])) {
+          snap.problems.insert(buffer + " is in " +
+                               ring_name("the return ring", ring_of[i], subpartitions) +
+                               " but marked " + state_name(state, subpartitions));
         }
         break;
       case Place::kDataRing:
-        if (state != static_cast<std::uint32_t>(BufferState::kQueued)) {
-          snap.problems.insert(buffer + " is in the data ring but marked " + state_name(state));
+        if (state != state_word(BufferState::kQueued, ring_of[i])) {
+          snap.problems.insert(buffer + " is in " +
+                               ring_name("the data ring", ring_of[i], subpartitions) +
+                               " but marked " + state_name(state, subpartitions));
         }
         break;
       case Place::kNone:
-        if (state == static_cast<std::uint32_t>(BufferState::kWriting)) {
+        if (!state_word_possible(state, subpartitions)) {
+          snap.problems.insert(buffer + " is marked " + state_name(state, subpartitions));
+        } else if (state == static_cast<std::uint32_t>(BufferState::kWriting)) {
           ++snap.places.with_producer;
           if (!producer_alive && control.producer.state.load(std::memory_order_acquire) !=
                                      static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
             snap.problems.insert(buffer + " is held by a producer that is gone");
           }
-        } else if (state == static_cast<std::uint32_t>(BufferState::kReading)) {
+        } else if (state_kind(state) == static_cast<std::uint32_t>(BufferState::kReading)) {
           ++snap.places.with_consumer;
-          if (!consumer_alive) {
-            snap.problems.insert(buffer + " is held by a consumer that is gone");
+          if (consumer_alive[state_subpartition(state)] == 0) {
+            snap.problems.insert(
+                buffer + " is held by a consumer that is gone" +
+                (subpartitions > 1
+                     ? " (subpartition " + std::to_string(state_subpartition(state)) + ")"
+                     : std::string()));
           }
         } else {
-          snap.problems.insert(buffer + " is leaked: marked " + state_name(state) +
+          snap.problems.insert(buffer + " is leaked: marked " + state_name(state, subpartitions) +
                                " but in no ring and held by nobody");
         }
         break;

@@ -3,6 +3,8 @@
 #include "sluice/transport/record_frame.hpp"
 
 #include <algorithm>
+#include <array>
+#include <thread>
 #include <vector>
 
 #include "corruption_note.hpp"
@@ -14,54 +16,158 @@ namespace sluice::transport {
 
 namespace detail {
 
+// The producer's view of one subpartition: its control block, the data ring
+// it writes and the return ring it reads, and private counts.
+struct ProducerSubpartition {
+  ChannelControl* control;
+  RingWriter data_out;
+  RingReader free_in;
+  std::uint32_t writing = 0;   // buffers acquired for it and neither committed nor dropped
+  bool consumer_gone = false;  // least-loaded: its consumer was found dead at the last probe
+  // Shadows of the block's producer counters (this producer is their only writer).
+  std::uint64_t records = 0;
+  std::uint64_t bytes = 0;
+  std::uint64_t buffers = 0;
+  std::uint64_t blocked_ns = 0;
+};
+
 struct ProducerState {
   explicit ProducerState(ChannelMapping m)
       : mapping(std::move(m)),
-        control(&mapping.control()),
+        control(&mapping.control(0)),
         states(mapping.buffer_states()),
         commits(mapping.buffer_commits()),
         buffer_count(mapping.config().buffer_count),
         buffer_bytes(mapping.config().buffer_bytes),
-        data_out(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
-        free_in(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity) {
+        subpartitions(mapping.subpartitions()),
+        partitioner(static_cast<Partitioner>(mapping.config().partitioner)),
+        // A single subpartition has nobody to protect from itself: no cap.
+        cap(subpartitions > 1 ? mapping.config().max_queued_buffers : UINT32_MAX) {
     abandoned.reserve(buffer_count);  // abandon() must not allocate
     held.assign(buffer_count, 0);
-    const ProducerCounters& c = control->producer_counters;
-    records = c.records.load(std::memory_order_relaxed);
-    bytes = c.bytes.load(std::memory_order_relaxed);
-    buffers = c.buffers.load(std::memory_order_relaxed);
-    blocked_ns = c.blocked_ns.load(std::memory_order_relaxed);
-    // A predecessor that died while blocked left its wait open; it is over.
-    control->producer_counters.blocked_since_ns.store(0, std::memory_order_relaxed);
+    destination.assign(buffer_count, 0);
+    parts.reserve(subpartitions);
+    const std::uint64_t capacity = mapping.config().ring_capacity;
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      ProducerSubpartition part{
+          &mapping.control(s), RingWriter(&mapping.data_ring(s), mapping.data_slots(s), capacity),
+          RingReader(&mapping.return_ring(s), mapping.return_slots(s), capacity)};
+      const ProducerCounters& c = part.control->producer_counters;
+      part.records = c.records.load(std::memory_order_relaxed);
+      part.bytes = c.bytes.load(std::memory_order_relaxed);
+      part.buffers = c.buffers.load(std::memory_order_relaxed);
+      part.blocked_ns = c.blocked_ns.load(std::memory_order_relaxed);
+      records += part.records;
+      // A predecessor that died while blocked left its wait open; it is over.
+      part.control->producer_counters.blocked_since_ns.store(0, std::memory_order_relaxed);
+      parts.push_back(part);
+    }
   }
 
   Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {
     if (!corruption.found()) {
       corruption = {what, value, limit};
-      control->producer_counters.corruption_seen.store(1, std::memory_order_relaxed);
+      for (ProducerSubpartition& part : parts) {
+        part.control->producer_counters.corruption_seen.store(1, std::memory_order_relaxed);
+      }
     }
     return Status::kCorrupt;
   }
 
-  Status take_free_buffer(std::uint32_t& index) noexcept {
+  // Buffers queued for subpartition `target` or being written for it, as the
+  // cap counts them; kCorrupt if its consumer moved the data-ring head
+  // impossibly. The cached head is tried first: it can only overstate.
+  Status load_of(std::uint32_t target, std::uint64_t& load, bool exact) noexcept {
+    ProducerSubpartition& part = parts[target];
+    load = part.data_out.unread_at_most() + part.writing;
+    if (!exact && load < cap) {
+      return Status::kOk;
+    }
+    std::uint64_t unread = 0;
+    if (part.data_out.unread(unread) != RingResult::kOk) {
+      return mark_corrupt("data ring head moved backwards or past the tail", target, subpartitions);
+    }
+    load = unread + part.writing;
+    return Status::kOk;
+  }
+
+  // Least-loaded: the subpartition with the fewest buffers queued or being
+  // written for it, among those whose consumer is alive or never came, and
+  // below the cap; turns rotate among equals. kWouldBlock if none is.
+  Status pick_least_loaded(std::uint32_t& target) noexcept {
+    std::uint64_t best = UINT64_MAX;
+    for (std::uint32_t k = 0; k < subpartitions; ++k) {
+      const std::uint32_t s = (least_loaded_turn + k) % subpartitions;
+      if (parts[s].consumer_gone) {
+        continue;
+      }
+      std::uint64_t load = 0;
+      if (const Status status = load_of(s, load, true); status != Status::kOk) {
+        return status;
+      }
+      if (load < cap && load < best) {
+        best = load;
+        target = s;
+      }
+    }
+    if (best == UINT64_MAX) {
+      return Status::kWouldBlock;
+    }
+    least_loaded_turn = (target + 1) % subpartitions;
+    return Status::kOk;
+  }
+
+  // Takes a free buffer for subpartition `target` (kAnySubpartition: the
+  // least-loaded one), if the target is below its cap.
+  Status take_free_buffer(std::uint32_t& index, std::uint32_t& target) noexcept {
     if (corruption.found()) {
       return Status::kCorrupt;
     }
     if (closed) {
       return Status::kClosed;
     }
+    if (subpartitions > 1) {
+      if (partitioner == Partitioner::kLeastLoaded && target == kAnySubpartition) {
+        if (const Status status = pick_least_loaded(target); status != Status::kOk) {
+          target = kAnySubpartition;
+          return status;
+        }
+      } else {
+        std::uint64_t load = 0;
+        if (const Status status = load_of(target, load, false); status != Status::kOk) {
+          return status;
+        }
+        if (load >= cap) {
+          return Status::kWouldBlock;
+        }
+      }
+    }
+    const Status taken = take_from_pool(index);
+    if (taken == Status::kOk) {
+      destination[index] = static_cast<std::uint8_t>(target);
+      ++parts[target].writing;
+    } else if (partitioner == Partitioner::kLeastLoaded && subpartitions > 1) {
+      target = kAnySubpartition;  // chosen again on the next attempt
+    }
+    return taken;
+  }
+
+  // A free buffer from the abandoned ones, else from the return rings in turn.
+  Status take_from_pool(std::uint32_t& index) noexcept {
     if (!abandoned.empty()) {
       index = abandoned.back();
       abandoned.pop_back();
       return Status::kOk;  // already ours and marked kWriting
     }
-    {
+    for (std::uint32_t k = 0; k < subpartitions; ++k) {
+      const std::uint32_t s = subpartitions == 1 ? 0 : (free_turn + k) % subpartitions;
+      RingReader& free_in = parts[s].free_in;
       std::uint64_t value = 0;
       switch (free_in.peek(value)) {
         case RingResult::kOk: break;
-        case RingResult::kEmpty: return Status::kWouldBlock;
+        case RingResult::kEmpty: continue;
         default:
-          return mark_corrupt("return ring index moved backwards or past its capacity", 0, 0);
+          return mark_corrupt("return ring index moved backwards or past its capacity", s, 0);
       }
       if (value >= buffer_count) {
         return mark_corrupt("return ring holds a buffer index beyond the pool", value,
@@ -74,19 +180,23 @@ struct ProducerState {
         return mark_corrupt("return ring handed back a buffer this producer holds", index,
                             buffer_count);
       }
+      // Freed by this ring's own consumer, nothing else.
       const auto state = states[index].load(std::memory_order_relaxed);
-      if (state != static_cast<std::uint32_t>(BufferState::kFree)) {
-        return mark_corrupt("return ring holds a buffer that is not free (state in value)", state,
-                            static_cast<std::uint32_t>(BufferState::kFree));
+      if (state != state_word(BufferState::kFree, s)) {
+        return mark_corrupt(
+            "return ring holds a buffer that is not freed by its subpartition (state in value)",
+            state, state_word(BufferState::kFree, s));
       }
+      held[index] = 1;
+      // Marked before the ring moves on (advance releases it): a successor
+      // never finds this buffer neither in the ring nor marked as ours.
+      states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                          std::memory_order_relaxed);
+      free_in.advance();
+      free_turn = s + 1 == subpartitions ? 0 : s + 1;
+      return Status::kOk;
     }
-    held[index] = 1;
-    // Marked before the ring moves on (advance releases it): a successor
-    // never finds this buffer neither in the ring nor marked as ours.
-    states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
-                        std::memory_order_relaxed);
-    free_in.advance();
-    return Status::kOk;
+    return Status::kWouldBlock;
   }
 
   // Hands buffer `index` to the consumer: its commit record first, then the
@@ -95,12 +205,13 @@ struct ProducerState {
   // matching commit record. On failure the buffer stays ours (kWriting).
   Status publish(std::uint32_t index, std::uint32_t committed_bytes,
                  std::uint64_t records_through) noexcept {
+    const std::uint32_t target = destination[index];
+    RingWriter& data_out = parts[target].data_out;
     BufferCommit& record = commits[index];
     record.bytes.store(committed_bytes, std::memory_order_relaxed);
     record.sequence.store(data_out.position(), std::memory_order_relaxed);
     record.records_through.store(records_through, std::memory_order_relaxed);
-    states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
-                        std::memory_order_relaxed);
+    states[index].store(state_word(BufferState::kQueued, target), std::memory_order_relaxed);
     if (data_out.push(make_descriptor(index, committed_bytes)) != RingResult::kOk) {
       // Cannot be full while the consumer plays by the rules: capacity >= buffers.
       states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
@@ -109,6 +220,7 @@ struct ProducerState {
                           data_out.position(), mapping.config().ring_capacity);
     }
     held[index] = 0;
+    --parts[target].writing;
     return Status::kOk;
   }
 
@@ -125,8 +237,9 @@ struct ProducerState {
   //   content is no longer its own once it was sealed and taken back; in
   //   both windows the counter is exact, since nothing was published since
   //   it was stored.
+  // (One subpartition only: attach() refuses partitioned channels.)
   void recount_committed_records() noexcept {
-    const std::uint64_t tail = data_out.position();
+    const std::uint64_t tail = parts[0].data_out.position();
     std::uint64_t committed = control->producer_counters.records.load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < buffer_count && tail > 0; ++i) {
       if (commits[i].sequence.load(std::memory_order_relaxed) != tail - 1) {
@@ -144,6 +257,7 @@ struct ProducerState {
       break;
     }
     records = committed;
+    parts[0].records = committed;
     control->producer_counters.records.store(records, std::memory_order_relaxed);
   }
 
@@ -177,6 +291,8 @@ struct ProducerState {
 
   // After the previous producer died: adopt what it held, so no buffer leaks.
   void recover_from_previous_producer() {
+    RingReader& free_in = parts[0].free_in;
+    const RingWriter& data_out = parts[0].data_out;
     recount_committed_records();
     // A free buffer it marked kWriting but died before taking off the ring.
     std::uint64_t value = 0;
@@ -216,53 +332,153 @@ struct ProducerState {
     }
   }
 
-  // Consumer liveness as the producer's wait sees it: a consumer that never
-  // came is waited for; one that is gone holds buffers only a successor can
-  // give back, so the wait ends with kPeerDied unless the caller chose to
-  // wait for that successor (ConsumerLoss).
-  Status consumer_status() const noexcept {
-    const auto state = control->consumer.state.load(std::memory_order_acquire);
+  // Whether the consumer of subpartition `s` is gone: it came and its lock
+  // is free. (A consumer that never came is waited for.)
+  bool consumer_gone(std::uint32_t s) const noexcept {
+    const auto state = parts[s].control->consumer.state.load(std::memory_order_acquire);
     if (state == static_cast<std::uint32_t>(EndpointState::kNeverAttached)) {
-      return Status::kOk;
+      return false;
     }
-    if (mapping.probe_role(Role::kConsumer) != sluice::shm::LockProbe::kFree) {
+    return mapping.probe_role(Role::kConsumer, s) == sluice::shm::LockProbe::kFree;
+  }
+
+  // Consumer liveness as the producer's wait for a buffer for `target` sees
+  // it: a consumer that never came is waited for; one that is gone holds
+  // buffers only a successor can give back, so the wait ends with kPeerDied
+  // unless the caller chose to wait for that successor (ConsumerLoss).
+  // Least-loaded (target kAnySubpartition): the liveness of every consumer is
+  // refreshed for the choice, and the wait ends only once all are gone.
+  Status consumer_status(std::uint32_t target) noexcept {
+    bool gone = false;
+    if (target != kAnySubpartition) {
+      gone = consumer_gone(target);
+    } else {
+      gone = true;
+      for (std::uint32_t s = 0; s < subpartitions; ++s) {
+        parts[s].consumer_gone = consumer_gone(s);
+        gone = gone && parts[s].consumer_gone;
+      }
+    }
+    if (!gone) {
       return Status::kOk;
     }
     return consumer_loss == ConsumerLoss::kWaitForNewConsumer ? Status::kOk : Status::kPeerDied;
   }
 
+  // Blocks until `attempt` succeeds as wait_for does, but sleeps on every
+  // subpartition's buffer_free word at once (futex_wait_any): a buffer or
+  // room under the cap may come from any consumer. Announces itself on every
+  // subpartition's producer_sleeping flag before its last re-check, so the
+  // unchanged consumer's release (wake_peer on its own block) never loses the
+  // wake-up. Counts the wait in every block.
+  template <class Attempt, class PeerStatus>
+  Status wait_any_subpartition(Attempt& attempt, PeerStatus&& peer_status,
+                               const Deadline& deadline) noexcept {
+    Status status = attempt();
+    if (status != Status::kWouldBlock || deadline.is_immediate()) {
+      return status;
+    }
+    const Clock::time_point started = Clock::now();
+    for (ProducerSubpartition& part : parts) {
+      part.control->producer_counters.blocked_since_ns.store(
+          static_cast<std::uint64_t>(started.time_since_epoch().count()),
+          std::memory_order_relaxed);
+    }
+    auto finish = [&](Status result) {
+      const auto waited = static_cast<std::uint64_t>(
+          std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - started).count());
+      for (ProducerSubpartition& part : parts) {
+        ProducerCounters& c = part.control->producer_counters;
+        c.blocked_ns.store(part.blocked_ns += waited, std::memory_order_relaxed);
+        c.blocked_since_ns.store(0, std::memory_order_relaxed);
+      }
+      return result;
+    };
+    for (std::uint32_t i = 0; i < policy.spin_rounds; ++i) {
+      cpu_relax();
+      if ((status = attempt()) != Status::kWouldBlock) {
+        return finish(status);
+      }
+    }
+    for (std::uint32_t i = 0; i < policy.yield_rounds; ++i) {
+      std::this_thread::yield();
+      if ((status = attempt()) != Status::kWouldBlock) {
+        return finish(status);
+      }
+    }
+    std::array<sluice::shm::FutexWaitItem, ChannelConfig::kMaxSubpartitions> items{};
+    for (;;) {
+      // Read before the peer check, as in wait_for.
+      for (std::uint32_t s = 0; s < subpartitions; ++s) {
+        std::atomic<std::uint32_t>& word = parts[s].control->buffer_free.sequence;
+        items[s] = {&word, word.load(std::memory_order_acquire)};
+      }
+      const Status peer = peer_status();
+      if (peer != Status::kOk) {
+        status = attempt();
+        return finish(status != Status::kWouldBlock ? status : peer);
+      }
+      const auto left = deadline.remaining(Clock::now());
+      if (left <= std::chrono::nanoseconds::zero()) {
+        return finish(Status::kTimeout);
+      }
+      for (ProducerSubpartition& part : parts) {
+        part.control->producer_sleeping.sleeping.exchange(1, std::memory_order_seq_cst);
+      }
+      status = attempt();
+      if (status == Status::kWouldBlock) {
+        sluice::shm::futex_wait_any(std::span(items.data(), subpartitions),
+                                    std::min(left, policy.sleep_slice));
+        status = attempt();
+      }
+      for (ProducerSubpartition& part : parts) {
+        part.control->producer_sleeping.sleeping.store(0, std::memory_order_relaxed);
+      }
+      if (status != Status::kWouldBlock) {
+        return finish(status);
+      }
+    }
+  }
+
   ChannelMapping mapping;
-  ChannelControl* control;
+  ChannelControl* control;  // subpartition 0's: the only one of an ordinary channel
   BufferStateWord* states;
   BufferCommit* commits;
   std::uint32_t buffer_count;
   std::uint64_t buffer_bytes;
-  RingWriter data_out;
-  RingReader free_in;
-  std::vector<std::uint32_t> abandoned;  // dropped uncommitted; reused first
-  std::vector<std::uint8_t> held;        // 1 while this producer owns the buffer (private)
+  std::uint32_t subpartitions;
+  Partitioner partitioner;
+  std::uint64_t cap;  // most buffers queued or being written for one subpartition
+  std::vector<ProducerSubpartition> parts;
+  std::vector<std::uint32_t> abandoned;   // dropped uncommitted; reused first
+  std::vector<std::uint8_t> held;         // 1 while this producer owns the buffer (private)
+  std::vector<std::uint8_t> destination;  // subpartition each held buffer was acquired for
+  std::uint32_t next_turn = 0;            // round-robin: the next buffer's subpartition
+  std::uint32_t free_turn = 0;            // the return ring looked at first
+  std::uint32_t least_loaded_turn = 0;    // where the least-loaded search starts
+  std::uint32_t acquires = 0;             // least-loaded: liveness is refreshed every 1024th
   WaitPolicy policy;
   CorruptionNote corruption;
   bool closed = false;
   bool resumed = false;  // took over a stream from a producer that died
   ConsumerLoss consumer_loss = ConsumerLoss::kReturnPeerDied;
   std::uint32_t empty_polls = 0;
-  // Shadows of this producer's counters (it is their only writer).
+  // Records committed to the whole stream (every subpartition), for
+  // records_through and records_committed().
   std::uint64_t records = 0;
-  std::uint64_t bytes = 0;
-  std::uint64_t buffers = 0;
-  std::uint64_t blocked_ns = 0;
 };
 
 // The buffer stays the producer's (state kWriting): it is in no ring, and
 // the ownership check must find it attributed to the producer.
 void abandon_buffer(ProducerState& owner, std::uint32_t index) noexcept {
+  --owner.parts[owner.destination[index]].writing;
   owner.abandoned.push_back(index);
 }
 
 }  // namespace detail
 
 using detail::ProducerState;
+using detail::ProducerSubpartition;
 
 Producer::Producer(std::unique_ptr<ProducerState> state) : state_(std::move(state)) {}
 Producer::Producer(Producer&&) noexcept = default;
@@ -281,9 +497,16 @@ Producer::~Producer() {
 
 void Producer::detach() noexcept {
   if (state_) {
+    // Every block carries the producer's registration; the lock goes last.
+    for (std::uint32_t s = 1; s < state_->subpartitions; ++s) {
+      state_->parts[s].control->producer.state.store(
+          static_cast<std::uint32_t>(EndpointState::kDetached), std::memory_order_release);
+    }
     detail::detach(state_->mapping, state_->control->producer, Role::kProducer);
     // A consumer asleep waiting for data must learn that no more will come.
-    wake_peer_always(state_->control->data_ready);
+    for (ProducerSubpartition& part : state_->parts) {
+      wake_peer_always(part.control->data_ready);
+    }
     state_.reset();
   }
 }
@@ -294,12 +517,19 @@ Producer Producer::create(std::string_view name, const ChannelConfig& config,
   // Endpoints touch every buffer within the first pass: map them all now.
   (void)mapping.segment().prefault();
   // create() took the producer lock before publishing the segment.
-  detail::register_endpoint(mapping.control().producer);
+  for (std::uint32_t s = 0; s < mapping.subpartitions(); ++s) {
+    detail::register_endpoint(mapping.control(s).producer);
+  }
   return Producer(std::make_unique<ProducerState>(std::move(mapping)));
 }
 
 Producer Producer::attach(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
+  if (mapping.subpartitions() > 1) {
+    throw sluice::shm::SetupError(
+        "channel \"" + std::string(name) + "\" has " + std::to_string(mapping.subpartitions()) +
+        " subpartitions; taking over the producer of a partitioned channel is not available yet");
+  }
   // Endpoints touch every buffer within the first pass: map them all now.
   (void)mapping.segment().prefault();
   const ChannelControl& control = mapping.control();
@@ -328,35 +558,59 @@ Status Producer::acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeo
   return acquire_until(out, Deadline::after(timeout));
 }
 
-Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline) noexcept {
+Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline,
+                               std::uint32_t subpartition) noexcept {
   ProducerState& s = *state_;
+  if (subpartition != kAnySubpartition && subpartition >= s.subpartitions) {
+    return Status::kInvalidArgument;
+  }
+  // The target: named, the next in turn, or (least-loaded) chosen per attempt.
+  std::uint32_t target = subpartition;
+  if (target == kAnySubpartition) {
+    if (s.subpartitions == 1) {
+      target = 0;
+    } else if (s.partitioner != Partitioner::kLeastLoaded) {
+      target = s.next_turn;
+    } else if ((++s.acquires & 1023U) == 0) {
+      (void)s.consumer_status(kAnySubpartition);  // refreshes who is gone
+    }
+  }
+  const std::uint32_t wanted = target;
   std::uint32_t index = 0;
-  auto attempt = [&s, &index] { return s.take_free_buffer(index); };
+  auto attempt = [&s, &index, &target] { return s.take_free_buffer(index, target); };
   Status status;
   if (deadline.is_immediate()) {
     status = attempt();
     // A polling caller must still learn that the consumer is gone; probing
     // costs a system call, so only every 1024th empty poll pays it.
     if (status == Status::kWouldBlock && (++s.empty_polls & 1023U) == 0) {
-      if (s.consumer_status() == Status::kPeerDied) {
+      if (s.consumer_status(wanted) == Status::kPeerDied) {
         status = attempt();
         status = status == Status::kWouldBlock ? Status::kPeerDied : status;
       }
     }
-  } else {
+  } else if (s.subpartitions == 1) {
     std::chrono::nanoseconds waited{};
     ProducerCounters& c = s.control->producer_counters;
     status = wait_for(
-        attempt, [&s] { return s.consumer_status(); }, s.control->buffer_free,
+        attempt, [&s] { return s.consumer_status(0); }, s.control->buffer_free,
         s.control->producer_sleeping, deadline, s.policy, waited, &c.blocked_since_ns);
     if (waited.count() > 0) {
-      s.blocked_ns += static_cast<std::uint64_t>(waited.count());
-      c.blocked_ns.store(s.blocked_ns, std::memory_order_relaxed);
+      ProducerSubpartition& part = s.parts[0];
+      part.blocked_ns += static_cast<std::uint64_t>(waited.count());
+      c.blocked_ns.store(part.blocked_ns, std::memory_order_relaxed);
       c.blocked_since_ns.store(0, std::memory_order_relaxed);
     }
+  } else {
+    status = s.wait_any_subpartition(
+        attempt, [&s, wanted] { return s.consumer_status(wanted); }, deadline);
   }
   if (status == Status::kOk) {
-    out = WritableBuffer(&s, index, std::span<std::byte>(s.mapping.buffer(index), s.buffer_bytes));
+    if (subpartition == kAnySubpartition && s.partitioner != Partitioner::kLeastLoaded) {
+      s.next_turn = target + 1 == s.subpartitions ? 0 : target + 1;
+    }
+    out = WritableBuffer(&s, index, target,
+                         std::span<std::byte>(s.mapping.buffer(index), s.buffer_bytes));
   }
   return status;
 }
@@ -381,17 +635,19 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes,
   }
   buffer.owner_ = nullptr;  // now the consumer's
   buffer.data_ = {};
-  ProducerCounters& c = s.control->producer_counters;
-  c.records.store(s.records += records, std::memory_order_relaxed);
-  c.bytes.store(s.bytes += bytes, std::memory_order_relaxed);
-  c.buffers.store(++s.buffers, std::memory_order_relaxed);
-  wake_peer(s.control->data_ready, s.control->consumer_sleeping);
+  s.records += records;
+  ProducerSubpartition& part = s.parts[s.destination[index]];
+  ProducerCounters& c = part.control->producer_counters;
+  c.records.store(part.records += records, std::memory_order_relaxed);
+  c.bytes.store(part.bytes += bytes, std::memory_order_relaxed);
+  c.buffers.store(++part.buffers, std::memory_order_relaxed);
+  wake_peer(part.control->data_ready, part.control->consumer_sleeping);
   return Status::kOk;
 }
 
 Status Producer::publish_open(WritableBuffer&& buffer, std::span<std::byte>& writable) noexcept {
   ProducerState& s = *state_;
-  if (buffer.owner_ != &s) {
+  if (buffer.owner_ != &s || s.subpartitions > 1) {
     return Status::kInvalidArgument;
   }
   if (s.corruption.found()) {
@@ -410,7 +666,7 @@ Status Producer::publish_open(WritableBuffer&& buffer, std::span<std::byte>& wri
   buffer.owner_ = nullptr;  // now the consumer's; the producer only appends in place
   buffer.data_ = {};
   ProducerCounters& c = s.control->producer_counters;
-  c.buffers.store(++s.buffers, std::memory_order_relaxed);
+  c.buffers.store(++s.parts[0].buffers, std::memory_order_relaxed);
   wake_peer(s.control->data_ready, s.control->consumer_sleeping);
   return Status::kOk;
 }
@@ -419,8 +675,9 @@ Status Producer::published_in_place(std::uint64_t frame_bytes) noexcept {
   ProducerState& s = *state_;
   ProducerCounters& c = s.control->producer_counters;
   // After publishing: a successor relies on this count (recount above).
+  ++s.parts[0].records;
   c.records.store(++s.records, std::memory_order_relaxed);
-  c.bytes.store(s.bytes += frame_bytes, std::memory_order_relaxed);
+  c.bytes.store(s.parts[0].bytes += frame_bytes, std::memory_order_relaxed);
   wake_peer(s.control->data_ready, s.control->consumer_sleeping);
   // Written after close(): the consumer may have ended the buffer already.
   return s.closed ? Status::kClosed : Status::kOk;
@@ -438,24 +695,29 @@ void Producer::close() noexcept {
   }
   // Buffers this producer holds unused go to the consumer as empty commits,
   // which it returns to the pool at once: after a close the pool is whole.
+  // (In a partitioned channel they go to subpartitions in turn.)
+  std::uint32_t turn = 0;
   while (!s.abandoned.empty()) {
     const std::uint32_t index = s.abandoned.back();
     s.abandoned.pop_back();
     s.held[index] = 0;
+    const std::uint32_t target = turn++ % s.subpartitions;
+    RingWriter& data_out = s.parts[target].data_out;
     s.commits[index].bytes.store(0, std::memory_order_relaxed);
-    s.commits[index].sequence.store(s.data_out.position(), std::memory_order_relaxed);
+    s.commits[index].sequence.store(data_out.position(), std::memory_order_relaxed);
     s.commits[index].records_through.store(s.records, std::memory_order_relaxed);
-    s.states[index].store(static_cast<std::uint32_t>(BufferState::kQueued),
-                          std::memory_order_relaxed);
-    if (s.data_out.push(make_descriptor(index, 0)) != RingResult::kOk) {
+    s.states[index].store(state_word(BufferState::kQueued, target), std::memory_order_relaxed);
+    if (data_out.push(make_descriptor(index, 0)) != RingResult::kOk) {
       s.mark_corrupt("data ring reported full or its head is out of range", index, s.buffer_count);
       break;
     }
   }
   s.closed = true;
   // Release: a consumer that acquires closed == 1 sees every earlier publish.
-  s.control->stream.closed.store(1, std::memory_order_release);
-  wake_peer_always(s.control->data_ready);
+  for (ProducerSubpartition& part : s.parts) {
+    part.control->stream.closed.store(1, std::memory_order_release);
+    wake_peer_always(part.control->data_ready);
+  }
 }
 
 const ChannelConfigRecord& Producer::config() const noexcept {

@@ -20,6 +20,11 @@ RecordWriter::RecordWriter(Producer& producer, Publication publication) noexcept
   schedule_policy_check();
 }
 
+RecordWriter::RecordWriter(Producer& producer, TargetSubpartition target) noexcept
+    : RecordWriter(producer) {
+  target_ = target.index;
+}
+
 void RecordWriter::schedule_policy_check() noexcept {
   if (in_place_) {
     next_policy_check_ = 0;  // every record: finish_record publishes it
@@ -83,7 +88,8 @@ bool RecordWriter::fits_in_place(std::size_t bytes) const noexcept {
 
 Status RecordWriter::open_buffer(const Deadline& deadline) noexcept {
   WritableBuffer buffer;
-  if (const Status status = producer_->acquire_until(buffer, deadline); status != Status::kOk) {
+  if (const Status status = producer_->acquire_until(buffer, deadline, target_);
+      status != Status::kOk) {
     return status;
   }
   std::byte* base = buffer.data().data();
@@ -145,7 +151,7 @@ Status RecordWriter::publish_reserved() noexcept {
 }
 
 Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
-  const Status status = producer_->acquire_until(current_, deadline);
+  const Status status = producer_->acquire_until(current_, deadline, target_);
   if (status != Status::kOk) {
     return status;
   }

@@ -43,6 +43,11 @@ JsonLine channel_json(const std::string& name, const st::ChannelObserver& observ
       .add("buffer_fill", r.buffer_fill)
       .add("backpressure_level", st::to_string(r.level))
       .add("corruption_seen", s.produced.corruption_seen || s.consumed.corruption_seen);
+  if (config.subpartitions > 1) {
+    line.add("subpartitions", static_cast<std::uint64_t>(config.subpartitions))
+        .add("partition", st::partitioner_name(config.partitioner))
+        .add("max_queued_buffers", static_cast<std::uint64_t>(config.max_queued_buffers));
+  }
   return line;
 }
 

@@ -78,6 +78,12 @@ int list_channels(const sluice::tools::Arguments& args) {
             .add("buffers_received", info.consumed.buffers)
             .add("bytes_sent", info.produced.bytes)
             .add("bytes_received", info.consumed.bytes);
+        if (info.config.subpartitions > 1) {
+          line.add("subpartitions", static_cast<std::uint64_t>(info.config.subpartitions))
+              .add("partition", st::partitioner_name(info.config.partitioner))
+              .add("max_queued_buffers",
+                   static_cast<std::uint64_t>(info.config.max_queued_buffers));
+        }
         add_endpoint(line, "producer", info.producer);
         add_endpoint(line, "consumer", info.consumer);
       }
@@ -100,6 +106,13 @@ int list_channels(const sluice::tools::Arguments& args) {
                 static_cast<unsigned long long>(info.consumed.buffers),
                 static_cast<double>(info.produced.bytes) / 1e6,
                 static_cast<double>(info.consumed.bytes) / 1e6);
+    if (info.config.subpartitions > 1) {
+      std::printf(
+          "%-24s fan-out: %u subpartitions, %s, at most %u queued buffers each "
+          "(consumer and counts: subpartition 0)\n",
+          "", info.config.subpartitions, st::partitioner_name(info.config.partitioner),
+          info.config.max_queued_buffers);
+    }
   }
   if (!json && channels.empty()) {
     std::printf("(no channels)\n");

@@ -9,8 +9,8 @@
 #include "channel_json.hpp"
 #include "commands.hpp"
 #include "pipeline.hpp"
-#include "stat_pipeline.hpp"
 #include "sluice/transport/channel_metrics.hpp"
+#include "stat_pipeline.hpp"
 
 namespace st = sluice::transport;
 
@@ -34,8 +34,13 @@ void print_text(const std::string& name, const st::ChannelObserver& observer,
   std::printf("channel %s  (%zu bytes, mode %04o, created %s)\n", name.c_str(), segment.size(),
               segment.mode(), local_time(observer.mapping().config().created_unix_ns).c_str());
   std::printf("config   %u buffers x %u bytes, flush timeout %lld us\n", config.buffer_count,
-              config.buffer_bytes,
-              static_cast<long long>(config.flush_timeout.count() / 1000));
+              config.buffer_bytes, static_cast<long long>(config.flush_timeout.count() / 1000));
+  if (config.subpartitions > 1) {
+    std::printf(
+        "fan-out  %u subpartitions, %s, at most %u queued buffers each; "
+        "consumer and counts below: subpartition 0\n",
+        config.subpartitions, st::partitioner_name(config.partitioner), config.max_queued_buffers);
+  }
   std::printf("producer %-14s consumer %-14s stream %s\n", endpoint_text(s.producer).c_str(),
               endpoint_text(s.consumer).c_str(), s.closed ? "closed" : "open");
   std::printf("\nover the last %.2f s        %14s %14s\n", r.seconds, "producer", "consumer");
@@ -49,10 +54,11 @@ void print_text(const std::string& name, const st::ChannelObserver& observer,
   std::printf("idle ms/s                  %14s %14.1f\n", "", r.idle_ms_per_sec);
   std::printf("busy ms/s                  %14.1f %14.1f\n", r.producer_busy_ms_per_sec,
               r.consumer_busy_ms_per_sec);
-  std::printf("\npool     %u free, %u producer, %u queued, %u consumer%s  (out-pool usage %.0f%%)\n",
-              s.pool.free, s.pool.writing, s.pool.queued, s.pool.reading,
-              s.pool.invalid > 0 ? (", " + std::to_string(s.pool.invalid) + " INVALID").c_str() : "",
-              100.0 * r.out_pool_usage);
+  std::printf(
+      "\npool     %u free, %u producer, %u queued, %u consumer%s  (out-pool usage %.0f%%)\n",
+      s.pool.free, s.pool.writing, s.pool.queued, s.pool.reading,
+      s.pool.invalid > 0 ? (", " + std::to_string(s.pool.invalid) + " INVALID").c_str() : "",
+      100.0 * r.out_pool_usage);
   std::printf("fill     %.0f%% of each handed-over buffer used\n", 100.0 * r.buffer_fill);
   std::printf("totals   %llu records / %llu bytes sent, %llu records / %llu bytes received\n",
               static_cast<unsigned long long>(s.produced.records),

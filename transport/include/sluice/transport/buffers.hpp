@@ -29,6 +29,7 @@ class WritableBuffer {
       reset();
       owner_ = std::exchange(other.owner_, nullptr);
       index_ = other.index_;
+      subpartition_ = other.subpartition_;
       data_ = std::exchange(other.data_, {});
     }
     return *this;
@@ -41,6 +42,9 @@ class WritableBuffer {
   [[nodiscard]] std::span<std::byte> data() const noexcept { return data_; }
   [[nodiscard]] std::size_t capacity() const noexcept { return data_.size(); }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+  // The subpartition the buffer goes to when committed, chosen when it was
+  // acquired (0 in a channel of one subpartition).
+  [[nodiscard]] std::uint32_t subpartition() const noexcept { return subpartition_; }
 
   // Gives the buffer back to the producer unsent.
   void reset() noexcept {
@@ -52,11 +56,12 @@ class WritableBuffer {
 
  private:
   friend class Producer;
-  WritableBuffer(detail::ProducerState* owner, std::uint32_t index,
+  WritableBuffer(detail::ProducerState* owner, std::uint32_t index, std::uint32_t subpartition,
                  std::span<std::byte> data) noexcept
-      : owner_(owner), index_(index), data_(data) {}
+      : owner_(owner), index_(index), subpartition_(subpartition), data_(data) {}
   detail::ProducerState* owner_ = nullptr;
   std::uint32_t index_ = 0;
+  std::uint32_t subpartition_ = 0;
   std::span<std::byte> data_;
 };
 

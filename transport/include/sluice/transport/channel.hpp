@@ -40,6 +40,10 @@ struct CreateOptions {
 struct OpenOptions {
   // How long open() waits for the channel to appear and finish initialising.
   std::chrono::nanoseconds wait_for_channel = std::chrono::nanoseconds::zero();
+  // Which subpartition of a partitioned channel this process serves (a
+  // consumer reads only its own); must be below the channel's count. 0 for
+  // an ordinary channel.
+  std::uint32_t subpartition = 0;
 };
 
 // One channel's segment mapped into this process, with typed access to its
@@ -56,17 +60,33 @@ class ChannelMapping {
   [[nodiscard]] const sluice::shm::Segment& segment() const noexcept { return segment_; }
   // The validated configuration, from this process's private copy.
   [[nodiscard]] const ChannelConfigRecord& config() const noexcept { return config_; }
-  [[nodiscard]] ChannelControl& control() const noexcept {
-    return *region<ChannelControl>(kControlRegion);
+  // Subpartitions in this channel (K), and the one this mapping serves by
+  // default (OpenOptions::subpartition; 0 for a creator).
+  [[nodiscard]] std::uint32_t subpartitions() const noexcept { return config_.subpartitions; }
+  [[nodiscard]] std::uint32_t subpartition() const noexcept { return subpartition_; }
+  // Subpartition s's control block and rings (s < subpartitions(); callers
+  // check values that come from elsewhere). The forms without s are this
+  // mapping's own subpartition's.
+  [[nodiscard]] ChannelControl& control(std::uint32_t s) const noexcept {
+    return region<ChannelControl>(kControlRegion)[s];
   }
-  [[nodiscard]] RingIndices& data_ring() const noexcept {
-    return *region<RingIndices>(kDataRingRegion);
+  [[nodiscard]] RingIndices& data_ring(std::uint32_t s) const noexcept {
+    return *ring(kDataRingRegion, s);
   }
-  [[nodiscard]] RingSlot* data_slots() const noexcept { return slots_after(kDataRingRegion); }
-  [[nodiscard]] RingIndices& return_ring() const noexcept {
-    return *region<RingIndices>(kReturnRingRegion);
+  [[nodiscard]] RingSlot* data_slots(std::uint32_t s) const noexcept {
+    return slots_after(kDataRingRegion, s);
   }
-  [[nodiscard]] RingSlot* return_slots() const noexcept { return slots_after(kReturnRingRegion); }
+  [[nodiscard]] RingIndices& return_ring(std::uint32_t s) const noexcept {
+    return *ring(kReturnRingRegion, s);
+  }
+  [[nodiscard]] RingSlot* return_slots(std::uint32_t s) const noexcept {
+    return slots_after(kReturnRingRegion, s);
+  }
+  [[nodiscard]] ChannelControl& control() const noexcept { return control(subpartition_); }
+  [[nodiscard]] RingIndices& data_ring() const noexcept { return data_ring(subpartition_); }
+  [[nodiscard]] RingSlot* data_slots() const noexcept { return data_slots(subpartition_); }
+  [[nodiscard]] RingIndices& return_ring() const noexcept { return return_ring(subpartition_); }
+  [[nodiscard]] RingSlot* return_slots() const noexcept { return return_slots(subpartition_); }
   [[nodiscard]] BufferStateWord* buffer_states() const noexcept {
     return region<BufferStateWord>(kBufferStateRegion);
   }
@@ -79,27 +99,41 @@ class ChannelMapping {
            static_cast<std::size_t>(index) * config_.buffer_stride;
   }
 
+  // Role locks; a consumer's is its subpartition's (role_lock_slot), by
+  // default this mapping's own.
   bool try_lock_role(Role role) const noexcept;
   void unlock_role(Role role) const noexcept;
   [[nodiscard]] sluice::shm::LockProbe probe_role(Role role) const noexcept;
+  [[nodiscard]] sluice::shm::LockProbe probe_role(Role role,
+                                                  std::uint32_t subpartition) const noexcept;
 
  private:
-  ChannelMapping(sluice::shm::Segment segment, const ChannelLayout& layout)
-      : segment_(std::move(segment)), config_(layout.config) {
+  ChannelMapping(sluice::shm::Segment segment, const ChannelLayout& layout,
+                 std::uint32_t subpartition)
+      : segment_(std::move(segment)),
+        config_(layout.config),
+        ring_stride_(layout.ring_stride),
+        subpartition_(subpartition) {
     std::copy_n(layout.regions.begin(), kRegionCount, regions_.begin());
   }
   template <class T>
   T* region(RegionIndex index) const noexcept {
     return reinterpret_cast<T*>(segment_.base() + regions_[index].offset);
   }
-  RingSlot* slots_after(RegionIndex ring) const noexcept {
-    return reinterpret_cast<RingSlot*>(segment_.base() + regions_[ring].offset +
+  RingIndices* ring(RegionIndex region, std::uint32_t s) const noexcept {
+    return reinterpret_cast<RingIndices*>(segment_.base() + regions_[region].offset +
+                                          s * ring_stride_);
+  }
+  RingSlot* slots_after(RegionIndex region, std::uint32_t s) const noexcept {
+    return reinterpret_cast<RingSlot*>(reinterpret_cast<std::byte*>(ring(region, s)) +
                                        sizeof(RingIndices));
   }
   sluice::shm::Segment segment_;
   // Validated copies; the shared header is never read again after open.
   ChannelConfigRecord config_;
   std::array<sluice::shm::RegionEntry, kRegionCount> regions_{};
+  std::uint64_t ring_stride_;
+  std::uint32_t subpartition_;
 };
 
 // Removes a channel's name. Processes that have it mapped keep working.

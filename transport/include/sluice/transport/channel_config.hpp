@@ -3,8 +3,23 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace sluice::transport {
+
+// How a partitioned channel (fan-out: one producer, K consumers, one pool)
+// chooses the subpartition of each buffer. Recorded in the header as a number.
+enum class Partitioner : std::uint32_t {
+  kRoundRobin = 0,   // buffers (records, through PartitionWriter) go to 0, 1, ..., K-1 in turn
+  kKey = 1,          // the caller names the subpartition (PartitionWriter: hash of a key)
+  kLeastLoaded = 2,  // the subpartition with the fewest queued buffers whose consumer lives
+  kBroadcast = 3,    // every consumer gets every buffer: not available yet
+};
+inline constexpr std::uint32_t kPartitionerCount = 4;
+// "round-robin", "key", "least-loaded", "broadcast".
+const char* partitioner_name(Partitioner partitioner) noexcept;
+// The partitioner named `name`; false if there is none of that name.
+bool parse_partitioner(std::string_view name, Partitioner& out) noexcept;
 
 // What a channel is made of. Fixed when the producer creates the channel and
 // recorded in the segment header, where the consumer and the tools read it.
@@ -24,10 +39,21 @@ struct ChannelConfig {
   // flush().
   std::chrono::nanoseconds flush_timeout = std::chrono::milliseconds(1);
 
+  // Fan-out: the number of subpartitions, each a 1:1 channel to its own
+  // consumer over the shared pool. 1 is an ordinary channel.
+  std::uint32_t subpartitions = 1;
+  Partitioner partitioner = Partitioner::kRoundRobin;
+  // With more than one subpartition, the most buffers one subpartition may
+  // hold queued or being written for it (Flink's max-buffers-per-channel):
+  // a slow or dead consumer holds at most this many, never the others'
+  // share. Clamped to 1..buffer_count when the channel is created.
+  std::uint32_t max_queued_buffers = 10;
+
   static constexpr std::uint32_t kMinBufferBytes = 64;
   static constexpr std::uint32_t kMaxBufferBytes = 256U << 20;
   static constexpr std::uint32_t kMinBufferCount = 1;
   static constexpr std::uint32_t kMaxBufferCount = 1U << 20;
+  static constexpr std::uint32_t kMaxSubpartitions = 64;
 };
 
 // Empty when the configuration is usable, otherwise what is wrong with it.

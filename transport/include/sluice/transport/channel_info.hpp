@@ -41,12 +41,16 @@ struct ChannelInfo {
   uid_t owner = 0;
   bool closed = false;
   EndpointInfo producer;
-  EndpointInfo consumer;
+  EndpointInfo consumer;  // of subpartition 0 in a partitioned channel
   CounterSnapshot produced;
   CounterSnapshot consumed;
+  // A partitioned channel: whether the consumer of another subpartition lives.
+  bool other_consumer_alive = false;
 
   // No living endpoint and at least one that attached once.
-  [[nodiscard]] bool stale() const noexcept { return !producer.alive && !consumer.alive; }
+  [[nodiscard]] bool stale() const noexcept {
+    return !producer.alive && !consumer.alive && !other_consumer_alive;
+  }
 };
 
 ChannelInfo inspect_channel(std::string_view name) noexcept;

@@ -15,7 +15,10 @@
 namespace sluice::transport {
 
 // 2: frames published in place (open buffers, kOpenBufferBytes).
-inline constexpr std::uint32_t kLayoutVersion = 2;
+// 3: fan-out: K subpartitions (K control blocks, data rings and return
+//    rings), the partitioner and the per-subpartition cap in the
+//    configuration, the subpartition in bits 8..15 of buffer state words.
+inline constexpr std::uint32_t kLayoutVersion = 3;
 inline constexpr std::uint32_t kChannelKind = 1;
 inline constexpr std::size_t kCacheLine = sluice::shm::kCacheLine;
 
@@ -25,9 +28,11 @@ static_assert(std::atomic<std::int32_t>::is_always_lock_free);
 
 enum class Role : std::uint32_t { kProducer = 0, kConsumer = 1 };
 
-// Byte of the segment file locked (F_OFD_SETLK) by the endpoint of each role.
-constexpr std::uint32_t role_lock_slot(Role role) {
-  return static_cast<std::uint32_t>(role);
+// Byte of the segment file locked (F_OFD_SETLK) by the endpoint of each
+// role: the producer's is byte 0, the consumer of subpartition s holds byte
+// 1 + s (byte 1 in a channel of one subpartition, as before fan-out).
+constexpr std::uint32_t role_lock_slot(Role role, std::uint32_t subpartition = 0) {
+  return role == Role::kProducer ? 0U : 1U + subpartition;
 }
 
 enum class EndpointState : std::uint32_t { kNeverAttached = 0, kAttached = 1, kDetached = 2 };
@@ -40,6 +45,31 @@ enum class BufferState : std::uint32_t {
   kReading = 3,  // held by the consumer
 };
 
+// A buffer state word: the BufferState in bits 0..7 and, for the states that
+// belong to one subpartition, its number in bits 8..15 (queued for s, being
+// read by the consumer of s, freed by the consumer of s). kWriting belongs to
+// the producer alone and carries 0. With one subpartition every word equals
+// its plain BufferState, as in layout 2.
+constexpr std::uint32_t state_word(BufferState state, std::uint32_t subpartition = 0) {
+  return static_cast<std::uint32_t>(state) | (subpartition << 8);
+}
+constexpr std::uint32_t state_kind(std::uint32_t word) {
+  return word & 0xFFU;
+}
+constexpr std::uint32_t state_subpartition(std::uint32_t word) {
+  return (word >> 8) & 0xFFU;
+}
+// Whether `word` could have been written by an endpoint of a channel of
+// `subpartitions` subpartitions (bits above 15 clear, a known state, a
+// subpartition that exists, none on kWriting).
+constexpr bool state_word_possible(std::uint32_t word, std::uint32_t subpartitions) {
+  return (word >> 16) == 0 &&
+         state_kind(word) <= static_cast<std::uint32_t>(BufferState::kReading) &&
+         state_subpartition(word) < subpartitions &&
+         (state_kind(word) != static_cast<std::uint32_t>(BufferState::kWriting) ||
+          state_subpartition(word) == 0);
+}
+
 // Immutable after creation; validated on open.
 struct ChannelConfigRecord {
   std::uint64_t buffer_bytes;
@@ -48,6 +78,10 @@ struct ChannelConfigRecord {
   std::uint32_t ring_capacity;  // power of two >= buffer_count, so no ring can overflow
   std::int64_t flush_timeout_ns;
   std::uint64_t created_unix_ns;
+  std::uint32_t subpartitions;       // K, 1..kMaxSubpartitions
+  std::uint32_t partitioner;         // Partitioner as a number
+  std::uint32_t max_queued_buffers;  // cap per subpartition, 1..buffer_count
+  std::uint32_t reserved;            // 0
 };
 
 enum RegionIndex : std::uint32_t {
@@ -201,6 +235,10 @@ struct ChannelLayout {
   std::array<sluice::shm::RegionEntry, kRegionCount> regions;
   std::uint64_t total_bytes;
   ChannelConfigRecord config;
+  // Distance between the rings of consecutive subpartitions in the data-ring
+  // and return-ring regions: RingIndices and ring_capacity slots, rounded up
+  // to a cache line. (The control region holds K ChannelControl blocks.)
+  std::uint64_t ring_stride;
 };
 
 // The exact layout a configuration produces. Creation writes it; opening

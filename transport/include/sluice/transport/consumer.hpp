@@ -33,6 +33,11 @@ class Consumer {
   // returned, so no buffer leaks. Throws shm::SetupError naming the
   // channel: missing, not a Sluice channel, other layout or build, corrupt
   // header, or a consumer already attached.
+  //
+  // In a partitioned channel (fan-out) it reads subpartition
+  // options.subpartition (a SetupError if there is no such subpartition),
+  // exactly as a 1:1 channel: its own rings, liveness lock and takeover; the
+  // consumers of other subpartitions are other endpoints.
   static Consumer open(std::string_view name, const OpenOptions& options = {});
 
   Consumer(Consumer&&) noexcept;

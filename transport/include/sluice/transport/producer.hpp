@@ -15,6 +15,9 @@
 
 namespace sluice::transport {
 
+// "No subpartition named": the channel's partitioner chooses (acquire_until).
+inline constexpr std::uint32_t kAnySubpartition = UINT32_MAX;
+
 // What a producer's blocking calls do when the consumer goes away.
 enum class ConsumerLoss : std::uint8_t {
   kReturnPeerDied,      // return kPeerDied (default)
@@ -36,7 +39,8 @@ class Producer {
   // left without closing), and continues its stream: buffers the dead one
   // held come back to the pool, a half-written record is discarded (the
   // record writer marks the restart), and commits continue after the last
-  // one published. Fails if a producer is attached or the stream was closed.
+  // one published. Fails if a producer is attached or the stream was closed,
+  // and for a partitioned channel (not available yet).
   static Producer attach(std::string_view name, const OpenOptions& options = {});
 
   Producer(Producer&&) noexcept;
@@ -50,10 +54,21 @@ class Producer {
   // Takes a free buffer: kOk, kWouldBlock, kTimeout, kPeerDied (consumer
   // gone and its buffers with it), kCorrupt. Blocking forms count the time
   // spent blocked in the channel's blocked_ns counter.
+  //
+  // In a partitioned channel (fan-out) the buffer's subpartition is chosen
+  // here (WritableBuffer::subpartition()), so commit never blocks: round-robin
+  // and key take the next subpartition in turn, least-loaded the one with the
+  // fewest buffers queued or being written whose consumer is alive or never
+  // came; `subpartition` names one instead (kInvalidArgument if there is no
+  // such subpartition). A buffer is handed out only while its subpartition
+  // holds fewer than max_queued_buffers queued or being written; otherwise
+  // the call waits as for a free buffer. kPeerDied when the consumer of the
+  // chosen subpartition is gone (least-loaded: when every consumer is).
   Status try_acquire(WritableBuffer& out) noexcept;
   Status acquire(WritableBuffer& out) noexcept;
   Status acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeout) noexcept;
-  Status acquire_until(WritableBuffer& out, const Deadline& deadline) noexcept;
+  Status acquire_until(WritableBuffer& out, const Deadline& deadline,
+                       std::uint32_t subpartition = kAnySubpartition) noexcept;
 
   // Hands the first `bytes` bytes of `buffer` to the consumer. Committing 0
   // bytes gives the buffer back to the pool; the consumer never sees it.
@@ -69,6 +84,7 @@ class Producer {
   // On kOk `writable` is the buffer's memory: from now on only the in-place
   // protocol may touch it, since the consumer reads it concurrently. The
   // RecordWriter does all this (Publication::kEachRecordInPlace).
+  // kInvalidArgument in a partitioned channel: not available there yet.
   Status publish_open(WritableBuffer&& buffer, std::span<std::byte>& writable) noexcept;
   // Counts one record published in place (records and frame bytes, which a
   // successor producer's records_committed() relies on) and wakes a consumer

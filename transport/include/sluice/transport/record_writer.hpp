@@ -34,6 +34,12 @@ enum class Publication : std::uint8_t {
   kEachRecordInPlace,  // every record visible at once, in place in an open buffer
 };
 
+// The subpartition a RecordWriter writes to in a partitioned channel; by
+// default any: the producer's partitioner chooses per buffer.
+struct TargetSubpartition {
+  std::uint32_t index = kAnySubpartition;
+};
+
 class RecordWriter {
  public:
   // Uses the channel's configured flush timeout.
@@ -41,6 +47,9 @@ class RecordWriter {
   RecordWriter(Producer& producer, std::chrono::nanoseconds flush_timeout) noexcept;
   // kWholeBuffers: as RecordWriter(producer).
   RecordWriter(Producer& producer, Publication publication) noexcept;
+  // Every buffer goes to subpartition `target` (an unknown one makes writes
+  // fail with kInvalidArgument); the channel's flush timeout.
+  RecordWriter(Producer& producer, TargetSubpartition target) noexcept;
   RecordWriter(const RecordWriter&) = delete;
   RecordWriter& operator=(const RecordWriter&) = delete;
   // Flushes what is buffered (without blocking forever: gives up if the
@@ -225,6 +234,7 @@ class RecordWriter {
   static constexpr std::uint64_t kMaxClockCheckInterval = 256;  // records between clock reads
 
   Producer* producer_;
+  std::uint32_t target_ = kAnySubpartition;
   WritableBuffer current_;
   // The unwritten part of current_: [cursor_, limit_); both null without a buffer.
   std::byte* cursor_ = nullptr;

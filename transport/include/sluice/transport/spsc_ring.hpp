@@ -59,6 +59,21 @@ class RingWriter {
 
   [[nodiscard]] std::uint64_t position() const noexcept { return tail_; }
 
+  // Values written and not yet consumed as far as the cached head knows: at
+  // least the true number, since the head only moves forward.
+  [[nodiscard]] std::uint64_t unread_at_most() const noexcept { return tail_ - head_cache_; }
+  // Values written and not yet consumed, from the shared head (acquire);
+  // kCorrupt if the reader's head moved backwards or past what was written.
+  RingResult unread(std::uint64_t& count) noexcept {
+    const std::uint64_t head = indices_->head.load(std::memory_order_acquire);
+    if (head < head_cache_ || head > tail_) {
+      return RingResult::kCorrupt;
+    }
+    head_cache_ = head;
+    count = tail_ - head;
+    return RingResult::kOk;
+  }
+
  private:
   RingIndices* indices_ = nullptr;
   RingSlot* slots_ = nullptr;

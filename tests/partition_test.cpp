@@ -1,0 +1,916 @@
+// Fan-out: one producer, K consumers, one segment and one pool. Each
+// partitioner end to end with consumers in real child processes, the cap on
+// what one subpartition may hold, takeover of one subpartition's consumer,
+// and hostile or impossible values.
+
+#include <gtest/gtest.h>
+
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include <boost/interprocess/mapped_region.hpp>
+#include <boost/interprocess/shared_memory_object.hpp>
+
+#include "sluice/shm/segment_name.hpp"
+#include "sluice/shm/setup_error.hpp"
+#include "sluice/transport/channel_metrics.hpp"
+#include "sluice/transport/consumer.hpp"
+#include "sluice/transport/ownership_check.hpp"
+#include "sluice/transport/partition_writer.hpp"
+#include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_reader.hpp"
+#include "test_support.hpp"
+
+namespace st = sluice::transport;
+namespace bip = boost::interprocess;
+using namespace std::chrono_literals;
+using sluice::test::ChannelGuard;
+using sluice::test::ChildProcess;
+using sluice::test::eventually;
+using sluice::test::Signal;
+using sluice::test::unique_channel;
+
+namespace {
+
+st::ChannelConfig partitioned(std::uint32_t k, st::Partitioner partitioner,
+                              std::uint32_t buffers = 32, std::uint32_t cap = 10,
+                              std::uint32_t bytes = 256) {
+  st::ChannelConfig config;
+  config.buffer_count = buffers;
+  config.buffer_bytes = bytes;
+  config.subpartitions = k;
+  config.partitioner = partitioner;
+  config.max_queued_buffers = cap;
+  config.flush_timeout = -1ns;
+  return config;
+}
+
+st::OpenOptions subpartition(std::uint32_t s) {
+  st::OpenOptions options;
+  options.wait_for_channel = 10s;
+  options.subpartition = s;
+  return options;
+}
+
+std::string setup_error(const std::function<void()>& body) {
+  try {
+    body();
+  } catch (const sluice::shm::SetupError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// Counters shared with child processes: how often each sequence number was
+// seen. Anonymous shared memory, mapped before the fork.
+class SharedCounts {
+ public:
+  explicit SharedCounts(std::size_t n) : n_(n) {
+    void* p = mmap(nullptr, n * sizeof(std::atomic<std::uint32_t>), PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      std::abort();
+    }
+    counts_ = static_cast<std::atomic<std::uint32_t>*>(p);
+  }
+  ~SharedCounts() { munmap(counts_, n_ * sizeof(std::atomic<std::uint32_t>)); }
+  SharedCounts(const SharedCounts&) = delete;
+  SharedCounts& operator=(const SharedCounts&) = delete;
+  void see(std::uint64_t seq) {
+    if (seq < n_) {
+      counts_[seq].fetch_add(1);
+    }
+  }
+  // Sequence numbers not seen exactly once.
+  [[nodiscard]] std::vector<std::uint64_t> wrong() const {
+    std::vector<std::uint64_t> bad;
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (counts_[i].load() != 1) {
+        bad.push_back(i);
+      }
+    }
+    return bad;
+  }
+
+ private:
+  std::size_t n_;
+  std::atomic<std::uint32_t>* counts_ = nullptr;
+};
+
+std::uint64_t read_u64(std::span<const std::byte> bytes) {
+  std::uint64_t value = 0;
+  std::memcpy(&value, bytes.data(), sizeof(value));
+  return value;
+}
+
+// A consumer child body: reads records (8-byte sequence numbers) of its
+// subpartition to the end of the stream; returns 0 if each record passes
+// `expected` (the record's position in the subpartition, the number), else 1.
+template <class Expected>
+int read_records_to_end(const std::string& name, std::uint32_t s, SharedCounts& counts,
+                        Expected expected) {
+  auto consumer = st::Consumer::open(name, subpartition(s));
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  std::uint64_t position = 0;
+  for (;;) {
+    const st::Status status = reader.next_for(record, 30s);
+    if (status == st::Status::kClosed) {
+      return 0;
+    }
+    if (status != st::Status::kOk || record.size() != 8) {
+      return 2;
+    }
+    const std::uint64_t seq = read_u64(record);
+    counts.see(seq);
+    if (!expected(position++, seq)) {
+      std::fprintf(stderr, "subpartition %u: record %llu is %llu\n", s,
+                   static_cast<unsigned long long>(position - 1),
+                   static_cast<unsigned long long>(seq));
+      return 1;
+    }
+  }
+}
+
+// Buffer API consumer: each buffer holds one 8-byte sequence number.
+int read_buffers_to_end(const std::string& name, std::uint32_t s, SharedCounts& counts,
+                        const Signal* start = nullptr) {
+  auto consumer = st::Consumer::open(name, subpartition(s));
+  if (start != nullptr && !start->wait()) {
+    return 3;
+  }
+  st::ReadableBuffer buffer;
+  std::uint64_t last = 0;
+  bool first = true;
+  for (;;) {
+    const st::Status status = consumer.receive_for(buffer, 30s);
+    if (status == st::Status::kClosed) {
+      return 0;
+    }
+    if (status != st::Status::kOk || buffer.size() != 8) {
+      return 2;
+    }
+    const std::uint64_t seq = read_u64(buffer.data());
+    counts.see(seq);
+    if (!first && seq <= last) {
+      return 1;  // increasing within a subpartition
+    }
+    first = false;
+    last = seq;
+    buffer.reset();
+  }
+}
+
+st::Status commit_seq(st::Producer& producer, std::uint64_t seq,
+                      std::uint32_t target = st::kAnySubpartition,
+                      std::chrono::nanoseconds timeout = 30s) {
+  st::WritableBuffer buffer;
+  const st::Deadline deadline =
+      timeout.count() == 0 ? st::Deadline::immediate() : st::Deadline::after(timeout);
+  const st::Status status = producer.acquire_until(buffer, deadline, target);
+  if (status != st::Status::kOk) {
+    return status;
+  }
+  std::memcpy(buffer.data().data(), &seq, sizeof(seq));
+  return producer.commit(std::move(buffer), sizeof(seq), 1);
+}
+
+std::uint64_t queued_in(const st::ChannelMapping& mapping, std::uint32_t s) {
+  return mapping.data_ring(s).tail.load() - mapping.data_ring(s).head.load();
+}
+
+void write_records(st::PartitionWriter& writer, std::uint64_t n, bool keyed) {
+  for (std::uint64_t seq = 0; seq < n; ++seq) {
+    const auto bytes = std::as_bytes(std::span(&seq, 1));
+    ASSERT_EQ(keyed ? writer.write(seq, bytes) : writer.write(bytes), st::Status::kOk) << seq;
+  }
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+}
+
+// --- configuration -------------------------------------------------------
+
+TEST(PartitionConfig, BadValuesAreRefusedWithAReason) {
+  st::ChannelConfig config;
+  config.subpartitions = 0;
+  EXPECT_NE(st::config_problem(config).find("subpartition count 0"), std::string::npos);
+  config.subpartitions = 65;
+  EXPECT_NE(st::config_problem(config).find("subpartition count 65"), std::string::npos);
+  config.subpartitions = 3;
+  config.partitioner = static_cast<st::Partitioner>(7);
+  EXPECT_NE(st::config_problem(config).find("partitioner 7"), std::string::npos);
+  config.partitioner = st::Partitioner::kBroadcast;
+  EXPECT_EQ(st::config_problem(config), "broadcast partitions are not available yet");
+  config.partitioner = st::Partitioner::kKey;
+  config.buffer_count = 2;
+  EXPECT_NE(st::config_problem(config).find("below the 3 subpartitions"), std::string::npos);
+  config.buffer_count = 8;
+  EXPECT_EQ(st::config_problem(config), "");
+}
+
+TEST(PartitionConfig, BroadcastIsRefusedAtCreation) {
+  ChannelGuard guard(unique_channel("broadcast"));
+  const std::string error = setup_error([&] {
+    (void)st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kBroadcast));
+  });
+  EXPECT_NE(error.find("broadcast partitions are not available yet"), std::string::npos) << error;
+}
+
+TEST(PartitionConfig, PartitionerNamesRoundTrip) {
+  for (std::uint32_t i = 0; i < st::kPartitionerCount; ++i) {
+    st::Partitioner parsed{};
+    ASSERT_TRUE(
+        st::parse_partitioner(st::partitioner_name(static_cast<st::Partitioner>(i)), parsed));
+    EXPECT_EQ(static_cast<std::uint32_t>(parsed), i);
+  }
+  st::Partitioner parsed{};
+  EXPECT_FALSE(st::parse_partitioner("random", parsed));
+}
+
+TEST(PartitionConfig, CapIsClampedAndRecorded) {
+  ChannelGuard guard(unique_channel("clamp"));
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin, 8, 100));
+  EXPECT_EQ(producer.config().max_queued_buffers, 8U);
+  EXPECT_EQ(producer.config().subpartitions, 2U);
+  auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+  EXPECT_EQ(consumer.config().partitioner,
+            static_cast<std::uint32_t>(st::Partitioner::kRoundRobin));
+  EXPECT_EQ(consumer.mapping().subpartition(), 1U);
+}
+
+TEST(PartitionConfig, SubpartitionThatDoesNotExistIsRefused) {
+  ChannelGuard guard(unique_channel("nosub"));
+  auto producer = st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kKey));
+  const std::string error =
+      setup_error([&] { (void)st::Consumer::open(guard.name(), subpartition(3)); });
+  EXPECT_NE(error.find("subpartition 3 does not exist"), std::string::npos) << error;
+  auto first = st::Consumer::open(guard.name(), subpartition(2));
+  const std::string twice =
+      setup_error([&] { (void)st::Consumer::open(guard.name(), subpartition(2)); });
+  EXPECT_NE(twice.find("consumer of subpartition 2"), std::string::npos) << twice;
+  st::WritableBuffer buffer;
+  EXPECT_EQ(producer.acquire_until(buffer, st::Deadline::immediate(), 3),
+            st::Status::kInvalidArgument);
+}
+
+TEST(PartitionConfig, ProducerTakeoverAndInPlaceAreRefused) {
+  ChannelGuard guard(unique_channel("noattach"));
+  {
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin));
+    st::WritableBuffer buffer;
+    ASSERT_EQ(producer.try_acquire(buffer), st::Status::kOk);
+    std::span<std::byte> writable;
+    EXPECT_EQ(producer.publish_open(std::move(buffer), writable), st::Status::kInvalidArgument);
+  }
+  const std::string error = setup_error([&] { (void)st::Producer::attach(guard.name()); });
+  EXPECT_NE(error.find("partitioned channel is not available yet"), std::string::npos) << error;
+}
+
+// --- partitioners end to end ----------------------------------------------
+
+TEST(Partition, RoundRobinSendsRecordNToSubpartitionNModK) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 20000;
+  ChannelGuard guard(unique_channel("rr"));
+  SharedCounts counts(kN);
+  auto producer = st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kRoundRobin));
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      return read_records_to_end(guard.name(), s, counts, [s](std::uint64_t i, std::uint64_t seq) {
+        return seq == s + i * kK;
+      });
+    }));
+  }
+  st::PartitionWriter writer(producer);
+  write_records(writer, kN, false);
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty())
+      << counts.wrong().size() << " wrong, first " << counts.wrong().front();
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    EXPECT_GT(producer.mapping().control(s).producer_counters.records.load(), 0U);
+  }
+}
+
+TEST(Partition, KeySendsEachKeyToOneSubpartitionInOrder) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 20000;
+  ChannelGuard guard(unique_channel("key"));
+  SharedCounts counts(kN);
+  auto producer = st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kKey));
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      // Exactly the numbers whose key hashes to s, in increasing order.
+      std::uint64_t next = 0;
+      return read_records_to_end(guard.name(), s, counts,
+                                 [&next, s](std::uint64_t, std::uint64_t seq) {
+                                   while (next < kN && st::subpartition_for_key(next, kK) != s) {
+                                     ++next;
+                                   }
+                                   return seq == next++;
+                                 });
+    }));
+  }
+  st::PartitionWriter writer(producer);
+  write_records(writer, kN, true);
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty());
+}
+
+TEST(Partition, KeyedRecordsOfOneKeyKeepTheirOrder) {
+  static constexpr std::uint32_t kK = 3;
+  static constexpr std::uint64_t kKeys = 10;
+  static constexpr std::uint64_t kPerKey = 500;
+  ChannelGuard guard(unique_channel("keyorder"));
+  auto producer = st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kKey));
+  SharedCounts counts(kKeys * kPerKey);
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      // Record = key * kPerKey + index within the key; per key 0, 1, 2, ...
+      std::vector<std::uint64_t> next(kKeys, 0);
+      return read_records_to_end(guard.name(), s, counts,
+                                 [&next, s](std::uint64_t, std::uint64_t value) {
+                                   const std::uint64_t key = value / kPerKey;
+                                   return key < kKeys && st::subpartition_for_key(key, kK) == s &&
+                                          value % kPerKey == next[key]++;
+                                 });
+    }));
+  }
+  st::PartitionWriter writer(producer);
+  for (std::uint64_t i = 0; i < kPerKey; ++i) {
+    for (std::uint64_t key = 0; key < kKeys; ++key) {
+      const std::uint64_t value = key * kPerKey + i;
+      ASSERT_EQ(writer.write(key, std::as_bytes(std::span(&value, 1))), st::Status::kOk);
+    }
+  }
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty());
+}
+
+TEST(Partition, LeastLoadedDeliversEverythingOnceInIncreasingOrder) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 20000;
+  ChannelGuard guard(unique_channel("ll"));
+  SharedCounts counts(kN);
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kLeastLoaded));
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      std::uint64_t last = 0;
+      return read_records_to_end(guard.name(), s, counts,
+                                 [&last](std::uint64_t i, std::uint64_t seq) {
+                                   const bool ok = i == 0 || seq > last;
+                                   last = seq;
+                                   return ok;
+                                 });
+    }));
+  }
+  st::PartitionWriter writer(producer);
+  write_records(writer, kN, false);
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty());
+}
+
+// --- the cap ------------------------------------------------------------------
+
+TEST(Partition, LeastLoadedRoutesAroundAStalledConsumer) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint32_t kCap = 4;
+  constexpr std::uint64_t kN = 2000;
+  ChannelGuard guard(unique_channel("llstall"));
+  SharedCounts counts(kN);
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kLeastLoaded, 16, kCap));
+  Signal go;
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>(
+        [&, s] { return read_buffers_to_end(guard.name(), s, counts, s == 1 ? &go : nullptr); }));
+  }
+  const st::ChannelMapping& mapping = producer.mapping();
+  ASSERT_TRUE(eventually(
+      [&] { return mapping.probe_role(st::Role::kConsumer, 1) == sluice::shm::LockProbe::kHeld; }));
+  std::uint64_t most_queued = 0;
+  for (std::uint64_t seq = 0; seq < kN; ++seq) {
+    ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk) << seq;
+    most_queued = std::max(most_queued, queued_in(mapping, 1));
+  }
+  // The stalled consumer holds its cap and no more; the others got the rest.
+  EXPECT_LE(most_queued, kCap);
+  EXPECT_EQ(queued_in(mapping, 1), kCap);
+  EXPECT_EQ(mapping.control(0).producer_counters.buffers.load() +
+                mapping.control(2).producer_counters.buffers.load(),
+            kN - kCap);
+  go.notify();
+  producer.close();
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty());
+}
+
+TEST(Partition, RoundRobinBlocksAtTheCapOfAStalledConsumerAndTakesNoMore) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint32_t kCap = 3;
+  constexpr std::uint64_t kN = 600;
+  ChannelGuard guard(unique_channel("rrstall"));
+  SharedCounts counts(kN);
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kRoundRobin, 16, kCap));
+  Signal go;
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>(
+        [&, s] { return read_buffers_to_end(guard.name(), s, counts, s == 1 ? &go : nullptr); }));
+  }
+  const st::ChannelMapping& mapping = producer.mapping();
+  ASSERT_TRUE(eventually(
+      [&] { return mapping.probe_role(st::Role::kConsumer, 1) == sluice::shm::LockProbe::kHeld; }));
+  // Turns 0, 1, 2 three times fill subpartition 1 to its cap; turn 0 once
+  // more; then it is 1's turn, and 1 is full: the producer blocks.
+  std::uint64_t seq = 0;
+  for (; seq < 3 * kK + 1; ++seq) {
+    ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk) << seq;
+  }
+  st::WritableBuffer buffer;
+  EXPECT_EQ(producer.acquire_for(buffer, 50ms), st::Status::kTimeout);
+  EXPECT_EQ(queued_in(mapping, 1), kCap);
+  EXPECT_GT(mapping.control(1).producer_counters.blocked_ns.load(), 0U);
+  // The others' buffers are not taken: subpartition 0 can still get one.
+  ASSERT_TRUE(eventually([&] { return queued_in(mapping, 0) == 0; }));
+  EXPECT_EQ(commit_seq(producer, seq, 0, 0ns), st::Status::kOk);
+  EXPECT_EQ(queued_in(mapping, 1), kCap);
+  go.notify();
+  // Round-robin goes on where it stopped; the number committed to 0 out of
+  // turn is skipped by the others, so send the rest as 1, 2, 0, ...
+  for (++seq; seq < kN; ++seq) {
+    ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk) << seq;
+    EXPECT_LE(queued_in(mapping, 1), kCap);
+  }
+  producer.close();
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty());
+}
+
+TEST(Partition, SixtyFourSubpartitions) {
+  constexpr std::uint32_t kK = 64;
+  constexpr std::uint64_t kRounds = 20;
+  ChannelGuard guard(unique_channel("k64"));
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kRoundRobin, 128, 2));
+  std::vector<st::Consumer> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(st::Consumer::open(guard.name(), subpartition(s)));
+  }
+  std::vector<std::vector<std::uint64_t>> got(kK);
+  auto drain = [&] {
+    for (std::uint32_t s = 0; s < kK; ++s) {
+      st::ReadableBuffer buffer;
+      while (consumers[s].try_receive(buffer) == st::Status::kOk) {
+        got[s].push_back(read_u64(buffer.data()));
+        buffer.reset();
+      }
+    }
+  };
+  for (std::uint64_t seq = 0; seq < kK * kRounds; ++seq) {
+    st::Status status;
+    while ((status = commit_seq(producer, seq, st::kAnySubpartition, 0ns)) ==
+           st::Status::kWouldBlock) {
+      drain();
+    }
+    ASSERT_EQ(status, st::Status::kOk);
+  }
+  producer.close();
+  drain();
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    ASSERT_EQ(got[s].size(), kRounds) << s;
+    for (std::uint64_t i = 0; i < kRounds; ++i) {
+      EXPECT_EQ(got[s][i], s + i * kK);
+    }
+    st::ReadableBuffer buffer;
+    EXPECT_EQ(consumers[s].try_receive(buffer), st::Status::kClosed);
+  }
+  const auto report = st::check_ownership(producer.mapping(), {2, 1ms});
+  EXPECT_TRUE(report.sound()) << report.problems.front();
+}
+
+// --- a consumer dies -----------------------------------------------------------
+
+TEST(Partition, KilledConsumerOfOneSubpartitionIsResumedAndNothingIsLost) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 900;
+  ChannelGuard guard(unique_channel("rrkill"));
+  SharedCounts counts(kN);
+  Signal created;
+  ChildProcess producer_process([&]() -> int {
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kRoundRobin, 16, 4));
+    producer.set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
+    created.notify();
+    for (std::uint64_t seq = 0; seq < kN; ++seq) {
+      if (commit_seq(producer, seq, st::kAnySubpartition, 60s) != st::Status::kOk) {
+        return 1;
+      }
+    }
+    producer.close();
+    // Stay attached until the test looked at the pool (then it is killed).
+    for (;;) {
+      pause();
+    }
+  });
+  ASSERT_TRUE(created.wait());
+  std::vector<std::unique_ptr<ChildProcess>> others;
+  for (std::uint32_t s : {0U, 2U}) {
+    others.push_back(std::make_unique<ChildProcess>(
+        [&, s] { return read_buffers_to_end(guard.name(), s, counts); }));
+  }
+  Signal holding;
+  ChildProcess victim([&]() -> int {
+    auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+    // Receives 10, counts and releases 8, holds 2, and dies.
+    std::vector<st::ReadableBuffer> held;
+    for (int i = 0; i < 10; ++i) {
+      st::ReadableBuffer buffer;
+      if (consumer.receive_for(buffer, 30s) != st::Status::kOk) {
+        return 1;
+      }
+      if (i < 8) {
+        counts.see(read_u64(buffer.data()));
+      } else {
+        held.push_back(std::move(buffer));
+      }
+    }
+    holding.notify();
+    for (;;) {
+      pause();
+    }
+  });
+  ASSERT_TRUE(holding.wait());
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+
+  auto successor = st::Consumer::open(guard.name(), subpartition(1));
+  EXPECT_EQ(successor.redelivery_pending(), 2U);
+  st::ReadableBuffer buffer;
+  std::uint64_t last = 0;
+  std::uint64_t received = 0;
+  st::Status status;
+  while ((status = successor.receive_for(buffer, 30s)) == st::Status::kOk) {
+    const std::uint64_t seq = read_u64(buffer.data());
+    EXPECT_EQ(seq % kK, 1U);
+    EXPECT_TRUE(received == 0 || seq > last) << seq << " after " << last;
+    last = seq;
+    ++received;
+    counts.see(seq);
+    buffer.reset();
+  }
+  EXPECT_EQ(status, st::Status::kClosed);
+  for (auto& other : others) {
+    EXPECT_EQ(other->wait(), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty()) << counts.wrong().size() << " not seen once";
+  const st::ChannelObserver observer(guard.name());
+  const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
+  EXPECT_TRUE(report.sound()) << report.problems.front();
+  producer_process.kill_now();
+}
+
+TEST(Partition, RoundRobinReportsTheDeadConsumerOfItsTurnOnceItsCapIsFull) {
+  constexpr std::uint32_t kCap = 3;
+  ChannelGuard guard(unique_channel("rrdead"));
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin, 16, kCap));
+  auto alive = st::Consumer::open(guard.name(), subpartition(0));
+  Signal attached;
+  ChildProcess victim([&]() -> int {
+    auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+    attached.notify();
+    for (;;) {
+      pause();
+    }
+  });
+  ASSERT_TRUE(attached.wait());
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+  // Turns 0, 1, 0, 1, ...: subpartition 1 takes buffers up to its cap, then
+  // its turn waits, finds its consumer gone and says so.
+  st::Status status = st::Status::kOk;
+  std::uint64_t seq = 0;
+  for (; seq < 100 && status == st::Status::kOk; ++seq) {
+    status = commit_seq(producer, seq, st::kAnySubpartition, 10s);
+    st::ReadableBuffer buffer;
+    while (alive.try_receive(buffer) == st::Status::kOk) {
+      buffer.reset();
+    }
+  }
+  EXPECT_EQ(status, st::Status::kPeerDied);
+  EXPECT_EQ(queued_in(producer.mapping(), 1), kCap);
+  // Attempts: kCap + 1 to 0 and kCap to 1 succeeded, then 1's turn failed.
+  EXPECT_EQ(seq, 2 * kCap + 2);
+}
+
+TEST(Partition, LeastLoadedGoesOnWithoutADeadConsumer) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint32_t kCap = 4;
+  constexpr std::uint64_t kN = 1000;
+  ChannelGuard guard(unique_channel("lldead"));
+  SharedCounts counts(kN);
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kLeastLoaded, 16, kCap));
+  Signal attached;
+  ChildProcess victim([&]() -> int {
+    auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+    attached.notify();
+    for (;;) {
+      pause();
+    }
+  });
+  ASSERT_TRUE(attached.wait());
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s : {0U, 2U}) {
+    consumers.push_back(std::make_unique<ChildProcess>(
+        [&, s] { return read_buffers_to_end(guard.name(), s, counts); }));
+  }
+  // Every acquire succeeds: the dead consumer's subpartition is left aside
+  // (after at most its cap), not reported, while others live.
+  for (std::uint64_t seq = 0; seq < kN; ++seq) {
+    ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk) << seq;
+  }
+  EXPECT_LE(queued_in(producer.mapping(), 1), kCap);
+  producer.close();
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  // A new consumer of subpartition 1 receives what was left there.
+  auto successor = st::Consumer::open(guard.name(), subpartition(1));
+  st::ReadableBuffer buffer;
+  while (successor.try_receive(buffer) == st::Status::kOk) {
+    counts.see(read_u64(buffer.data()));
+    buffer.reset();
+  }
+  EXPECT_TRUE(counts.wrong().empty()) << counts.wrong().size() << " not seen once";
+}
+
+// --- hostile values ---------------------------------------------------------------
+
+class RawSegment {
+ public:
+  explicit RawSegment(const std::string& name)
+      : object_(bip::open_only, sluice::shm::object_name(name).c_str(), bip::read_write),
+        region_(object_, bip::read_write) {}
+  std::byte* base() { return static_cast<std::byte*>(region_.get_address()); }
+  st::ChannelHeader& header() { return *reinterpret_cast<st::ChannelHeader*>(base()); }
+
+ private:
+  bip::shared_memory_object object_;
+  bip::mapped_region region_;
+};
+
+TEST(PartitionHostile, DescriptorQueuedForAnotherSubpartitionIsCorrupt) {
+  ChannelGuard guard(unique_channel("othersub"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey));
+  auto consumer = st::Consumer::open(guard.name(), subpartition(1));
+  st::WritableBuffer buffer;
+  ASSERT_EQ(producer.acquire_until(buffer, st::Deadline::immediate(), 0), st::Status::kOk);
+  const std::uint32_t index = buffer.index();
+  ASSERT_EQ(producer.commit(std::move(buffer), 8), st::Status::kOk);
+  // Buffer `index` is queued for subpartition 0; plant it in ring 1 as a
+  // rogue producer would (through this process's own mapping of the segment).
+  const st::ChannelMapping& mapping = producer.mapping();
+  st::RingIndices& ring = mapping.data_ring(1);
+  const auto tail = ring.tail.load();
+  mapping.data_slots(1)[tail & (mapping.config().ring_capacity - 1)].store(
+      st::make_descriptor(index, 8));
+  ring.tail.store(tail + 1);
+  st::ReadableBuffer received;
+  EXPECT_EQ(consumer.try_receive(received), st::Status::kCorrupt);
+  EXPECT_NE(consumer.corruption().find("not queued for this subpartition"), std::string::npos)
+      << consumer.corruption();
+}
+
+TEST(PartitionHostile, FreedByAnotherSubpartitionIsCorruptForTheProducer) {
+  ChannelGuard guard(unique_channel("otherfree"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 2, 2));
+  const st::ChannelMapping& mapping = producer.mapping();
+  // Take both free buffers out of return ring 0 and commit them to 0.
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(commit_seq(producer, 0, 0, 0ns), st::Status::kOk);
+  }
+  // Return ring 1 hands back buffer 0, which says "freed by 0": forged.
+  mapping.buffer_states()[0].store(st::state_word(st::BufferState::kFree, 0));
+  mapping.return_slots(1)[0].store(0);
+  mapping.return_ring(1).tail.store(1);
+  st::WritableBuffer buffer;
+  EXPECT_EQ(producer.acquire_until(buffer, st::Deadline::immediate(), 1), st::Status::kCorrupt);
+  EXPECT_NE(producer.corruption().find("not freed by its subpartition"), std::string::npos)
+      << producer.corruption();
+}
+
+TEST(PartitionHostile, BadSubpartitionCountInTheHeaderIsRefused) {
+  for (const std::uint32_t bad : {0U, 65U, 2U}) {
+    ChannelGuard guard(unique_channel("badk"));
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
+    RawSegment(guard.name()).header().config.subpartitions = bad;
+    const std::string error = setup_error([&] { (void)st::Consumer::open(guard.name()); });
+    EXPECT_NE(error.find("corrupt"), std::string::npos) << bad << ": " << error;
+  }
+  ChannelGuard guard(unique_channel("badpart"));
+  auto producer = st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
+  RawSegment(guard.name()).header().config.partitioner = 3;
+  const std::string error = setup_error([&] { (void)st::Consumer::open(guard.name()); });
+  EXPECT_NE(error.find("partitioner 3"), std::string::npos) << error;
+}
+
+TEST(PartitionHostile, ImpossibleStateWordsAreReportedByTheCheck) {
+  ChannelGuard guard(unique_channel("badstate"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 4));
+  st::WritableBuffer buffer;
+  ASSERT_EQ(producer.acquire_until(buffer, st::Deadline::immediate(), 1), st::Status::kOk);
+  const std::uint32_t index = buffer.index();
+  ASSERT_EQ(producer.commit(std::move(buffer), 8), st::Status::kOk);
+  // Queued for 1, in data ring 1: sound. Then claim it is queued for 0.
+  EXPECT_TRUE(st::check_ownership(producer.mapping(), {1, 1ms}).sound());
+  producer.mapping().buffer_states()[index].store(st::state_word(st::BufferState::kQueued, 0));
+  auto report = st::check_ownership(producer.mapping(), {1, 1ms});
+  ASSERT_FALSE(report.sound());
+  EXPECT_NE(report.problems.front().find("data ring 1 but marked queued (subpartition 0)"),
+            std::string::npos)
+      << report.problems.front();
+  // A subpartition that does not exist.
+  producer.mapping().buffer_states()[index].store(st::state_word(st::BufferState::kReading, 9));
+  report = st::check_ownership(producer.mapping(), {1, 1ms});
+  ASSERT_FALSE(report.sound());
+  EXPECT_NE(report.problems.front().find("impossible"), std::string::npos)
+      << report.problems.front();
+}
+
+// --- the tools ---------------------------------------------------------------------
+
+std::string tool(const char* name) {
+  return std::string(SLUICE_TOOLS_DIR) + "/" + name;
+}
+
+std::string read_all(FILE* pipe, int& status) {
+  std::string out;
+  std::array<char, 4096> chunk{};
+  while (std::fgets(chunk.data(), chunk.size(), pipe) != nullptr) {
+    out += chunk.data();
+  }
+  const int raw = pclose(pipe);
+  status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  return out;
+}
+
+std::string last_line(const std::string& text) {
+  const auto end = text.find_last_not_of('\n');
+  const auto start = text.rfind('\n', end);
+  const auto from = start == std::string::npos ? 0 : start + 1;
+  return text.substr(from, end - from + 1);
+}
+
+// The number after "key": in a JSON line; -1 if absent or null.
+long long json_number(const std::string& line, const std::string& key) {
+  const auto at = line.find("\"" + key + "\":");
+  if (at == std::string::npos) {
+    return -1;
+  }
+  const char* text = line.c_str() + at + key.size() + 3;
+  return *text >= '0' && *text <= '9' ? std::strtoll(text, nullptr, 10) : -1;
+}
+
+struct ToolsRun {
+  int producer_status = -1;
+  std::string producer_out;
+  std::vector<int> consumer_status;
+  std::vector<std::string> consumer_summary;
+};
+
+ToolsRun run_fan_out(const std::string& channel, std::uint32_t k, const std::string& partition,
+                     std::uint64_t n) {
+  ToolsRun run;
+  std::vector<FILE*> consumers;
+  for (std::uint32_t s = 0; s < k; ++s) {
+    const std::string command = tool("sluice-consumer") + " --channel " + channel +
+                                " --subpartition " + std::to_string(s) + " --json 2>&1";
+    consumers.push_back(popen(command.c_str(), "r"));
+  }
+  const std::string command = tool("sluice-producer") + " --channel " + channel + " --records " +
+                              std::to_string(n) + " --size 24 --consumers " + std::to_string(k) +
+                              " --partition " + partition + " --json 2>&1";
+  FILE* producer = popen(command.c_str(), "r");
+  run.producer_out = read_all(producer, run.producer_status);
+  for (FILE* consumer : consumers) {
+    int status = -1;
+    run.consumer_summary.push_back(last_line(read_all(consumer, status)));
+    run.consumer_status.push_back(status);
+  }
+  return run;
+}
+
+TEST(PartitionTools, RoundRobinConsumersTogetherReceiveEveryRecordExactlyOnce) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 30001;
+  ChannelGuard guard(unique_channel("tools-rr"));
+  const ToolsRun run = run_fan_out(guard.name(), kK, "round-robin", kN);
+  EXPECT_EQ(run.producer_status, 0) << run.producer_out;
+  const std::string producer_summary = last_line(run.producer_out);
+  EXPECT_NE(producer_summary.find("\"partition\":\"round-robin\""), std::string::npos)
+      << producer_summary;
+  std::uint64_t total = 0;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    const std::string& summary = run.consumer_summary[s];
+    EXPECT_EQ(run.consumer_status[s], 0) << summary;
+    EXPECT_NE(summary.find("\"ok\":true"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("\"partition\":\"round-robin\""), std::string::npos) << summary;
+    EXPECT_EQ(json_number(summary, "subpartition"), s) << summary;
+    EXPECT_EQ(json_number(summary, "lost"), 0) << summary;
+    EXPECT_EQ(json_number(summary, "duplicated"), 0) << summary;
+    EXPECT_EQ(json_number(summary, "corrupt"), 0) << summary;
+    // Exactly s, s+K, ...: the first and last of them, and as many as there are.
+    const long long expected = (kN - s + kK - 1) / kK;
+    EXPECT_EQ(json_number(summary, "records"), expected) << summary;
+    EXPECT_EQ(json_number(summary, "first_seq"), s) << summary;
+    EXPECT_EQ(json_number(summary, "last_seq"), static_cast<long long>(s + (expected - 1) * kK))
+        << summary;
+    total += static_cast<std::uint64_t>(std::max(0LL, json_number(summary, "records")));
+  }
+  EXPECT_EQ(total, kN);
+}
+
+TEST(PartitionTools, LeastLoadedConsumersTogetherReceiveEveryRecord) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 30000;
+  ChannelGuard guard(unique_channel("tools-ll"));
+  const ToolsRun run = run_fan_out(guard.name(), kK, "least-loaded", kN);
+  EXPECT_EQ(run.producer_status, 0) << run.producer_out;
+  std::uint64_t total = 0;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    EXPECT_EQ(run.consumer_status[s], 0) << run.consumer_summary[s];
+    total +=
+        static_cast<std::uint64_t>(std::max(0LL, json_number(run.consumer_summary[s], "records")));
+  }
+  EXPECT_EQ(total, kN);
+}
+
+TEST(PartitionTools, ConsumerWithoutASubpartitionIsToldToNameOne) {
+  ChannelGuard guard(unique_channel("tools-nosub"));
+  auto producer = st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
+  int status = -1;
+  const std::string out = read_all(popen((tool("sluice-consumer") + " --channel " + guard.name() +
+                                          " --records 10 --size 24 2>&1")
+                                             .c_str(),
+                                         "r"),
+                                   status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("has 3 subpartitions; read one with --subpartition 0..2"), std::string::npos)
+      << out;
+}
+
+TEST(PartitionTools, BroadcastIsRefusedWithExitTwo) {
+  ChannelGuard guard(unique_channel("tools-bc"));
+  int status = -1;
+  const std::string out =
+      read_all(popen((tool("sluice-producer") + " --channel " + guard.name() +
+                      " --records 10 --size 24 --consumers 2 --partition broadcast 2>&1")
+                         .c_str(),
+                     "r"),
+               status);
+  EXPECT_EQ(status, 2) << out;
+  EXPECT_NE(out.find("broadcast partitions are not available yet"), std::string::npos) << out;
+  const std::string bad =
+      read_all(popen((tool("sluice-producer") + " --channel " + guard.name() +
+                      " --records 10 --size 24 --consumers 2 --partition random 2>&1")
+                         .c_str(),
+                     "r"),
+               status);
+  EXPECT_EQ(status, 2) << bad;
+}
+
+}  // namespace

@@ -1,0 +1,65 @@
+#pragma once
+
+// Writes records into a partitioned channel (fan-out) the way its
+// partitioner promises, as Flink's record writers do: round-robin sends
+// record n to subpartition n % K (Flink's rebalance); key sends a record to
+// subpartition_for_key(key, K), so the records of one key keep their order;
+// least-loaded lets the producer choose per buffer. One RecordWriter per
+// subpartition for round-robin and key, one unpinned writer for least-loaded.
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_writer.hpp"
+#include "sluice/transport/status.hpp"
+
+namespace sluice::transport {
+
+// The subpartition of `key` among `subpartitions`: the splitmix64 finaliser
+// of the key (a fixed, documented 64-bit mix, the same on every build and
+// host), modulo the count.
+constexpr std::uint32_t subpartition_for_key(std::uint64_t key, std::uint32_t subpartitions) {
+  std::uint64_t z = key + 0x9E3779B97F4A7C15ULL;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  z ^= z >> 31;
+  return static_cast<std::uint32_t>(z % subpartitions);
+}
+
+class PartitionWriter {
+ public:
+  // The producer must outlive the writer. Uses the channel's flush timeout.
+  explicit PartitionWriter(Producer& producer);
+  PartitionWriter(const PartitionWriter&) = delete;
+  PartitionWriter& operator=(const PartitionWriter&) = delete;
+
+  // Routes by the channel's partitioner: round-robin per record, least-loaded
+  // per buffer. A key partition needs a key: kInvalidArgument.
+  Status write(std::span<const std::byte> record) noexcept;
+  // Routes by key, whatever the partitioner: subpartition_for_key(key, K).
+  Status write(std::uint64_t key, std::span<const std::byte> record) noexcept;
+
+  // Hands over every subpartition's current buffer; the first error, if any.
+  Status flush() noexcept;
+  // Hands over each buffer whose oldest record is older than the flush
+  // timeout (see RecordWriter::flush_if_due); the first error, if any.
+  Status flush_if_due() noexcept;
+  // Flushes every writer and closes the stream.
+  Status close() noexcept;
+
+  [[nodiscard]] std::uint32_t subpartitions() const noexcept { return subpartitions_; }
+  [[nodiscard]] std::uint64_t records_written() const noexcept;
+
+ private:
+  Producer* producer_;
+  Partitioner partitioner_;
+  std::uint32_t subpartitions_;
+  std::uint32_t next_ = 0;  // round-robin: the next record's subpartition
+  // One per subpartition (round-robin, key), or one unpinned (least-loaded).
+  std::vector<std::unique_ptr<RecordWriter>> writers_;
+};
+
+}  // namespace sluice::transport

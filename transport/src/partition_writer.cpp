@@ -1,0 +1,74 @@
+#include "sluice/transport/partition_writer.hpp"
+
+namespace sluice::transport {
+
+PartitionWriter::PartitionWriter(Producer& producer)
+    : producer_(&producer),
+      partitioner_(static_cast<Partitioner>(producer.config().partitioner)),
+      subpartitions_(producer.config().subpartitions) {
+  if (partitioner_ == Partitioner::kLeastLoaded) {
+    writers_.push_back(std::make_unique<RecordWriter>(producer));
+  }
+  // Key writes are pinned even under least-loaded; those writers come after it.
+  for (std::uint32_t s = 0; s < subpartitions_; ++s) {
+    writers_.push_back(std::make_unique<RecordWriter>(producer, TargetSubpartition{s}));
+  }
+}
+
+Status PartitionWriter::write(std::span<const std::byte> record) noexcept {
+  switch (partitioner_) {
+    case Partitioner::kLeastLoaded: return writers_.front()->write(record);
+    case Partitioner::kRoundRobin: {
+      const std::uint32_t s = next_;
+      const Status status = writers_[s]->write(record);
+      if (status == Status::kOk) {
+        next_ = s + 1 == subpartitions_ ? 0 : s + 1;
+      }
+      return status;
+    }
+    default: return Status::kInvalidArgument;
+  }
+}
+
+Status PartitionWriter::write(std::uint64_t key, std::span<const std::byte> record) noexcept {
+  const std::uint32_t first = partitioner_ == Partitioner::kLeastLoaded ? 1 : 0;
+  return writers_[first + subpartition_for_key(key, subpartitions_)]->write(record);
+}
+
+Status PartitionWriter::flush() noexcept {
+  Status result = Status::kOk;
+  for (const auto& writer : writers_) {
+    const Status status = writer->flush();
+    if (result == Status::kOk) {
+      result = status;
+    }
+  }
+  return result;
+}
+
+Status PartitionWriter::flush_if_due() noexcept {
+  Status result = Status::kOk;
+  for (const auto& writer : writers_) {
+    const Status status = writer->flush_if_due();
+    if (result == Status::kOk) {
+      result = status;
+    }
+  }
+  return result;
+}
+
+Status PartitionWriter::close() noexcept {
+  const Status flushed = flush();
+  producer_->close();
+  return flushed;
+}
+
+std::uint64_t PartitionWriter::records_written() const noexcept {
+  std::uint64_t total = 0;
+  for (const auto& writer : writers_) {
+    total += writer->records_written();
+  }
+  return total;
+}
+
+}  // namespace sluice::transport
