@@ -33,4 +33,24 @@ void channel_options_from(const Arguments& args, st::ChannelConfig& config,
   create.replace_stale = args.has("--replace-stale");
 }
 
+bool partition_options_from(const Arguments& args, st::ChannelConfig& config) {
+  bool partitioned = false;
+  if (auto k = args.optional_unsigned("--consumers", 1, st::ChannelConfig::kMaxSubpartitions)) {
+    config.subpartitions = static_cast<std::uint32_t>(*k);
+    partitioned = true;
+  }
+  if (auto name = args.optional_text("--partition")) {
+    if (!st::parse_partitioner(*name, config.partitioner)) {
+      throw UsageError("--partition expects round-robin, key, least-loaded or broadcast, not \"" +
+                       *name + "\"");
+    }
+    partitioned = true;
+  }
+  if (auto n =
+          args.optional_unsigned("--max-queued-buffers", 1, st::ChannelConfig::kMaxBufferCount)) {
+    config.max_queued_buffers = static_cast<std::uint32_t>(*n);
+  }
+  return partitioned;
+}
+
 }  // namespace sluice::tools

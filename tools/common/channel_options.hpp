@@ -18,4 +18,8 @@ void channel_options_from(const Arguments& args, sluice::transport::ChannelConfi
                           sluice::transport::CreateOptions& create,
                           std::uint64_t min_flush_timeout_us = 0);
 
+// Applies --consumers K, --partition NAME and --max-queued-buffers N (fan-out);
+// true if --consumers or --partition was given.
+bool partition_options_from(const Arguments& args, sluice::transport::ChannelConfig& config);
+
 }  // namespace sluice::tools

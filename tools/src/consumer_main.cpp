@@ -11,6 +11,7 @@
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
+#include "../common/channel_list.hpp"
 #include "gate_consumer.hpp"
 #include "partition_consumer.hpp"
 #include "sluice/transport/consumer.hpp"
@@ -42,6 +43,10 @@ constexpr const char* kUsage =
     "                         wherever it stands (records the dead one held come again\n"
     "                         first), check contiguity from the first sequence number\n"
     "                         seen, stop after N-1; wait for a new producer if one dies\n"
+    "  --union                with several channels (NAME:I: subpartition I of one):\n"
+    "                         together they carry records 0..N-1, each once, each channel\n"
+    "                         in increasing order (the workers behind a fan-out); checked\n"
+    "                         as a whole instead of each channel from 0\n"
     "  --subpartition I       read subpartition I of a partitioned channel (fan-out; see\n"
     "                         sluice-producer --consumers): to the end of the stream, or\n"
     "                         this subpartition's share of records 0..N-1 with --records;\n"
@@ -65,6 +70,7 @@ struct Options {
   double wait_seconds = 10;
   bool keep = false;
   bool resume = false;
+  bool union_of_inputs = false;
   bool json = false;
   std::optional<std::uint32_t> subpartition;
   bool records_given = true;
@@ -74,7 +80,7 @@ Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
       argc, argv, 1,
       {"--channel", "--records", "--size", "--rate", "--rate-schedule", "--wait", "--subpartition"},
-      {"--json", "--keep", "--resume", "--help"});
+      {"--json", "--keep", "--resume", "--union", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -106,6 +112,10 @@ Options parse(int argc, char** argv) {
   }
   o.keep = args.has("--keep");
   o.resume = args.has("--resume");
+  o.union_of_inputs = args.has("--union");
+  if (o.union_of_inputs && o.channel.find_first_of(",:") == std::string::npos) {
+    throw sluice::tools::UsageError("--union checks several inputs together: give a list");
+  }
   o.json = args.has("--json");
   return o;
 }
@@ -139,16 +149,15 @@ int main(int argc, char** argv) {
     return sluice::tools::run_partition_consumer(part);
   }
 
-  if (options.channel.find(',') != std::string::npos) {
+  if (options.channel.find_first_of(",:") != std::string::npos) {
     sluice::tools::GateConsumerOptions gate;
-    for (std::size_t start = 0;;) {
-      const std::size_t comma = options.channel.find(',', start);
-      gate.channels.push_back(options.channel.substr(start, comma - start));
-      if (comma == std::string::npos) {
-        break;
-      }
-      start = comma + 1;
+    try {
+      gate.channels = sluice::tools::parse_channel_list("--channel", options.channel);
+    } catch (const sluice::tools::UsageError& e) {
+      sluice::tools::report_failure("consumer", options.json, e.what());
+      return 2;
     }
+    gate.union_of_inputs = options.union_of_inputs;
     gate.records = options.records;
     gate.size = options.size;
     gate.schedule = options.schedule;

@@ -1,5 +1,7 @@
 #include "partition_consumer.hpp"
 
+#include "../common/last_consumer.hpp"
+
 #include <cstdio>
 #include <optional>
 
@@ -15,24 +17,6 @@ namespace sluice::tools {
 namespace st = sluice::transport;
 
 namespace {
-
-// The last consumer to leave a partitioned channel removes its name: every
-// other subpartition's consumer came and is gone. (An earlier one would pull
-// the name from under a consumer that has not opened it yet.)
-bool last_one_out(const st::Consumer& consumer) {
-  const st::ChannelMapping& mapping = consumer.mapping();
-  for (std::uint32_t s = 0; s < mapping.subpartitions(); ++s) {
-    if (s == mapping.subpartition()) {
-      continue;
-    }
-    const auto state = mapping.control(s).consumer.state.load(std::memory_order_acquire);
-    if (state == static_cast<std::uint32_t>(st::EndpointState::kNeverAttached) ||
-        mapping.probe_role(st::Role::kConsumer, s) != sluice::shm::LockProbe::kFree) {
-      return false;
-    }
-  }
-  return true;
-}
 
 }  // namespace
 
@@ -155,7 +139,7 @@ int run_partition_consumer(const PartitionConsumerOptions& options) {
         static_cast<unsigned long long>(tally.misrouted));
   }
   std::fflush(stdout);
-  if (!options.keep && last_one_out(*consumer)) {
+  if (!options.keep && last_consumer_out(*consumer)) {
     st::remove_channel(options.channel);
   }
   return intact ? 0 : 1;

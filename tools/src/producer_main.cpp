@@ -104,22 +104,7 @@ Options parse(int argc, char** argv) {
   o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
   o.schedule = sluice::tools::rate_schedule_from(args);
   sluice::tools::channel_options_from(args, o.config, o.create);
-  if (auto k = args.optional_unsigned("--consumers", 1, st::ChannelConfig::kMaxSubpartitions)) {
-    o.config.subpartitions = static_cast<std::uint32_t>(*k);
-    o.partitioned = true;
-  }
-  if (auto name = args.optional_text("--partition")) {
-    if (!st::parse_partitioner(*name, o.config.partitioner)) {
-      throw sluice::tools::UsageError(
-          "--partition expects round-robin, key, least-loaded or broadcast, not \"" + *name +
-          "\"");
-    }
-    o.partitioned = true;
-  }
-  if (auto n =
-          args.optional_unsigned("--max-queued-buffers", 1, st::ChannelConfig::kMaxBufferCount)) {
-    o.config.max_queued_buffers = static_cast<std::uint32_t>(*n);
-  }
+  o.partitioned = sluice::tools::partition_options_from(args, o.config);
   if (args.has("--huge-pages")) {
     o.create.huge_pages = st::HugePages::kRequired;
   }

@@ -7,12 +7,15 @@
 #include <optional>
 
 #include "../common/arguments.hpp"
+#include "../common/channel_list.hpp"
 #include "../common/channel_options.hpp"
+#include "../common/last_consumer.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "sluice/transport/input_gate.hpp"
+#include "sluice/transport/partition_writer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/stage.hpp"
@@ -23,7 +26,7 @@ using sluice::tools::JsonLine;
 namespace {
 
 constexpr const char* kUsage =
-    "usage: sluice-relay --from NAME[,NAME...] --to NAME [options]\n"
+    "usage: sluice-relay --from NAME[:I][,NAME[:I]...] --to NAME [options]\n"
     "\n"
     "Reads every record from the channels NAME... (their consumer; several are read\n"
     "through one input gate, in turn) and writes it unchanged into channel --to (its\n"
@@ -32,8 +35,13 @@ constexpr const char* kUsage =
     "inputs' producers. An input buffer is released only after its records were\n"
     "committed to the output, so a relay killed mid-stream loses nothing: restart it\n"
     "with --resume (records it had committed but not released arrive again downstream).\n"
+    "NAME:I reads subpartition I of a partitioned channel (a worker behind a fan-out).\n"
     "\n"
     "options:\n"
+    "  --consumers K          the output is a fan-out of K subpartitions (1..64)\n"
+    "  --partition NAME       how: round-robin (default), key (key = a record's first 8\n"
+    "                         bytes, little-endian: the demo's sequence number), least-loaded\n"
+    "  --max-queued-buffers N at most N buffers queued per output subpartition (default 10)\n"
     "  --rate R               at most R records per second\n"
     "  --rate-schedule LIST   SECONDS:RATE,... phases (RATE 0 = unthrottled; the last continues)\n"
     "  --wait SECONDS         how long to wait for each input channel to appear (default 10)\n"
@@ -55,7 +63,7 @@ constexpr const char* kUsage =
     "set-up failure\n";
 
 struct Options {
-  std::vector<std::string> inputs;
+  std::vector<st::GateInput> inputs;
   std::string output;
   st::ChannelConfig config;
   st::CreateOptions create;
@@ -64,25 +72,14 @@ struct Options {
   bool resume = false;
   bool keep = false;
   bool json = false;
+  bool partitioned = false;
 };
-
-std::vector<std::string> split_names(const std::string& list) {
-  std::vector<std::string> names;
-  for (std::size_t start = 0;;) {
-    const std::size_t comma = list.find(',', start);
-    names.push_back(list.substr(start, comma - start));
-    if (comma == std::string::npos) {
-      return names;
-    }
-    start = comma + 1;
-  }
-}
 
 Options parse(int argc, char** argv) {
   const sluice::tools::Arguments args(
       argc, argv, 1,
       {"--from", "--to", "--rate", "--rate-schedule", "--wait", "--buffer-size", "--buffers",
-       "--flush-timeout-us", "--mode"},
+       "--flush-timeout-us", "--mode", "--consumers", "--partition", "--max-queued-buffers"},
       {"--json", "--replace-stale", "--resume", "--keep", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
@@ -92,14 +89,11 @@ Options parse(int argc, char** argv) {
     throw sluice::tools::UsageError("unexpected argument \"" + args.positional().front() + "\"");
   }
   Options o;
-  o.inputs = split_names(args.text("--from"));
+  o.inputs = sluice::tools::parse_channel_list("--from", args.text("--from"));
   o.output = args.text("--to");
-  for (const std::string& input : o.inputs) {
-    if (input.empty()) {
-      throw sluice::tools::UsageError("--from has an empty channel name");
-    }
-    if (input == o.output) {
-      throw sluice::tools::UsageError("channel \"" + input + "\" is both --from and --to");
+  for (const st::GateInput& input : o.inputs) {
+    if (input.channel == o.output) {
+      throw sluice::tools::UsageError("channel \"" + input.channel + "\" is both --from and --to");
     }
   }
   o.schedule = sluice::tools::rate_schedule_from(args);
@@ -108,11 +102,50 @@ Options parse(int argc, char** argv) {
   }
   // 0 would flush every record as its own buffer: a relay batches.
   sluice::tools::channel_options_from(args, o.config, o.create, 1);
+  o.partitioned = sluice::tools::partition_options_from(args, o.config);
   o.resume = args.has("--resume");
   o.keep = args.has("--keep");
   o.json = args.has("--json");
   return o;
 }
+
+// Where the relay writes: one record writer, or, when the output is a
+// fan-out, a partition writer (key: a record's first 8 bytes).
+class Output {
+ public:
+  explicit Output(st::Producer& producer) : writer_(producer) {
+    if (producer.mapping().subpartitions() > 1) {
+      partitioned_.emplace(producer);
+      keyed_ = producer.config().partitioner == static_cast<std::uint32_t>(st::Partitioner::kKey);
+    }
+  }
+  st::Status write(std::span<const std::byte> record) noexcept {
+    if (!partitioned_) {
+      return writer_.write(record);
+    }
+    if (keyed_) {
+      std::uint64_t key = 0;
+      std::memcpy(&key, record.data(), std::min(record.size(), sizeof(key)));
+      return partitioned_->write(key, record);
+    }
+    return partitioned_->write(record);
+  }
+  st::Status flush() noexcept { return partitioned_ ? partitioned_->flush() : writer_.flush(); }
+  st::Status flush_if_due() noexcept {
+    return partitioned_ ? partitioned_->flush_if_due() : writer_.flush_if_due();
+  }
+  st::Status close() noexcept { return partitioned_ ? partitioned_->close() : writer_.close(); }
+  // A release hook (RecordReaderOptions::before_release) that flushes this output.
+  st::ReleaseHook flush_hook() noexcept {
+    return {.call = [](void* self) noexcept { (void)static_cast<Output*>(self)->flush(); },
+            .context = this};
+  }
+
+ private:
+  st::RecordWriter writer_;
+  std::optional<st::PartitionWriter> partitioned_;
+  bool keyed_ = false;
+};
 
 // The output: created, or with --resume attached to when it exists (its
 // previous producer, a relay that died, left it open).
@@ -141,7 +174,7 @@ int main(int argc, char** argv) {
   }
 
   std::optional<st::Producer> producer;
-  std::optional<st::RecordWriter> writer;
+  std::optional<Output> writer;
   std::optional<st::InputGate> gate;
   try {
     producer.emplace(open_output(options));
@@ -152,7 +185,7 @@ int main(int argc, char** argv) {
     st::GateOptions gate_options;
     gate_options.open.wait_for_channel = std::chrono::duration_cast<std::chrono::nanoseconds>(
         std::chrono::duration<double>(options.wait_seconds));
-    gate_options.reader.before_release = st::flush_before_release(*writer);
+    gate_options.reader.before_release = writer->flush_hook();
     if (options.resume) {
       gate_options.producer_loss = st::ProducerLoss::kWaitForNewProducer;
     }
@@ -246,6 +279,7 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < gate->input_count(); ++i) {
       inputs += (i == 0 ? "" : ",") + JsonLine()
                                           .add("channel", gate->input_name(i))
+                                          .add("subpartition", std::uint64_t{gate->input_subpartition(i)})
                                           .add("records", gate->input_records(i))
                                           .str();
     }
@@ -270,11 +304,15 @@ int main(int argc, char** argv) {
   }
   std::fflush(stdout);
   // Inputs are released (gate) before the writer they flush into goes.
-  gate.reset();
   if (ok && !options.keep) {
-    for (const std::string& name : options.inputs) {
-      st::remove_channel(name);
+    for (std::size_t i = 0; i < gate->input_count(); ++i) {
+      // A fan-out's name goes with its last consumer, not before.
+      if (gate->input_consumer(i).mapping().subpartitions() == 1 ||
+          sluice::tools::last_consumer_out(gate->input_consumer(i))) {
+        st::remove_channel(gate->input_name(i));
+      }
     }
   }
+  gate.reset();
   return ok ? 0 : 1;
 }

@@ -26,19 +26,33 @@ InputGate InputGate::open(std::span<const std::string> names, const GateOptions&
   return gate;
 }
 
-std::size_t InputGate::add_input(std::string_view name) {
+InputGate InputGate::open(std::span<const GateInput> inputs, const GateOptions& options) {
+  if (inputs.empty()) {
+    throw sluice::shm::SetupError("an input gate needs at least one channel");
+  }
+  InputGate gate(options);
+  for (const GateInput& input : inputs) {
+    gate.add_input(input.channel, input.subpartition);
+  }
+  return gate;
+}
+
+std::size_t InputGate::add_input(std::string_view name, std::uint32_t subpartition) {
   if (inputs_.size() >= kMaxInputs) {
     throw sluice::shm::SetupError("cannot add channel \"" + std::string(name) +
                                   "\" to the input gate: it reads at most " +
                                   std::to_string(kMaxInputs) + " channels");
   }
   for (const auto& input : inputs_) {
-    if (input->consumer.name() == name) {
-      throw sluice::shm::SetupError("channel \"" + std::string(name) +
-                                    "\" is already an input of this gate");
+    if (input->consumer.name() == name && input->consumer.mapping().subpartition() == subpartition) {
+      throw sluice::shm::SetupError("channel \"" + std::string(name) + "\"" +
+                                    (subpartition != 0 ? " subpartition " + std::to_string(subpartition) : std::string()) +
+                                    " is already an input of this gate");
     }
   }
-  Consumer consumer = Consumer::open(name, options_.open);
+  OpenOptions open = options_.open;
+  open.subpartition = subpartition;
+  Consumer consumer = Consumer::open(name, open);
   consumer.set_producer_loss(options_.producer_loss);
   // The gate spins and yields across all inputs itself; an input's own wait
   // (used only to drain an input whose producer is gone) must not.

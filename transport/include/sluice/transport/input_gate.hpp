@@ -55,6 +55,12 @@ struct GateOptions {
   WaitPolicy policy;
 };
 
+// One input of a gate: a channel, or one subpartition of a partitioned one.
+struct GateInput {
+  std::string channel;
+  std::uint32_t subpartition = 0;
+};
+
 // Fan-in over named channels. One thread uses a gate at a time.
 class InputGate {
  public:
@@ -65,15 +71,17 @@ class InputGate {
   // appear, takes over from a dead consumer). Throws shm::SetupError naming
   // the channel, or for no names, too many, or a name given twice.
   static InputGate open(std::span<const std::string> names, const GateOptions& options = {});
+  static InputGate open(std::span<const GateInput> inputs, const GateOptions& options = {});
 
   InputGate(InputGate&&) noexcept;
   InputGate& operator=(InputGate&&) noexcept;
   ~InputGate();
 
   // Adds an input while the gate runs (a producer joining the gate's
-  // pipeline); the caller's thread, between reads. Returns its index.
-  // Throws as open().
-  std::size_t add_input(std::string_view name);
+  // pipeline); the caller's thread, between reads. Returns its index. An
+  // input may be one subpartition of a partitioned channel (fan-out); the
+  // gate then is that subpartition's consumer. Throws as open().
+  std::size_t add_input(std::string_view name, std::uint32_t subpartition = 0);
 
   // The next record of any input, as RecordReader::next_until: kOk with
   // `record` set (a view valid until the next call) and last_input() naming
@@ -141,6 +149,9 @@ class InputGate {
   [[nodiscard]] std::size_t open_inputs() const noexcept { return open_inputs_; }
   [[nodiscard]] const std::string& input_name(std::size_t input) const noexcept {
     return inputs_[input]->consumer.name();
+  }
+  [[nodiscard]] std::uint32_t input_subpartition(std::size_t input) const noexcept {
+    return inputs_[input]->consumer.mapping().subpartition();
   }
   [[nodiscard]] InputState input_state(std::size_t input) const noexcept {
     return inputs_[input]->state;
