@@ -196,6 +196,111 @@ TEST(Pipeline, FanInConsumerChecksEachProducersStream) {
   std::remove(sink_log.c_str());
 }
 
+TEST(Pipeline, ADiamondThroughAFanOutTwoWorkersAndAGate) {
+  // source -> (round-robin) -> worker 0, worker 1 -> sink reading both.
+  ChannelGuard src(unique_channel("dia-src"));
+  ChannelGuard w0(unique_channel("dia-w0"));
+  ChannelGuard w1(unique_channel("dia-w1"));
+  const std::string records = "400000";
+  const std::string sink_log = log_path("dia-sink");
+  const std::string worker_log = log_path("dia-workers");
+  ChildProcess sink([&] {
+    return exec_tool({tool("sluice-consumer"), "--channel", w0.name() + "," + w1.name(), "--union",
+                      "--records", records, "--size", "48", "--json", "--wait", "60"},
+                     sink_log);
+  });
+  ChildProcess worker0([&] {
+    return exec_tool({tool("sluice-relay"), "--from", src.name() + ":0", "--to", w0.name(),
+                      "--wait", "60"},
+                     worker_log);
+  });
+  ChildProcess worker1([&] {
+    return exec_tool({tool("sluice-relay"), "--from", src.name() + ":1", "--to", w1.name(),
+                      "--wait", "60"},
+                     worker_log);
+  });
+  ChildProcess source([&] {
+    return exec_tool({tool("sluice-producer"), "--channel", src.name(), "--records", records,
+                      "--size", "48", "--consumers", "2", "--partition", "round-robin"},
+                     worker_log);
+  });
+  EXPECT_EQ(source.wait(), 0) << read_file(worker_log);
+  EXPECT_EQ(worker0.wait(), 0) << read_file(worker_log);
+  EXPECT_EQ(worker1.wait(), 0) << read_file(worker_log);
+  EXPECT_EQ(sink.wait(), 0) << read_file(sink_log);
+  const std::string out = read_file(sink_log);
+  EXPECT_NE(out.find("\"ok\":true,\"records\":400000,"), std::string::npos) << out;
+  EXPECT_NE(out.find("\"lost\":0,\"duplicated\":0,\"corrupt\":0,\"out_of_order\":0"),
+            std::string::npos)
+      << out;
+  // Round-robin: worker 0 carried the even sequence numbers, worker 1 the odd ones.
+  EXPECT_NE(out.find("\"records\":200000,\"out_of_order\":0,\"first_seq\":0,"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("\"records\":200000,\"out_of_order\":0,\"first_seq\":1,"), std::string::npos)
+      << out;
+  std::remove(sink_log.c_str());
+  std::remove(worker_log.c_str());
+}
+
+TEST(Pipeline, ARelayWritesAFanOutThatItsConsumersCheck) {
+  ChannelGuard in(unique_channel("rfo-in"));
+  ChannelGuard out(unique_channel("rfo-out"));
+  const std::string log = log_path("rfo");
+  ChildProcess relay([&] {
+    return exec_tool({tool("sluice-relay"), "--from", in.name(), "--to", out.name(), "--consumers",
+                      "3", "--partition", "round-robin", "--wait", "60"},
+                     log);
+  });
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  std::vector<std::string> logs;
+  for (int i = 0; i < 3; ++i) {
+    logs.push_back(log_path("rfo-consumer"));
+    consumers.push_back(std::make_unique<ChildProcess>([&, i] {
+      return exec_tool({tool("sluice-consumer"), "--channel", out.name(), "--subpartition",
+                        std::to_string(i), "--records", "90000", "--size", "16", "--json",
+                        "--wait", "60"},
+                       logs[static_cast<std::size_t>(i)]);
+    }));
+  }
+  ChildProcess source([&] {
+    return exec_tool({tool("sluice-producer"), "--channel", in.name(), "--records", "90000",
+                      "--size", "16"},
+                     log);
+  });
+  EXPECT_EQ(source.wait(), 0) << read_file(log);
+  EXPECT_EQ(relay.wait(), 0) << read_file(log);
+  for (std::size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(consumers[i]->wait(), 0) << read_file(logs[i]);
+    EXPECT_NE(read_file(logs[i]).find("\"records\":30000,"), std::string::npos) << read_file(logs[i]);
+    std::remove(logs[i].c_str());
+  }
+  std::remove(log.c_str());
+}
+
+TEST(Pipeline, TheUnionCheckFailsWhenAWorkerLosesRecords) {
+  ChannelGuard a(unique_channel("union-a"));
+  ChannelGuard b(unique_channel("union-b"));
+  const std::string sink_log = log_path("union-sink");
+  ChildProcess sink([&] {
+    return exec_tool({tool("sluice-consumer"), "--channel", a.name() + "," + b.name(), "--union",
+                      "--records", "3000", "--size", "16", "--json", "--wait", "60"},
+                     sink_log);
+  });
+  // Both send 0..1499: together 1500..2999 are missing and 0..1499 come twice.
+  for (const auto* name : {&a.name(), &b.name()}) {
+    ChildProcess producer([name] {
+      return exec_tool({tool("sluice-producer"), "--channel", *name, "--records", "1500",
+                        "--size", "16", "--no-wait-for-consumer"},
+                       "/dev/null");
+    });
+    EXPECT_EQ(producer.wait(), 0);
+  }
+  EXPECT_EQ(sink.wait(), 1);
+  const std::string out = read_file(sink_log);
+  EXPECT_NE(out.find("\"lost\":1500,\"duplicated\":1500,"), std::string::npos) << out;
+  std::remove(sink_log.c_str());
+}
+
 TEST(Pipeline, FanInConsumerFailsWhenOneStreamIsShort) {
   ChannelGuard a(unique_channel("short-a"));
   ChannelGuard b(unique_channel("short-b"));
