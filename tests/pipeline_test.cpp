@@ -242,6 +242,52 @@ TEST(Pipeline, ADiamondThroughAFanOutTwoWorkersAndAGate) {
   std::remove(worker_log.c_str());
 }
 
+TEST(Pipeline, StatSeesTheDiamondsStagesAndNamesTheThrottledSinkAsBottleneck) {
+  ChannelGuard src(unique_channel("sd-src"));
+  ChannelGuard w0(unique_channel("sd-w0"));
+  ChannelGuard w1(unique_channel("sd-w1"));
+  const std::string log = log_path("sd");
+  ChildProcess sink([&] {
+    return exec_tool({tool("sluice-consumer"), "--channel", w0.name() + "," + w1.name(), "--union",
+                      "--records", "100000000", "--size", "32", "--rate", "200000", "--wait",
+                      "60"},
+                     log);
+  });
+  std::vector<std::unique_ptr<ChildProcess>> others;
+  for (int i = 0; i < 2; ++i) {
+    others.push_back(std::make_unique<ChildProcess>([&, i] {
+      return exec_tool({tool("sluice-relay"), "--from", src.name() + ":" + std::to_string(i),
+                        "--to", i == 0 ? w0.name() : w1.name(), "--wait", "60"},
+                       log);
+    }));
+  }
+  others.push_back(std::make_unique<ChildProcess>([&] {
+    return exec_tool({tool("sluice-producer"), "--channel", src.name(), "--records", "100000000",
+                      "--size", "32", "--consumers", "2"},
+                     log);
+  }));
+  const std::string stat = tool("sluice") + " stat " + src.name() + " " + w0.name() + " " +
+                           w1.name() + " --json --interval 0.2";
+  const std::string sink_pid = "{\"pid\":" + std::to_string(sink.pid()) + ",";
+  std::string out;
+  // Every stage attached and the pools full upstream of the throttled sink.
+  ASSERT_TRUE(eventually(
+      [&] {
+        out = sluice::test::run_tool(stat).out;
+        return out.find("\"bottleneck\":[" + sink_pid) != std::string::npos;
+      },
+      60s))
+      << out << read_file(log);
+  for (const auto& link : {src.name() + ":0", src.name() + ":1", w0.name(), w1.name()}) {
+    EXPECT_NE(out.find("\"channel\":\"" + link + "\""), std::string::npos) << link << "\n" << out;
+  }
+  sink.kill_now();
+  for (auto& other : others) {
+    other->kill_now();
+  }
+  std::remove(log.c_str());
+}
+
 TEST(Pipeline, ARelayWritesAFanOutThatItsConsumersCheck) {
   ChannelGuard in(unique_channel("rfo-in"));
   ChannelGuard out(unique_channel("rfo-out"));

@@ -131,6 +131,9 @@ std::string number(double value) {
 PipelineReport analyse_pipeline(const std::vector<ChannelView>& channels) {
   std::map<StageId, Stage> stages;
   PipelineReport report;
+  // A fan-out producer's wait for a buffer is one wait, counted in every
+  // subpartition's block: per channel it is the largest, not the sum.
+  std::map<std::pair<StageId, std::string>, double> producer_waits;
   for (const ChannelView& channel : channels) {
     Link link;
     link.channel = channel.name;
@@ -141,7 +144,8 @@ PipelineReport analyse_pipeline(const std::vector<ChannelView>& channels) {
       Stage& stage = stages[*link.from];
       stage.id = *link.from;
       stage.outputs.push_back(channel.name);
-      stage.backpressured_ms_per_sec += channel.rates.backpressured_ms_per_sec;
+      double& wait = producer_waits[{*link.from, channel.name.substr(0, channel.name.find(':'))}];
+      wait = std::max(wait, channel.rates.backpressured_ms_per_sec);
     }
     if (link.to) {
       Stage& stage = stages[*link.to];
@@ -150,6 +154,9 @@ PipelineReport analyse_pipeline(const std::vector<ChannelView>& channels) {
       stage.idle_ms_per_sec += channel.rates.idle_ms_per_sec;
     }
     report.links.push_back(std::move(link));
+  }
+  for (const auto& [key, wait] : producer_waits) {
+    stages[key.first].backpressured_ms_per_sec += wait;
   }
   for (auto& [id, stage] : stages) {
     stage.command = command_of(id.pid);
@@ -207,14 +214,20 @@ std::vector<ChannelSampler::Sample> ChannelSampler::sample(double min_window_sec
   }
   std::vector<Sample> samples;
   for (auto& [name, watched] : watched_) {
-    const st::ChannelSnapshot now = watched.observer->snapshot();
-    const st::ChannelSnapshot& before = watched.baseline ? *watched.baseline : now;
-    Sample sample{watched.observer.get(),
-                  {name, now, st::derive_rates(before, now, watched.observer->config())}};
-    if (!watched.baseline || sample.view.rates.seconds >= min_window_seconds) {
-      watched.baseline = now;
+    const std::uint32_t subpartitions = watched.observer->mapping().subpartitions();
+    watched.baselines.resize(subpartitions);
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      std::optional<st::ChannelSnapshot>& baseline = watched.baselines[s];
+      const st::ChannelSnapshot now = watched.observer->snapshot(s);
+      const st::ChannelSnapshot& before = baseline ? *baseline : now;
+      Sample sample{watched.observer.get(),
+                    {subpartitions > 1 ? name + ":" + std::to_string(s) : name, now,
+                     st::derive_rates(before, now, watched.observer->config())}};
+      if (!baseline || sample.view.rates.seconds >= min_window_seconds) {
+        baseline = now;
+      }
+      samples.push_back(std::move(sample));
     }
-    samples.push_back(std::move(sample));
   }
   return samples;
 }

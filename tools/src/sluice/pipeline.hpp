@@ -97,7 +97,9 @@ class ChannelSampler {
  private:
   struct Watched {
     std::unique_ptr<sluice::transport::ChannelObserver> observer;
-    std::optional<sluice::transport::ChannelSnapshot> baseline;
+    // One per subpartition: a fan-out is sampled as K views "NAME:s", each
+    // linking the producer to that subpartition's consumer.
+    std::vector<std::optional<sluice::transport::ChannelSnapshot>> baselines;
   };
   std::vector<std::string> names_;
   std::map<std::string, Watched> watched_;

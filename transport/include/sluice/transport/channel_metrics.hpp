@@ -72,7 +72,11 @@ ChannelRates derive_rates(const ChannelSnapshot& before, const ChannelSnapshot& 
 class ChannelObserver {
  public:
   explicit ChannelObserver(std::string_view name);  // throws shm::SetupError
+  // Subpartition 0's endpoints and counters (the whole channel unless it is a fan-out).
   [[nodiscard]] ChannelSnapshot snapshot() const noexcept;
+  // Subpartition s of a fan-out: its consumer and counters (the producer's
+  // for what went to s); the pool usage is the whole pool's.
+  [[nodiscard]] ChannelSnapshot snapshot(std::uint32_t subpartition) const noexcept;
   [[nodiscard]] ChannelConfig config() const noexcept {
     return config_from_record(mapping_.config());
   }
