@@ -4,6 +4,10 @@
 //             process reading all M through one input gate
 //   one       one producer process, one consumer process, one channel
 //   separate  M producer processes and M consumer processes, M channels
+//   fan-out   one producer process writing one partitioned channel of M
+//             subpartitions, round-robin per record (record n to n mod M),
+//             and M consumer processes, one per subpartition, each checking
+//             its share (n = i, i+M, ...)
 // All move the same total number of records. Records/s and GB/s run from
 // the moment every process is set up and told to go until the last consumer
 // has checked its last record. Each configuration runs --runs times
@@ -32,6 +36,7 @@
 
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/input_gate.hpp"
+#include "sluice/transport/partition_writer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
@@ -148,13 +153,61 @@ int consume_gate(const std::vector<std::string>& names, std::size_t size,
   return good ? 0 : 1;
 }
 
-enum class Shape { kFanIn, kOne, kSeparate };
+int produce_partitioned(const std::string& name, std::size_t size, std::uint64_t records,
+                        std::uint32_t subpartitions, RunControl& control) {
+  st::ChannelConfig config = config_for(size);
+  config.subpartitions = subpartitions;
+  config.partitioner = st::Partitioner::kRoundRobin;
+  // The same pool per consumer as a 1:1 channel has.
+  config.buffer_count *= subpartitions;
+  config.max_queued_buffers = config.buffer_count / subpartitions;
+  auto producer = st::Producer::create(name, config);
+  st::PartitionWriter writer(producer);
+  std::vector<std::byte> record(size);
+  wait_for_go(control);
+  for (std::uint64_t sequence = 0; sequence < records; ++sequence) {
+    pattern::fill(record, sequence);
+    if (writer.write(record) != st::Status::kOk) {
+      return 1;
+    }
+  }
+  return writer.close() == st::Status::kOk ? 0 : 1;
+}
+
+int consume_subpartition(const std::string& name, std::uint32_t subpartition,
+                         std::uint32_t subpartitions, std::size_t size, std::uint64_t records,
+                         RunControl& control) {
+  st::OpenOptions open;
+  open.wait_for_channel = std::chrono::seconds(30);
+  open.subpartition = subpartition;
+  auto consumer = st::Consumer::open(name, open);
+  st::RecordReader reader(consumer);
+  wait_for_go(control);
+  std::uint64_t sequence = subpartition;
+  std::uint64_t received = 0;
+  bool good = true;
+  while (received < records) {
+    const st::Status status = reader.read_batch([&](std::span<const std::byte> record) {
+      good = good && intact(record, size, sequence);
+      sequence += subpartitions;
+      return ++received < records;
+    });
+    if (status != st::Status::kOk) {
+      return 1;
+    }
+  }
+  finished(control);
+  return good ? 0 : 1;
+}
+
+enum class Shape { kFanIn, kOne, kSeparate, kFanOut };
 
 const char* shape_name(Shape shape) {
   switch (shape) {
     case Shape::kFanIn: return "fan-in";
     case Shape::kOne: return "one";
     case Shape::kSeparate: return "separate";
+    case Shape::kFanOut: return "fan-out";
   }
   return "?";
 }
@@ -198,10 +251,24 @@ double run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inp
                     std::to_string(i));
   }
   std::vector<pid_t> children;
-  for (const auto& name : names) {
-    children.push_back(spawn(0, [&] { return produce(name, size, each, *control); }));
+  if (shape == Shape::kFanOut) {
+    children.push_back(spawn(0, [&] {
+      return produce_partitioned(names.front(), size, each * channels, channels, *control);
+    }));
+    for (std::uint32_t s = 0; s < channels; ++s) {
+      children.push_back(spawn(1, [&, s] {
+        return consume_subpartition(names.front(), s, channels, size, each, *control);
+      }));
+    }
   }
-  if (shape == Shape::kFanIn) {
+  for (const auto& name : names) {
+    if (shape != Shape::kFanOut) {
+      children.push_back(spawn(0, [&] { return produce(name, size, each, *control); }));
+    }
+  }
+  if (shape == Shape::kFanOut) {
+    // Producer and consumers are spawned above.
+  } else if (shape == Shape::kFanIn) {
     children.push_back(spawn(1, [&] { return consume_gate(names, size, each, *control); }));
   } else {
     for (const auto& name : names) {
@@ -284,9 +351,9 @@ int main(int argc, char** argv) {
     const auto total = std::max<std::uint64_t>(
         static_cast<std::uint64_t>(scale * (2.5e9 / static_cast<double>(size))) / inputs * inputs,
         40'000);
-    std::vector<double> results[3];
+    std::vector<double> results[4];
     for (int r = 0; r < runs; ++r) {
-      for (const Shape shape : {Shape::kFanIn, Shape::kOne, Shape::kSeparate}) {
+      for (const Shape shape : {Shape::kFanIn, Shape::kOne, Shape::kSeparate, Shape::kFanOut}) {
         const double rate = run(shape, size, total, inputs, serial++);
         if (rate < 0) {
           std::fprintf(stderr, "%s at %zu B failed\n", shape_name(shape), size);
@@ -297,11 +364,12 @@ int main(int argc, char** argv) {
       }
     }
     const double one = median(results[static_cast<int>(Shape::kOne)]);
-    for (const Shape shape : {Shape::kFanIn, Shape::kOne, Shape::kSeparate}) {
+    for (const Shape shape : {Shape::kFanIn, Shape::kOne, Shape::kSeparate, Shape::kFanOut}) {
       const double rate = median(results[static_cast<int>(shape)]);
-      const std::string processes = shape == Shape::kFanIn ? std::to_string(inputs) + " -> 1"
-                                    : shape == Shape::kOne ? "1 -> 1"
-                                                           : std::to_string(inputs) + " x (1 -> 1)";
+      const std::string processes = shape == Shape::kFanIn    ? std::to_string(inputs) + " -> 1"
+                                    : shape == Shape::kOne    ? "1 -> 1"
+                                    : shape == Shape::kFanOut ? "1 -> " + std::to_string(inputs)
+                                                              : std::to_string(inputs) + " x (1 -> 1)";
       std::printf("| %s | %s | %zu B | %.2f M | %.3f | %.2fx |\n", shape_name(shape),
                   processes.c_str(), size, rate / 1e6, rate * static_cast<double>(size) / 1e9,
                   one > 0 ? rate / one : 0.0);
