@@ -16,7 +16,10 @@
 // (at most kMaxOps). Config byte: buffer count 1 + (c & 7), buffer size
 // {64, 100, 256, 1000}[(c >> 3) & 3]. Flags: bit 0 attach the consumer only
 // at its first use (so it starts from hostile indices), bit 1 small record
-// limit (96 bytes) instead of 64 KiB.
+// limit (96 bytes) instead of 64 KiB, bit 2 a fan-out of 2 subpartitions
+// (round-robin; at least 2 buffers) read as subpartition 1: the hostile
+// writes then hit subpartition 1's control block and rings, and the state
+// words carry subpartitions.
 
 #include <algorithm>
 #include <array>
@@ -98,30 +101,23 @@ st::ChannelConfig config_from_byte(std::uint8_t c) {
 // from the header before anything was rewritten (this target never touches
 // the header; the open fuzzer does).
 struct Raw {
-  explicit Raw(const std::string& name) : segment(shm::Segment::open(name)) {
-    const auto& header = *reinterpret_cast<const st::ChannelHeader*>(segment.base());
-    const auto& regions = header.segment.regions;
-    count = header.config.buffer_count;
-    capacity = header.config.ring_capacity;
-    buffer_bytes = header.config.buffer_bytes;
-    stride = header.config.buffer_stride;
-    control =
-        reinterpret_cast<st::ChannelControl*>(segment.base() + regions[st::kControlRegion].offset);
-    data_ring =
-        reinterpret_cast<st::RingIndices*>(segment.base() + regions[st::kDataRingRegion].offset);
-    data_slots = reinterpret_cast<st::RingSlot*>(
-        segment.base() + regions[st::kDataRingRegion].offset + sizeof(st::RingIndices));
-    return_ring =
-        reinterpret_cast<st::RingIndices*>(segment.base() + regions[st::kReturnRingRegion].offset);
-    return_slots = reinterpret_cast<st::RingSlot*>(
-        segment.base() + regions[st::kReturnRingRegion].offset + sizeof(st::RingIndices));
-    states = reinterpret_cast<st::BufferStateWord*>(segment.base() +
-                                                    regions[st::kBufferStateRegion].offset);
-    pool = segment.base() + regions[st::kBufferPoolRegion].offset;
+  Raw(const std::string& name, std::uint32_t subpartition)
+      : mapping(st::ChannelMapping::open(name, {.subpartition = subpartition})) {
+    count = mapping.config().buffer_count;
+    capacity = mapping.config().ring_capacity;
+    buffer_bytes = mapping.config().buffer_bytes;
+    stride = mapping.config().buffer_stride;
+    control = &mapping.control();
+    data_ring = &mapping.data_ring();
+    data_slots = mapping.data_slots();
+    return_ring = &mapping.return_ring();
+    return_slots = mapping.return_slots();
+    states = mapping.buffer_states();
+    pool = mapping.buffer(0);
   }
   std::byte* buffer(std::uint32_t index) const { return pool + index * stride; }
 
-  shm::Segment segment;
+  st::ChannelMapping mapping;
   std::uint32_t count = 0;
   std::uint32_t capacity = 0;
   std::uint64_t buffer_bytes = 0;
@@ -174,9 +170,17 @@ void write_into_buffer(const Raw& raw, std::uint32_t index, std::size_t offset,
 class Session {
  public:
   Session(std::string name, const st::ChannelConfig& config, std::uint8_t flags)
-      : name_(std::move(name)), max_record_bytes_((flags & 2U) != 0 ? 96 : std::size_t{64} << 10) {
-    producer_.emplace(st::Producer::create(name_, config));
-    raw_.emplace(name_);
+      : name_(std::move(name)),
+        max_record_bytes_((flags & 2U) != 0 ? 96 : std::size_t{64} << 10),
+        subpartition_((flags & 4U) != 0 ? 1 : 0) {
+    st::ChannelConfig chosen = config;
+    if (subpartition_ != 0) {
+      chosen.subpartitions = 2;
+      chosen.partitioner = st::Partitioner::kRoundRobin;
+      chosen.buffer_count = std::max<std::uint32_t>(chosen.buffer_count, 2);
+    }
+    producer_.emplace(st::Producer::create(name_, chosen));
+    raw_.emplace(name_, subpartition_);
     if ((flags & 1U) == 0) {
       consumer();
     }
@@ -350,7 +354,7 @@ class Session {
   st::Consumer* consumer() {
     if (!consumer_ && !consumer_failed_) {
       try {
-        consumer_.emplace(st::Consumer::open(name_));
+        consumer_.emplace(st::Consumer::open(name_, {.subpartition = subpartition_}));
       } catch (const shm::SetupError&) {
         consumer_failed_ = true;
       }
@@ -504,6 +508,7 @@ class Session {
 
   std::string name_;
   std::size_t max_record_bytes_;
+  std::uint32_t subpartition_;  // 1: a fan-out of two, read as subpartition 1
   // Declaration order is teardown order reversed: views and the reader go
   // before the consumer, the consumer before the producer.
   std::optional<st::Producer> producer_;
