@@ -191,7 +191,8 @@ class UnavailableSystem final : public System {
 };
 
 // huge_pages: every Sluice segment is created with HugePages::kRequired.
-std::unique_ptr<System> make_sluice(bool huge_pages);
+// plain: the "sluice-plain" row (write()/next() per record), not a peer.
+std::unique_ptr<System> make_sluice(bool huge_pages, bool plain = false);
 std::unique_ptr<System> make_iceoryx();
 std::unique_ptr<System> make_boost_mq();
 std::unique_ptr<System> make_pipe();

@@ -32,8 +32,8 @@ struct Options {
   bool quick = false;
   std::string json_path = "bench-results.json";
   int runs = 0;  // 0: 5 in a full run, 3 in a quick one
-  std::vector<std::string> systems = {"sluice",      "iceoryx", "boost-mq",    "pipe",
-                                      "unix-socket", "zeromq",  "no-transport"};
+  std::vector<std::string> systems = {"sluice", "iceoryx",     "boost-mq", "pipe",
+                                      "unix-socket", "zeromq", "no-transport", "sluice-plain"};
   std::vector<std::size_t> sizes = {8, 64, 1024, 65536, 1048576};
   std::uint64_t bytes_per_run = 0;  // 0: by mode
   std::uint64_t min_records = 0;
@@ -60,7 +60,9 @@ struct Options {
   --runs N             runs per system and size; the median is reported (default 5, quick 3)
   --systems LIST       comma-separated: sluice,iceoryx,boost-mq,pipe,unix-socket,zeromq,
                        no-transport (the work through bare shared buffers, no
-                       transport: a reference row, never a peer; default: all of them)
+                       transport: a reference row, never a peer), sluice-plain
+                       (Sluice's write()/next() per record: never a peer);
+                       default: all of them
   --sizes LIST         record sizes in bytes (default 8,64,1024,65536,1048576)
   --mib N              payload per run in MiB (default 256, quick 32)
   --min-records N      at least this many records per run (default 256, quick 64)
@@ -417,6 +419,9 @@ std::unique_ptr<System> make_system(const std::string& name, const Options& opti
   if (name == "sluice") {
     return make_sluice(options.huge_pages);
   }
+  if (name == "sluice-plain") {
+    return make_sluice(options.huge_pages, true);
+  }
   if (name == "iceoryx") {
     return make_iceoryx();
   }
@@ -620,7 +625,9 @@ std::vector<Target> judge(const std::vector<Row>& rows, const std::vector<Latenc
     const Row* best = nullptr;
     const Row* cheapest = nullptr;
     for (const Row& row : rows) {
-      if (row.size == size && row.system != "sluice" && !row.reference && usable(&row)) {
+      // Sluice's own rows (sluice-plain) are not peers.
+      if (row.size == size && row.system.rfind("sluice", 0) != 0 && !row.reference &&
+          usable(&row)) {
         if (best == nullptr || row.records_per_sec > best->records_per_sec) {
           best = &row;
         }
@@ -643,6 +650,14 @@ std::vector<Target> judge(const std::vector<Row>& rows, const std::vector<Latenc
         targets.push_back(judged("records/s " + bytes_label(size) + " >= 100x iceoryx", *ice, 100,
                                  format("%.1fx", ratio)));
       }
+    }
+    // The ordinary path a user writes first against the batch path.
+    const Row* plain = find_row(rows, "sluice-plain", size);
+    if (record_api && usable(plain)) {
+      const double ratio = plain->records_per_sec / sluice->records_per_sec;
+      targets.push_back({"records/s " + bytes_label(size) +
+                             " write()/next() >= 0.8x write_batch/read_batch",
+                         format("%.2fx", ratio), verdict(ratio >= 0.8)});
     }
     if (cheapest != nullptr) {
       const double ratio = sluice->cpu_per_million / cheapest->cpu_per_million;

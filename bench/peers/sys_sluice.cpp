@@ -3,6 +3,10 @@
 // commit; receive, check in place, release) for 64 KiB and 1 MiB records,
 // one record per buffer. Ping-pong: one channel each way, record API with
 // every record published in place at once (Publication::kEachRecordInPlace).
+// The "sluice-plain" row is the ordinary path a user writes first: write()
+// of a record filled in a private buffer, next() per record, at every size
+// (buffers large enough for one record above 1 KiB); not a peer, it shows
+// what the batch paths above are worth.
 
 #include <algorithm>
 #include <chrono>
@@ -71,13 +75,14 @@ st::Consumer open_consumer(const std::string& name) {
 
 class SluiceSystem final : public System {
  public:
-  explicit SluiceSystem(bool huge_pages) {
+  SluiceSystem(bool huge_pages, bool plain) : plain_(plain) {
     if (huge_pages) {
       create_options_.huge_pages = st::HugePages::kRequired;
     }
   }
 
-  [[nodiscard]] std::string name() const override { return "sluice"; }
+  [[nodiscard]] std::string name() const override { return plain_ ? "sluice-plain" : "sluice"; }
+  [[nodiscard]] bool has_ping() const override { return !plain_; }
 
   void prepare(const std::string& tag, bool /*ping*/) override { tag_ = tag; }
   void cleanup() override {
@@ -88,14 +93,18 @@ class SluiceSystem final : public System {
   }
 
   void produce(Link& link, const Work& work) override {
-    if (work.size <= kRecordApiMaxBytes) {
+    if (plain_) {
+      produce_plain(link, work);
+    } else if (work.size <= kRecordApiMaxBytes) {
       produce_records(link, work);
     } else {
       produce_buffers(link, work);
     }
   }
   void consume(Link& link, const Work& work) override {
-    if (work.size <= kRecordApiMaxBytes) {
+    if (plain_) {
+      consume_plain(link, work);
+    } else if (work.size <= kRecordApiMaxBytes) {
       consume_records(link, work);
     } else {
       consume_buffers(link, work);
@@ -241,14 +250,53 @@ class SluiceSystem final : public System {
     }
   }
 
+  [[nodiscard]] static st::ChannelConfig plain_config(std::size_t size) {
+    // Above 1 KiB, a buffer holds one record and its frame header, as the
+    // buffer API rows use one buffer per record.
+    return size <= kRecordApiMaxBytes ? st::ChannelConfig{} : buffer_api_config(size + 64);
+  }
+
+  void produce_plain(Link& link, const Work& work) {
+    st::Producer producer =
+        st::Producer::create(channel("x"), plain_config(work.size), create_options_);
+    std::vector<std::byte> record(work.size);
+    link.ready();
+    {
+      st::RecordWriter writer(producer);
+      for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
+        pattern::fill(record, sequence);
+        expect_ok(writer.write(record), "record", sequence);
+      }
+      expect_ok(writer.close(), "close", work.records);
+    }
+    link.done();
+  }
+
+  void consume_plain(Link& link, const Work& work) {
+    st::Consumer consumer = open_consumer(channel("x"));
+    link.ready();
+    st::RecordReader reader(consumer);
+    std::span<const std::byte> record;
+    for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
+      expect_ok(reader.next(record), "record", sequence);
+      check_record(record, work.size, sequence);
+    }
+    link.done();
+    const st::Status end = reader.next(record);
+    if (end != st::Status::kClosed) {
+      fail("after the last record: " + status_text(end) + " instead of closed");
+    }
+  }
+
+  bool plain_;
   std::string tag_;
   st::CreateOptions create_options_;
 };
 
 }  // namespace
 
-std::unique_ptr<System> make_sluice(bool huge_pages) {
-  return std::make_unique<SluiceSystem>(huge_pages);
+std::unique_ptr<System> make_sluice(bool huge_pages, bool plain) {
+  return std::make_unique<SluiceSystem>(huge_pages, plain);
 }
 
 }  // namespace cmp
