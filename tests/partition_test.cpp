@@ -26,6 +26,7 @@
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/ownership_check.hpp"
 #include "sluice/transport/partition_writer.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "test_support.hpp"
@@ -214,6 +215,12 @@ TEST(PartitionConfig, BadValuesAreRefusedWithAReason) {
   EXPECT_NE(st::config_problem(config).find("below the 3 subpartitions"), std::string::npos);
   config.buffer_count = 8;
   EXPECT_EQ(st::config_problem(config), "");
+  // Least-loaded writers hold a buffer per subpartition plus one that chooses.
+  config.partitioner = st::Partitioner::kLeastLoaded;
+  config.buffer_count = 3;
+  EXPECT_NE(st::config_problem(config).find("must exceed the 3 subpartitions"), std::string::npos);
+  config.buffer_count = 4;
+  EXPECT_EQ(st::config_problem(config), "");
 }
 
 TEST(PartitionConfig, BroadcastIsRefusedAtCreation) {
@@ -391,6 +398,76 @@ TEST(Partition, LeastLoadedDeliversEverythingOnceInIncreasingOrder) {
     EXPECT_EQ(consumer->wait(), 0);
   }
   EXPECT_TRUE(counts.wrong().empty());
+}
+
+// Records larger than one buffer (sequence number, then a pattern), each
+// checked whole by a consumer child; every fragment of a record must reach
+// the subpartition its first fragment went to.
+int read_large_records_to_end(const std::string& name, std::uint32_t s, SharedCounts& counts,
+                              std::size_t bytes) {
+  auto consumer = st::Consumer::open(name, subpartition(s));
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  std::uint64_t last = 0;
+  bool first = true;
+  for (;;) {
+    const st::Status status = reader.next_for(record, 30s);
+    if (status == st::Status::kClosed) {
+      return 0;
+    }
+    if (status != st::Status::kOk) {
+      std::fprintf(stderr, "subpartition %u: %s (%s)\n", s,
+                   std::string(st::to_string(status)).c_str(),
+                   reader.framing_error() != nullptr ? reader.framing_error() : "");
+      return 2;
+    }
+    const std::uint64_t seq = st::pattern::sequence_of(record);
+    if (record.size() != bytes || !st::pattern::body_matches(record, seq) ||
+        (!first && seq <= last)) {
+      return 1;
+    }
+    counts.see(seq);
+    first = false;
+    last = seq;
+  }
+}
+
+void large_records_through(st::Partitioner partitioner, std::uint32_t k, std::uint32_t buffers,
+                           std::size_t record_bytes, std::uint64_t n) {
+  ChannelGuard guard(unique_channel("large"));
+  SharedCounts counts(n);
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(k, partitioner, buffers, buffers / k));
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < k; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>(
+        [&, s] { return read_large_records_to_end(guard.name(), s, counts, record_bytes); }));
+  }
+  {
+    st::PartitionWriter writer(producer);
+    std::vector<std::byte> record(record_bytes);
+    for (std::uint64_t seq = 0; seq < n; ++seq) {
+      st::pattern::fill(record, seq);
+      ASSERT_EQ(writer.write(record), st::Status::kOk) << seq;
+    }
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  }
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(std::chrono::seconds(60)), 0);
+  }
+  EXPECT_TRUE(counts.wrong().empty());
+}
+
+TEST(Partition, LeastLoadedKeepsEveryFragmentOfALargeRecordOnOneSubpartition) {
+  // 700-byte records in 256-byte buffers: three fragments each.
+  large_records_through(st::Partitioner::kLeastLoaded, 3, 32, 700, 3000);
+}
+
+TEST(Partition, RoundRobinWithRecordsOfSeveralBuffersDoesNotWaitForever) {
+  // Records of about 4.5 buffers, four pinned writers, sixteen buffers: tails
+  // left in writers while readers hold the fragments before them would take
+  // the whole pool.
+  large_records_through(st::Partitioner::kRoundRobin, 4, 16, 1100, 2000);
 }
 
 // --- the cap ------------------------------------------------------------------

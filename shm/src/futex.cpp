@@ -75,10 +75,13 @@ FutexWaitResult futex_wait_any(std::span<const FutexWaitItem> items,
   switch (errno) {
     case EAGAIN: return FutexWaitResult::kValueChanged;
     case ETIMEDOUT: return FutexWaitResult::kTimedOut;
-    case ENOSYS:
+    case EINTR: return FutexWaitResult::kInterrupted;
+    default:
+      // ENOSYS (kernel before 5.16), or a sandbox refusing the call (EPERM):
+      // sleep in slices on one word instead of returning at once, so that a
+      // waiter that re-checks all its words never spins at full speed.
       return futex_wait(*items.front().word, items.front().expected,
                         std::min(timeout, kFallbackSlice));
-    default: return FutexWaitResult::kInterrupted;
   }
 }
 

@@ -56,6 +56,15 @@ std::string config_problem(const ChannelConfig& config) {
     return "buffer count " + std::to_string(config.buffer_count) + " is below the " +
            std::to_string(config.subpartitions) + " subpartitions (each needs a buffer of its own)";
   }
+  // Least-loaded: a PartitionWriter also keeps a writer per subpartition for
+  // keyed writes beside its unpinned one, K + 1 buffers held at once.
+  if (config.subpartitions > 1 && config.partitioner == Partitioner::kLeastLoaded &&
+      config.buffer_count <= config.subpartitions) {
+    return "buffer count " + std::to_string(config.buffer_count) + " must exceed the " +
+           std::to_string(config.subpartitions) +
+           " subpartitions of a least-loaded partition (one buffer per subpartition's writer and "
+           "one for the writer that chooses)";
+  }
   return {};
 }
 

@@ -151,7 +151,12 @@ Status RecordWriter::publish_reserved() noexcept {
 }
 
 Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
-  const Status status = producer_->acquire_until(current_, deadline, target_);
+  return start_buffer_for(deadline, target_);
+}
+
+Status RecordWriter::start_buffer_for(const Deadline& deadline,
+                                      std::uint32_t subpartition) noexcept {
+  const Status status = producer_->acquire_until(current_, deadline, subpartition);
   if (status != Status::kOk) {
     return status;
   }
@@ -235,13 +240,24 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
     cursor_ += frame::kHeaderBytes + chunk;
     rest = rest.subspan(chunk);
     if (!more) {
+      if (continuation != 0 && producer_->mapping().subpartitions() > 1) {
+        // The tail goes out now: its reader holds the record's earlier
+        // fragments until it comes, and with several readers sharing one
+        // pool, fragments held while tails wait in writers could take every
+        // buffer (a fan-out of pinned writers would then wait forever).
+        const Status status = after_append();
+        return status != Status::kOk ? status : flush();
+      }
       return after_append();  // counted in the buffer where it ends
     }
+    // A fan-out: every fragment goes where the first went.
+    const std::uint32_t same_subpartition = current_.subpartition();
     if (Status status = flush(); status != Status::kOk) {
       return status;
     }
     // Part of the record is out: finish it whatever the deadline.
-    if (Status status = start_buffer(Deadline::never()); status != Status::kOk) {
+    if (Status status = start_buffer_for(Deadline::never(), same_subpartition);
+        status != Status::kOk) {
       return status;
     }
     continuation = frame::kContinuation;

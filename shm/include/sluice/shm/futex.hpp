@@ -31,10 +31,10 @@ inline constexpr std::size_t kMaxFutexWaitItems = 128;
 // Sleeps while every item's word still holds its expected value, for at most
 // `timeout`: returns when any of them is woken or differs (kValueChanged at
 // once if one already differs). Linux 5.16+ futex_waitv, shared futexes (any
-// process mapping a word meets it). Where the kernel lacks futex_waitv, or
-// with more than kMaxFutexWaitItems items, it sleeps on the first word for
-// at most 1 ms, so callers that re-check their words stay correct, only
-// slower to wake.
+// process mapping a word meets it). Where the kernel lacks futex_waitv or
+// refuses it (a sandbox), or with more than kMaxFutexWaitItems items, it
+// sleeps on the first word for at most 1 ms, so callers that re-check their
+// words stay correct, only slower to wake.
 FutexWaitResult futex_wait_any(std::span<const FutexWaitItem> items,
                                std::chrono::nanoseconds timeout);
 

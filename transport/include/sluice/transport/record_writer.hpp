@@ -229,6 +229,8 @@ class RecordWriter {
   Status write_slow(std::span<const std::byte> record, const Deadline& deadline) noexcept;
   Status make_room(std::size_t needed) noexcept;
   Status start_buffer(const Deadline& deadline) noexcept;
+  // A buffer for `subpartition` (kAnySubpartition: the producer chooses).
+  Status start_buffer_for(const Deadline& deadline, std::uint32_t subpartition) noexcept;
   void drop_current_view() noexcept { cursor_ = limit_ = nullptr; }
 
   static constexpr std::uint64_t kMaxClockCheckInterval = 256;  // records between clock reads
