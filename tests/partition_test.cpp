@@ -799,13 +799,32 @@ TEST(PartitionHostile, FreedByAnotherSubpartitionIsCorruptForTheProducer) {
   for (int i = 0; i < 2; ++i) {
     ASSERT_EQ(commit_seq(producer, 0, 0, 0ns), st::Status::kOk);
   }
-  // Return ring 1 hands back buffer 0, which says "freed by 0": forged.
-  mapping.buffer_states()[0].store(st::state_word(st::BufferState::kFree, 0));
+  // Return ring 0 hands back buffer 0, which says "freed by 1": forged.
+  mapping.buffer_states()[0].store(st::state_word(st::BufferState::kFree, 1));
+  const auto tail = mapping.return_ring(0).tail.load();
+  mapping.return_slots(0)[tail & (mapping.config().ring_capacity - 1)].store(0);
+  mapping.return_ring(0).tail.store(tail + 1);
+  st::WritableBuffer buffer;
+  EXPECT_EQ(producer.acquire_until(buffer, st::Deadline::immediate(), 1), st::Status::kCorrupt);
+  EXPECT_NE(producer.corruption().find("not freed by its subpartition"), std::string::npos)
+      << producer.corruption();
+}
+
+TEST(PartitionHostile, AConsumerCannotGiveBackABufferSentToAnother) {
+  ChannelGuard guard(unique_channel("steal"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 2, 2));
+  const st::ChannelMapping& mapping = producer.mapping();
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(commit_seq(producer, 0, 0, 0ns), st::Status::kOk);  // both to subpartition 0
+  }
+  // Subpartition 1's consumer forges "freed by 1" on buffer 0, which
+  // subpartition 0 has queued, and pushes it on its own return ring.
+  mapping.buffer_states()[0].store(st::state_word(st::BufferState::kFree, 1));
   mapping.return_slots(1)[0].store(0);
   mapping.return_ring(1).tail.store(1);
   st::WritableBuffer buffer;
   EXPECT_EQ(producer.acquire_until(buffer, st::Deadline::immediate(), 1), st::Status::kCorrupt);
-  EXPECT_NE(producer.corruption().find("not freed by its subpartition"), std::string::npos)
+  EXPECT_NE(producer.corruption().find("sent to another subpartition"), std::string::npos)
       << producer.corruption();
 }
 

@@ -45,6 +45,7 @@ struct ProducerState {
         cap(subpartitions > 1 ? mapping.config().max_queued_buffers : UINT32_MAX) {
     abandoned.reserve(buffer_count);  // abandon() must not allocate
     held.assign(buffer_count, 0);
+    sent_to.assign(buffer_count, 0);  // every buffer starts free in return ring 0
     destination.assign(buffer_count, 0);
     parts.reserve(subpartitions);
     const std::uint64_t capacity = mapping.config().ring_capacity;
@@ -126,8 +127,11 @@ struct ProducerState {
     if (closed) {
       return Status::kClosed;
     }
+    // Chosen here, per attempt, only when the caller named none.
+    const bool pick = subpartitions > 1 && partitioner == Partitioner::kLeastLoaded &&
+                      target == kAnySubpartition;
     if (subpartitions > 1) {
-      if (partitioner == Partitioner::kLeastLoaded && target == kAnySubpartition) {
+      if (pick) {
         if (const Status status = pick_least_loaded(target); status != Status::kOk) {
           target = kAnySubpartition;
           return status;
@@ -146,7 +150,7 @@ struct ProducerState {
     if (taken == Status::kOk) {
       destination[index] = static_cast<std::uint8_t>(target);
       ++parts[target].writing;
-    } else if (partitioner == Partitioner::kLeastLoaded && subpartitions > 1) {
+    } else if (pick) {
       target = kAnySubpartition;  // chosen again on the next attempt
     }
     return taken;
@@ -179,6 +183,13 @@ struct ProducerState {
       if (held[index] != 0) {
         return mark_corrupt("return ring handed back a buffer this producer holds", index,
                             buffer_count);
+      }
+      // Only the subpartition it was sent to may give it back: in a fan-out
+      // another consumer could otherwise hand over a buffer its owner still reads.
+      if (sent_to[index] != s) {
+        return mark_corrupt("return ring handed back a buffer sent to another subpartition "
+                            "(that subpartition in value)",
+                            sent_to[index], s);
       }
       // Freed by this ring's own consumer, nothing else.
       const auto state = states[index].load(std::memory_order_relaxed);
@@ -220,6 +231,7 @@ struct ProducerState {
                           data_out.position(), mapping.config().ring_capacity);
     }
     held[index] = 0;
+    sent_to[index] = static_cast<std::uint8_t>(target);
     --parts[target].writing;
     return Status::kOk;
   }
@@ -452,6 +464,9 @@ struct ProducerState {
   std::vector<ProducerSubpartition> parts;
   std::vector<std::uint32_t> abandoned;   // dropped uncommitted; reused first
   std::vector<std::uint8_t> held;         // 1 while this producer owns the buffer (private)
+  // The subpartition each buffer was last sent to, the only one whose return
+  // ring may give it back (private; K <= 64 fits a byte).
+  std::vector<std::uint8_t> sent_to;
   std::vector<std::uint8_t> destination;  // subpartition each held buffer was acquired for
   std::uint32_t next_turn = 0;            // round-robin: the next buffer's subpartition
   std::uint32_t free_turn = 0;            // the return ring looked at first
