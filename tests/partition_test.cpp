@@ -810,6 +810,28 @@ TEST(PartitionHostile, FreedByAnotherSubpartitionIsCorruptForTheProducer) {
       << producer.corruption();
 }
 
+TEST(Partition, BuffersAConsumerHoldsWhileReadingCountAgainstItsCap) {
+  ChannelGuard guard(unique_channel("holdcap"));
+  auto producer =
+      st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 16, 3));
+  auto consumer0 = st::Consumer::open(guard.name(), subpartition(0));
+  // Subpartition 0 takes its three buffers off the ring and keeps them.
+  std::vector<st::ReadableBuffer> kept(3);
+  for (std::uint64_t i = 0; i < 3; ++i) {
+    ASSERT_EQ(commit_seq(producer, i, 0, 0ns), st::Status::kOk);
+    ASSERT_EQ(consumer0.try_receive(kept[i]), st::Status::kOk);
+  }
+  // Nothing is queued for it, yet it is at its cap: no fourth buffer.
+  EXPECT_EQ(queued_in(producer.mapping(), 0), 0U);
+  EXPECT_EQ(commit_seq(producer, 3, 0, 0ns), st::Status::kWouldBlock);
+  // The other subpartition is not held back.
+  EXPECT_EQ(commit_seq(producer, 4, 1, 0ns), st::Status::kOk);
+  // One returned: one more may go.
+  kept[0].reset();
+  EXPECT_EQ(commit_seq(producer, 3, 0, 0ns), st::Status::kOk);
+  EXPECT_EQ(commit_seq(producer, 5, 0, 0ns), st::Status::kWouldBlock);
+}
+
 TEST(PartitionHostile, AConsumerCannotGiveBackABufferSentToAnother) {
   ChannelGuard guard(unique_channel("steal"));
   auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 2, 2));

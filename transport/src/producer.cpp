@@ -23,6 +23,9 @@ struct ProducerSubpartition {
   RingWriter data_out;
   RingReader free_in;
   std::uint32_t writing = 0;   // buffers acquired for it and neither committed nor dropped
+  // Buffers sent to it and not yet taken back off its return ring: queued,
+  // being read, or returned and waiting in the ring (private).
+  std::uint64_t sent = 0;
   bool consumer_gone = false;  // least-loaded: its consumer was found dead at the last probe
   // Shadows of the block's producer counters (this producer is their only writer).
   std::uint64_t records = 0;
@@ -63,6 +66,7 @@ struct ProducerState {
       part.control->producer_counters.blocked_since_ns.store(0, std::memory_order_relaxed);
       parts.push_back(part);
     }
+    parts[0].sent = buffer_count;  // as if sent to 0 and returned: all start in its return ring
   }
 
   Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {
@@ -75,20 +79,27 @@ struct ProducerState {
     return Status::kCorrupt;
   }
 
-  // Buffers queued for subpartition `target` or being written for it, as the
-  // cap counts them; kCorrupt if its consumer moved the data-ring head
-  // impossibly. The cached head is tried first: it can only overstate.
+  // Buffers subpartition `target` holds, as the cap counts them: queued for
+  // it, being read by its consumer, or being written for it (what it sent
+  // back to its return ring no longer counts); kCorrupt if its consumer
+  // moved the return-ring tail impossibly or returned more than it was sent.
+  // The cached tail is tried first: it can only overstate.
   Status load_of(std::uint32_t target, std::uint64_t& load, bool exact) noexcept {
     ProducerSubpartition& part = parts[target];
-    load = part.data_out.unread_at_most() + part.writing;
-    if (!exact && load < cap) {
+    std::uint64_t returned = part.free_in.waiting_at_least();
+    if (!exact && returned <= part.sent && part.sent - returned + part.writing < cap) {
+      load = part.sent - returned + part.writing;
       return Status::kOk;
     }
-    std::uint64_t unread = 0;
-    if (part.data_out.unread(unread) != RingResult::kOk) {
-      return mark_corrupt("data ring head moved backwards or past the tail", target, subpartitions);
+    if (part.free_in.waiting(returned) != RingResult::kOk) {
+      return mark_corrupt("return ring index moved backwards or past its capacity", target,
+                          subpartitions);
     }
-    load = unread + part.writing;
+    if (returned > part.sent) {
+      return mark_corrupt("return ring holds more buffers than were sent to its subpartition",
+                          returned, part.sent);
+    }
+    load = part.sent - returned + part.writing;
     return Status::kOk;
   }
 
@@ -120,7 +131,8 @@ struct ProducerState {
 
   // Takes a free buffer for subpartition `target` (kAnySubpartition: the
   // least-loaded one), if the target is below its cap.
-  Status take_free_buffer(std::uint32_t& index, std::uint32_t& target) noexcept {
+  Status take_free_buffer(std::uint32_t& index, std::uint32_t& target,
+                          bool overdraft = false) noexcept {
     if (corruption.found()) {
       return Status::kCorrupt;
     }
@@ -136,7 +148,7 @@ struct ProducerState {
           target = kAnySubpartition;
           return status;
         }
-      } else {
+      } else if (!overdraft) {
         std::uint64_t load = 0;
         if (const Status status = load_of(target, load, false); status != Status::kOk) {
           return status;
@@ -203,7 +215,12 @@ struct ProducerState {
       // never finds this buffer neither in the ring nor marked as ours.
       states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
                           std::memory_order_relaxed);
+      if (parts[s].sent == 0) {
+        return mark_corrupt("return ring handed back more buffers than were sent to it", s,
+                            subpartitions);
+      }
       free_in.advance();
+      --parts[s].sent;
       free_turn = s + 1 == subpartitions ? 0 : s + 1;
       return Status::kOk;
     }
@@ -232,6 +249,7 @@ struct ProducerState {
     }
     held[index] = 0;
     sent_to[index] = static_cast<std::uint8_t>(target);
+    ++parts[target].sent;
     --parts[target].writing;
     return Status::kOk;
   }
@@ -574,7 +592,7 @@ Status Producer::acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeo
 }
 
 Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline,
-                               std::uint32_t subpartition) noexcept {
+                               std::uint32_t subpartition, CapUse cap_use) noexcept {
   ProducerState& s = *state_;
   if (subpartition != kAnySubpartition && subpartition >= s.subpartitions) {
     return Status::kInvalidArgument;
@@ -592,7 +610,10 @@ Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline,
   }
   const std::uint32_t wanted = target;
   std::uint32_t index = 0;
-  auto attempt = [&s, &index, &target] { return s.take_free_buffer(index, target); };
+  const bool overdraft = cap_use == CapUse::kOverdraft && subpartition != kAnySubpartition;
+  auto attempt = [&s, &index, &target, overdraft] {
+    return s.take_free_buffer(index, target, overdraft);
+  };
   Status status;
   if (deadline.is_immediate()) {
     status = attempt();

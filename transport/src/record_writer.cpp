@@ -154,9 +154,9 @@ Status RecordWriter::start_buffer(const Deadline& deadline) noexcept {
   return start_buffer_for(deadline, target_);
 }
 
-Status RecordWriter::start_buffer_for(const Deadline& deadline,
-                                      std::uint32_t subpartition) noexcept {
-  const Status status = producer_->acquire_until(current_, deadline, subpartition);
+Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t subpartition,
+                                      CapUse cap_use) noexcept {
+  const Status status = producer_->acquire_until(current_, deadline, subpartition, cap_use);
   if (status != Status::kOk) {
     return status;
   }
@@ -256,7 +256,8 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
       return status;
     }
     // Part of the record is out: finish it whatever the deadline.
-    if (Status status = start_buffer_for(Deadline::never(), same_subpartition);
+    if (Status status =
+            start_buffer_for(Deadline::never(), same_subpartition, CapUse::kOverdraft);
         status != Status::kOk) {
       return status;
     }

@@ -18,6 +18,12 @@ namespace sluice::transport {
 // "No subpartition named": the channel's partitioner chooses (acquire_until).
 inline constexpr std::uint32_t kAnySubpartition = UINT32_MAX;
 
+// Whether an acquire in a fan-out respects the subpartition's cap. A record
+// that spans buffers finishes on overdraft (Flink's overdraft buffers): once
+// its first fragment is out, the rest may go past the cap, bounded by the
+// pool, since its reader holds the earlier fragments until the record is whole.
+enum class CapUse : std::uint8_t { kWithinCap, kOverdraft };
+
 // What a producer's blocking calls do when the consumer goes away.
 enum class ConsumerLoss : std::uint8_t {
   kReturnPeerDied,      // return kPeerDied (default)
@@ -61,14 +67,16 @@ class Producer {
   // fewest buffers queued or being written whose consumer is alive or never
   // came; `subpartition` names one instead (kInvalidArgument if there is no
   // such subpartition). A buffer is handed out only while its subpartition
-  // holds fewer than max_queued_buffers queued or being written; otherwise
-  // the call waits as for a free buffer. kPeerDied when the consumer of the
+  // holds fewer than max_queued_buffers (queued for it, being read by its
+  // consumer or being written for it), unless `cap_use` is kOverdraft;
+  // otherwise the call waits as for a free buffer. kPeerDied when the consumer of the
   // chosen subpartition is gone (least-loaded: when every consumer is).
   Status try_acquire(WritableBuffer& out) noexcept;
   Status acquire(WritableBuffer& out) noexcept;
   Status acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeout) noexcept;
   Status acquire_until(WritableBuffer& out, const Deadline& deadline,
-                       std::uint32_t subpartition = kAnySubpartition) noexcept;
+                       std::uint32_t subpartition = kAnySubpartition,
+                       CapUse cap_use = CapUse::kWithinCap) noexcept;
 
   // Hands the first `bytes` bytes of `buffer` to the consumer. Committing 0
   // bytes gives the buffer back to the pool; the consumer never sees it.

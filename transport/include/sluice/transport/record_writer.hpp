@@ -230,7 +230,8 @@ class RecordWriter {
   Status make_room(std::size_t needed) noexcept;
   Status start_buffer(const Deadline& deadline) noexcept;
   // A buffer for `subpartition` (kAnySubpartition: the producer chooses).
-  Status start_buffer_for(const Deadline& deadline, std::uint32_t subpartition) noexcept;
+  Status start_buffer_for(const Deadline& deadline, std::uint32_t subpartition,
+                          CapUse cap_use = CapUse::kWithinCap) noexcept;
   void drop_current_view() noexcept { cursor_ = limit_ = nullptr; }
 
   static constexpr std::uint64_t kMaxClockCheckInterval = 256;  // records between clock reads

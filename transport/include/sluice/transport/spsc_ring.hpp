@@ -131,6 +131,15 @@ class RingReader {
 
   [[nodiscard]] std::uint64_t position() const noexcept { return head_; }
 
+  // Values waiting, as last seen (never more than there are), and as the
+  // shared tail says now (kCorrupt if it moved impossibly).
+  [[nodiscard]] std::uint64_t waiting_at_least() const noexcept { return tail_cache_ - head_; }
+  RingResult waiting(std::uint64_t& count) noexcept {
+    const RingResult refreshed = refresh();
+    count = tail_cache_ - head_;
+    return refreshed == RingResult::kCorrupt ? refreshed : RingResult::kOk;
+  }
+
  private:
   RingResult refresh() noexcept {
     const std::uint64_t tail = indices_->tail.load(std::memory_order_acquire);
