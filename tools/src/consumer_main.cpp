@@ -210,23 +210,28 @@ int main(int argc, char** argv) {
     // record, goes through the full tally.
     std::uint64_t next = 0;      // tally.expected_next while the fast path runs
     std::uint64_t in_order = 0;  // records taken by the fast path, not yet in the tally
-    const auto on_record = [&](std::span<const std::byte> record) {
-      if (record.size() == size && tally.first_seq.has_value() &&
-          st::pattern::sequence_of(record) == next &&
+    bool first_seen = false;
+    // Out of line, so that the per-record check below stays inline in read_batch's loop.
+    const auto unexpected = [&](std::span<const std::byte> record) __attribute__((noinline)) {
+      if (!started) {  // time from the first record, not from waiting for the producer
+        started = true;
+        progress.start();
+        pacer.start(sluice::tools::Pacer::Clock::now());
+      }
+      tally.received += in_order;
+      tally.expected_next = next;
+      in_order = 0;
+      (void)tally.observe(record);
+      next = tally.expected_next;
+      first_seen = tally.first_seq.has_value();
+    };
+    const auto on_record = [&](std::span<const std::byte> record) __attribute__((always_inline)) {
+      if (record.size() == size && first_seen && st::pattern::sequence_of(record) == next &&
           st::pattern::body_matches(record, next)) [[likely]] {
         ++next;
         ++in_order;
       } else {
-        if (!started) {  // time from the first record, not from waiting for the producer
-          started = true;
-          progress.start();
-          pacer.start(sluice::tools::Pacer::Clock::now());
-        }
-        tally.received += in_order;
-        tally.expected_next = next;
-        in_order = 0;
-        (void)tally.observe(record);
-        next = tally.expected_next;
+        unexpected(record);
       }
       if (next >= wanted) {
         return false;
