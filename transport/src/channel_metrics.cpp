@@ -17,7 +17,8 @@ std::uint64_t with_ongoing_wait(std::uint64_t finished_ns, std::uint64_t since_n
   return finished_ns + (since_ns != 0 && since_ns < now_ns ? now_ns - since_ns : 0);
 }
 
-EndpointInfo read_endpoint(const ChannelMapping& mapping, const EndpointRecord& record, Role role) {
+EndpointInfo read_endpoint(const ChannelMapping& mapping, const EndpointRecord& record, Role role,
+                           std::uint32_t subpartition) {
   EndpointInfo info;
   const auto state = record.state.load(std::memory_order_acquire);
   info.state = state <= static_cast<std::uint32_t>(EndpointState::kDetached)
@@ -26,7 +27,7 @@ EndpointInfo read_endpoint(const ChannelMapping& mapping, const EndpointRecord& 
   info.pid = record.pid.load(std::memory_order_relaxed);
   info.start_ticks = record.start_ticks.load(std::memory_order_relaxed);
   info.attach_count = record.attach_count.load(std::memory_order_relaxed);
-  info.alive = mapping.probe_role(role) == sluice::shm::LockProbe::kHeld;
+  info.alive = mapping.probe_role(role, subpartition) == sluice::shm::LockProbe::kHeld;
   return info;
 }
 
@@ -48,9 +49,16 @@ ChannelObserver::ChannelObserver(std::string_view name)
     : mapping_(ChannelMapping::open(name, {})) {}
 
 ChannelSnapshot ChannelObserver::snapshot() const noexcept {
+  return snapshot(mapping_.subpartition());
+}
+
+ChannelSnapshot ChannelObserver::snapshot(std::uint32_t subpartition) const noexcept {
   ChannelSnapshot s;
-  const ChannelControl& control = mapping_.control();
   s.taken_ns = steady_now_ns();
+  if (subpartition >= mapping_.subpartitions()) {  // the count is from the validated private copy
+    return s;
+  }
+  const ChannelControl& control = mapping_.control(subpartition);
   const ProducerCounters& p = control.producer_counters;
   s.produced = {p.records.load(std::memory_order_relaxed), p.bytes.load(std::memory_order_relaxed),
                 p.buffers.load(std::memory_order_relaxed),
@@ -79,8 +87,8 @@ ChannelSnapshot ChannelObserver::snapshot() const noexcept {
     }
   }
   s.closed = control.stream.closed.load(std::memory_order_acquire) != 0;
-  s.producer = read_endpoint(mapping_, control.producer, Role::kProducer);
-  s.consumer = read_endpoint(mapping_, control.consumer, Role::kConsumer);
+  s.producer = read_endpoint(mapping_, control.producer, Role::kProducer, subpartition);
+  s.consumer = read_endpoint(mapping_, control.consumer, Role::kConsumer, subpartition);
   return s;
 }
 
