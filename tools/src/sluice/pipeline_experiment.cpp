@@ -228,11 +228,13 @@ Window window_between(const Sample& a, const Sample& b) {
   Window w;
   const double seconds =
       static_cast<double>(b.source[0].taken_ns - std::min(b.source[0].taken_ns, a.source[0].taken_ns)) / 1e9;
+  double source_blocked = 0;
   double sink_idle = 0;
   for (std::size_t i = 0; i < 2; ++i) {
     w.source += per_second(a.source[i].produced.records, b.source[i].produced.records, seconds);
-    // One thread waits for one subpartition at a time: the waits add up.
-    w.source_blocked += ms_per_second(a.source[i].produced.waited_ns, b.source[i].produced.waited_ns, seconds);
+    // A fan-out producer counts each wait in every subpartition's block: the
+    // largest is its blocked time (they differ only by a wait in progress).
+    source_blocked = std::max(source_blocked, ms_per_second(a.source[i].produced.waited_ns, b.source[i].produced.waited_ns, seconds));
     w.worker_in[i] = per_second(a.source[i].consumed.records, b.source[i].consumed.records, seconds);
     w.worker_idle[i] = ms_per_second(a.source[i].consumed.waited_ns, b.source[i].consumed.waited_ns, seconds);
     w.worker_out[i] = per_second(a.output[i].produced.records, b.output[i].produced.records, seconds);
@@ -242,7 +244,7 @@ Window window_between(const Sample& a, const Sample& b) {
     // larger is the time both were empty (a lower bound, see "Stages").
     sink_idle = std::max(sink_idle, ms_per_second(a.output[i].consumed.waited_ns, b.output[i].consumed.waited_ns, seconds));
   }
-  w.source_blocked = std::min(w.source_blocked, 1000.0);
+  w.source_blocked = source_blocked;
   w.sink_idle = sink_idle;
   return w;
 }
@@ -414,7 +416,7 @@ std::string percent_text(double percent) {
 std::string throttle_text(const Phase& p) {
   std::string text;
   const auto add = [&](const char* who, double percent) {
-    if (percent > 0) text += (text.empty() ? "" : ", ") + std::string(who) + " " + percent_text(percent);
+    if (percent > 0) text += (text.empty() ? "" : " + ") + std::string(who) + " " + percent_text(percent);
   };
   add("source", p.source_percent);
   add("worker 1", p.worker1_percent);
@@ -503,16 +505,15 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
 
 // Seconds from `boundary` to the end of the first window from which the
 // source stays within 10% of `level` for the rest of the phase: an upper
-// bound at the window's resolution.
-std::optional<double> reaction(const std::vector<Window>& windows, std::size_t phase, double boundary,
-                               double level) {
-  std::optional<double> settled;
+// bound at the window's resolution. Negative when it never settles.
+double reaction(const std::vector<Window>& windows, std::size_t phase, double boundary, double level) {
+  double settled = -1;
   for (const Window& w : windows) {
     if (w.phase != phase || w.end <= boundary) continue;
-    if (within(w.source, level, 0.10)) {
-      if (!settled) settled = w.end - boundary;
-    } else {
-      settled.reset();
+    if (!within(w.source, level, 0.10)) {
+      settled = -1;
+    } else if (settled < 0) {
+      settled = w.end - boundary;
     }
   }
   return settled;
@@ -546,12 +547,10 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
     all_following = all_following && follow == windows;
     const double boundary = phase_seconds * static_cast<double>(i);
     const bool changed = i > 0 && throttle_text(plan.phases[i]) != throttle_text(plan.phases[i - 1]);
-    const std::optional<double> react =
-        changed && !source.empty() ? reaction(run.windows, i, boundary, median(source)) : std::nullopt;
+    const double react = changed && !source.empty() ? reaction(run.windows, i, boundary, median(source)) : -1;
     char react_text[32] = "-";
     if (changed) {
-      if (react) std::snprintf(react_text, sizeof(react_text), "%.2f", *react);
-      else std::snprintf(react_text, sizeof(react_text), "not settled");
+      std::snprintf(react_text, sizeof(react_text), react >= 0 ? "%.2f" : "not settled", react);
     }
     std::printf("| %zu | %s | %.0f | %.0f | %.0f | %.0f | %d of %d | %s |\n", i + 1,
                 throttle_text(plan.phases[i]).c_str(), 100 * median(source) / top, 100 * median(w0) / top,
@@ -566,9 +565,8 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
         .add("windows", static_cast<std::uint64_t>(windows))
         .add("windows_following", static_cast<std::uint64_t>(follow))
         .add("every_stage_within_10_percent_of_sink", follow == windows);
-    if (react.has_value()) {
-      const double seconds = react.value_or(0.0);
-      phase.add("reaction_seconds", seconds);
+    if (react >= 0) {
+      phase.add("reaction_seconds", react);
     } else {
       phase.add_null("reaction_seconds");
     }
