@@ -544,7 +544,8 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
       ++windows;
       follow += following(w) ? 1 : 0;
     }
-    all_following = all_following && follow == windows;
+    const bool judged = windows > 0 && follow == windows;  // a phase the run never reached fails
+    all_following = all_following && judged;
     const double boundary = phase_seconds * static_cast<double>(i);
     const bool changed = i > 0 && throttle_text(plan.phases[i]) != throttle_text(plan.phases[i - 1]);
     const double react = changed && !source.empty() ? reaction(run.windows, i, boundary, median(source)) : -1;
@@ -564,7 +565,7 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
         .add("sink_records_per_sec", median(sink))
         .add("windows", static_cast<std::uint64_t>(windows))
         .add("windows_following", static_cast<std::uint64_t>(follow))
-        .add("every_stage_within_10_percent_of_sink", follow == windows);
+        .add("every_stage_within_10_percent_of_sink", judged);
     if (react >= 0) {
       phase.add("reaction_seconds", react);
     } else {
@@ -579,7 +580,7 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
               static_cast<unsigned long long>(run.corrupt), run.sink_ok ? "ok" : "FAILED");
   std::printf("backpressure: %s\n", all_following
                                         ? "every stage followed the sink in every window after each phase's first"
-                                        : "some windows had a stage more than 10% away from the sink (see the table)");
+                                        : "not every stage followed the sink in every window (see the table)");
   JsonLine out;
   out.add("run", plan.name)
       .add("partition", plan.partition)
@@ -595,19 +596,24 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
   return out.str();
 }
 
-// Records for a run to last about its phases when the unthrottled pipeline
-// runs at `top`; the last phase's rate continues, so a slower machine only
-// makes the last phase longer.
-std::uint64_t records_for(const std::vector<Phase>& phases, double seconds, double top) {
+// Records for a run to last at least its phases: the phases at their
+// expected rates, with room for a machine that runs faster than it did during
+// the calibration. The last phase's rate continues, so a slower machine, or
+// the room, only makes the last phase longer.
+std::uint64_t records_for(const RunPlan& plan, double seconds, double top) {
   double records = 0;
-  for (const Phase& p : phases) {
+  for (const Phase& p : plan.phases) {
     double rate = top;
     if (p.source_percent > 0) rate = std::min(rate, top * p.source_percent / 100);
     if (p.sink_percent > 0) rate = std::min(rate, top * p.sink_percent / 100);
-    if (p.worker1_percent > 0) rate = std::min(rate, top * p.worker1_percent / 100);  // round-robin: 2 x (top/2 x W%)
+    // Round-robin gives the slow worker every other record: 2 x (top / 2 x W%).
+    // Least-loaded routes around it and may keep the top speed.
+    if (p.worker1_percent > 0 && plan.partition == "round-robin") {
+      rate = std::min(rate, top * p.worker1_percent / 100);
+    }
     records += rate * seconds;
   }
-  return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(records));
+  return std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(1.3 * records));
 }
 
 Settings parse(int argc, char** argv) {
@@ -687,7 +693,7 @@ int run_pipeline_experiment(int argc, char** argv) {
     std::printf("\nrunning %s: %zu phases of %.1f s...\n", plan.title.c_str(), plan.phases.size(), s.phase_seconds);
     std::fflush(stdout);
     const Outcome run = run_pipeline(s, plan.name, plan.partition, plan.phases, s.phase_seconds, top,
-                                     records_for(plan.phases, s.phase_seconds, top));
+                                     records_for(plan, s.phase_seconds, top));
     const auto csv = s.out / ("pipeline-" + plan.name + ".csv");
     const auto svg = s.out / ("pipeline-" + plan.name + ".svg");
     const auto png = s.out / ("pipeline-" + plan.name + ".png");
