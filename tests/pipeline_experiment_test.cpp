@@ -38,8 +38,9 @@ std::vector<std::string> lines_of(const std::string& text) {
 
 TEST(PipelineExperiment, ShortRunWritesEveryOutputAndLosesNothing) {
   const std::string out = "/tmp/" + unique_channel("pipeline-experiment");
-  const auto run = run_tool(tool("sluice") + " experiment --pipeline --phase-seconds 1 --window 0.25 " +
-                            "--calibrate-seconds 0.5 --out " + out);
+  const auto run =
+      run_tool(tool("sluice") + " experiment --pipeline --phase-seconds 1 --window 0.25 " +
+               "--calibrate-seconds 0.5 --out " + out);
   ASSERT_EQ(run.status, 0) << run.out;
   // One line per run: the sink's --union check held and counted every record.
   EXPECT_EQ(count_of(run.out, " 0 lost, 0 duplicated, 0 corrupt (sink's --union check ok)"), 3U)
@@ -64,12 +65,13 @@ TEST(PipelineExperiment, ShortRunWritesEveryOutputAndLosesNothing) {
   }
 
   const std::string summary = read_file(out + "/pipeline-summary.json");
-  for (const char* key : {"\"top_records_per_sec\":", "\"reaction_resolution_seconds\":", "\"runs\":[",
-                          "\"run\":\"sink\"", "\"run\":\"worker-rr\"", "\"run\":\"worker-ll\"",
-                          "\"partition\":\"least-loaded\"", "\"every_stage_followed\":",
-                          "\"source_records_per_sec\":", "\"worker0_records_per_sec\":",
-                          "\"worker1_records_per_sec\":", "\"sink_records_per_sec\":",
-                          "\"every_stage_within_10_percent_of_sink\":", "\"reaction_seconds\":"}) {
+  for (const char* key :
+       {"\"top_records_per_sec\":", "\"reaction_resolution_seconds\":", "\"runs\":[",
+        "\"run\":\"sink\"", "\"run\":\"worker-rr\"", "\"run\":\"worker-ll\"",
+        "\"partition\":\"least-loaded\"",
+        "\"every_stage_followed\":", "\"source_records_per_sec\":", "\"worker0_records_per_sec\":",
+        "\"worker1_records_per_sec\":", "\"sink_records_per_sec\":",
+        "\"every_stage_within_10_percent_of_sink\":", "\"reaction_seconds\":"}) {
     EXPECT_NE(summary.find(key), std::string::npos) << key << " in " << summary;
   }
   EXPECT_EQ(count_of(summary, "\"lost\":0,"), 3U) << summary;
@@ -83,7 +85,8 @@ TEST(PipelineExperiment, BadArgumentsExit2AndThePlainExperimentIsUnchanged) {
   EXPECT_EQ(bad.status, 2) << bad.out;
   const auto help = run_tool(tool("sluice") + " experiment --pipeline --help");
   EXPECT_EQ(help.status, 0);
-  EXPECT_NE(help.out.find("usage: sluice experiment --pipeline [options]"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("usage: sluice experiment --pipeline [options]"), std::string::npos)
+      << help.out;
   const auto plain = run_tool(tool("sluice") + " experiment --help");
   EXPECT_EQ(plain.status, 0);
   EXPECT_NE(plain.out.find("usage: sluice experiment [options]"), std::string::npos) << plain.out;

@@ -70,13 +70,13 @@ constexpr const char* kPipelineUsage =
 
 struct Phase {
   std::string label;
-  double source_percent = 0;  // 0 = unthrottled; % of the top speed
+  double source_percent = 0;   // 0 = unthrottled; % of the top speed
   double worker1_percent = 0;  // % of the top speed per worker (top / 2)
   double sink_percent = 0;
 };
 
 struct RunPlan {
-  std::string name;       // file names: pipeline-NAME.*
+  std::string name;  // file names: pipeline-NAME.*
   std::string title;
   std::string partition;  // round-robin or least-loaded
   std::vector<Phase> phases;
@@ -117,7 +117,7 @@ struct Outcome {
   std::uint64_t lost = 0;
   std::uint64_t duplicated = 0;
   std::uint64_t corrupt = 0;
-  double seconds = 0;  // from the source's start to the sink's end
+  double seconds = 0;               // from the source's start to the sink's end
   double sink_records_per_sec = 0;  // the sink's own measure, first record to last
   std::string problem;
 };
@@ -156,8 +156,8 @@ pid_t start_program(const std::vector<std::string>& argv, const std::filesystem:
   return pid;
 }
 
-std::string schedule_text(const std::vector<Phase>& phases, double seconds,
-                          double Phase::*percent, double full) {
+std::string schedule_text(const std::vector<Phase>& phases, double seconds, double Phase::*percent,
+                          double full) {
   std::string text;
   for (const Phase& phase : phases) {
     const double rate = phase.*percent > 0 ? full * phase.*percent / 100.0 : 0.0;
@@ -226,23 +226,31 @@ Sample take(const st::ChannelObserver& s, const st::ChannelObserver& w0,
 
 Window window_between(const Sample& a, const Sample& b) {
   Window w;
-  const double seconds =
-      static_cast<double>(b.source[0].taken_ns - std::min(b.source[0].taken_ns, a.source[0].taken_ns)) / 1e9;
+  const double seconds = static_cast<double>(b.source[0].taken_ns -
+                                             std::min(b.source[0].taken_ns, a.source[0].taken_ns)) /
+                         1e9;
   double source_blocked = 0;
   double sink_idle = 0;
   for (std::size_t i = 0; i < 2; ++i) {
     w.source += per_second(a.source[i].produced.records, b.source[i].produced.records, seconds);
     // A fan-out producer counts each wait in every subpartition's block: the
     // largest is its blocked time (they differ only by a wait in progress).
-    source_blocked = std::max(source_blocked, ms_per_second(a.source[i].produced.waited_ns, b.source[i].produced.waited_ns, seconds));
-    w.worker_in[i] = per_second(a.source[i].consumed.records, b.source[i].consumed.records, seconds);
-    w.worker_idle[i] = ms_per_second(a.source[i].consumed.waited_ns, b.source[i].consumed.waited_ns, seconds);
-    w.worker_out[i] = per_second(a.output[i].produced.records, b.output[i].produced.records, seconds);
-    w.worker_blocked[i] = ms_per_second(a.output[i].produced.waited_ns, b.output[i].produced.waited_ns, seconds);
+    source_blocked = std::max(
+        source_blocked,
+        ms_per_second(a.source[i].produced.waited_ns, b.source[i].produced.waited_ns, seconds));
+    w.worker_in[i] =
+        per_second(a.source[i].consumed.records, b.source[i].consumed.records, seconds);
+    w.worker_idle[i] =
+        ms_per_second(a.source[i].consumed.waited_ns, b.source[i].consumed.waited_ns, seconds);
+    w.worker_out[i] =
+        per_second(a.output[i].produced.records, b.output[i].produced.records, seconds);
+    w.worker_blocked[i] =
+        ms_per_second(a.output[i].produced.waited_ns, b.output[i].produced.waited_ns, seconds);
     w.sink += per_second(a.output[i].consumed.records, b.output[i].consumed.records, seconds);
     // The gate waits on both inputs at once and counts the wait in each: the
     // larger is the time both were empty (a lower bound, see "Stages").
-    sink_idle = std::max(sink_idle, ms_per_second(a.output[i].consumed.waited_ns, b.output[i].consumed.waited_ns, seconds));
+    sink_idle = std::max(sink_idle, ms_per_second(a.output[i].consumed.waited_ns,
+                                                  b.output[i].consumed.waited_ns, seconds));
   }
   w.source_blocked = source_blocked;
   w.sink_idle = sink_idle;
@@ -264,27 +272,54 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
   const std::filesystem::path dir = programs_dir();
   const std::string n = std::to_string(records);
   const std::string size = std::to_string(s.size);
-  const auto log = [&](const char* stage) { return s.out / ("pipeline-" + tag + "-" + stage + ".log"); };
+  const auto log = [&](const char* stage) {
+    return s.out / ("pipeline-" + tag + "-" + stage + ".log");
+  };
 
-  std::vector<std::string> sink = {(dir / "sluice-consumer").string(), "--channel",
-                                   outputs[0] + "," + outputs[1], "--union", "--records", n,
-                                   "--size", size, "--json", "--wait", "30"};
+  std::vector<std::string> sink = {(dir / "sluice-consumer").string(),
+                                   "--channel",
+                                   outputs[0] + "," + outputs[1],
+                                   "--union",
+                                   "--records",
+                                   n,
+                                   "--size",
+                                   size,
+                                   "--json",
+                                   "--wait",
+                                   "30"};
   if (has_throttle(phases, &Phase::sink_percent)) {
     sink.push_back("--rate-schedule");
     sink.push_back(schedule_text(phases, phase_seconds, &Phase::sink_percent, top));
   }
   std::array<std::vector<std::string>, 2> workers;
   for (std::size_t i = 0; i < 2; ++i) {
-    workers[i] = {(dir / "sluice-relay").string(), "--from", source + ":" + std::to_string(i),
-                  "--to", outputs[i], "--json", "--wait", "30"};
+    workers[i] = {(dir / "sluice-relay").string(),
+                  "--from",
+                  source + ":" + std::to_string(i),
+                  "--to",
+                  outputs[i],
+                  "--json",
+                  "--wait",
+                  "30"};
   }
   if (has_throttle(phases, &Phase::worker1_percent)) {
     workers[1].push_back("--rate-schedule");
     workers[1].push_back(schedule_text(phases, phase_seconds, &Phase::worker1_percent, top / 2));
   }
-  std::vector<std::string> producer = {(dir / "sluice-producer").string(), "--channel", source,
-                                       "--consumers", "2", "--partition", partition,
-                                       "--records", n, "--size", size, "--json", "--wait", "30"};
+  std::vector<std::string> producer = {(dir / "sluice-producer").string(),
+                                       "--channel",
+                                       source,
+                                       "--consumers",
+                                       "2",
+                                       "--partition",
+                                       partition,
+                                       "--records",
+                                       n,
+                                       "--size",
+                                       size,
+                                       "--json",
+                                       "--wait",
+                                       "30"};
   if (has_throttle(phases, &Phase::source_percent)) {
     producer.push_back("--rate-schedule");
     producer.push_back(schedule_text(phases, phase_seconds, &Phase::source_percent, top));
@@ -308,7 +343,9 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
       }
     }
   };
-  const auto all_done = [&] { return std::all_of(done.begin(), done.end(), [](bool d) { return d; }); };
+  const auto all_done = [&] {
+    return std::all_of(done.begin(), done.end(), [](bool d) { return d; });
+  };
 
   const double planned = phase_seconds * static_cast<double>(phases.size());
   const auto give_up = start + std::chrono::duration_cast<Clock::duration>(
@@ -320,7 +357,8 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
   if (s_obs && w0_obs && w1_obs) {
     Sample before = take(*s_obs, *w0_obs, *w1_obs);
     bool flowing = false;  // windows before the first record are start-up, not the run
-    const auto step = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.window));
+    const auto step =
+        std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.window));
     const double start_ns = static_cast<double>(start.time_since_epoch().count());
     for (auto next = Clock::now() + step; Clock::now() < give_up; next += step) {
       std::this_thread::sleep_until(next);
@@ -329,7 +367,8 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
       Window w = window_between(before, after);
       w.start = (static_cast<double>(before.source[0].taken_ns) - start_ns) / 1e9;
       w.end = (static_cast<double>(after.source[0].taken_ns) - start_ns) / 1e9;
-      w.phase = std::min(phases.size() - 1, static_cast<std::size_t>(std::max(0.0, w.start + 1e-9) / phase_seconds));
+      w.phase = std::min(phases.size() - 1,
+                         static_cast<std::size_t>(std::max(0.0, w.start + 1e-9) / phase_seconds));
       flowing = flowing || w.source > 0 || w.sink > 0;
       if (flowing) {
         result.windows.push_back(w);
@@ -363,20 +402,28 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
     if (statuses[i] != 0) {
       result.children_ok = false;
       if (result.problem.empty()) {
-        result.problem = std::string(names[i]) + " exited with status " + std::to_string(statuses[i]) +
-                         " (see " + log(i == 0 ? "sink" : i == 1 ? "worker0" : i == 2 ? "worker1" : "source").string() + ")";
+        result.problem = std::string(names[i]) + " exited with status " +
+                         std::to_string(statuses[i]) + " (see " +
+                         log(i == 0   ? "sink"
+                             : i == 1 ? "worker0"
+                             : i == 2 ? "worker1"
+                                      : "source")
+                             .string() +
+                         ")";
       }
     }
   }
   const std::string summary = sink_summary(log("sink"));
   result.sink_ok = summary.find("\"ok\":true") != std::string::npos;
   result.received = static_cast<std::uint64_t>(json_number(summary, "records").value_or(0));
-  result.lost = static_cast<std::uint64_t>(json_number(summary, "lost").value_or(static_cast<double>(records)));
+  result.lost = static_cast<std::uint64_t>(
+      json_number(summary, "lost").value_or(static_cast<double>(records)));
   result.duplicated = static_cast<std::uint64_t>(json_number(summary, "duplicated").value_or(0));
   result.corrupt = static_cast<std::uint64_t>(json_number(summary, "corrupt").value_or(0));
   result.sink_records_per_sec = json_number(summary, "records_per_sec").value_or(0);
   if (result.problem.empty() && !result.sink_ok) {
-    result.problem = "the sink's union check failed: " + (summary.empty() ? std::string("no summary") : summary);
+    result.problem =
+        "the sink's union check failed: " + (summary.empty() ? std::string("no summary") : summary);
   }
   for (const std::string& name : {source, outputs[0], outputs[1]}) {
     st::remove_channel(name);
@@ -416,7 +463,8 @@ std::string percent_text(double percent) {
 std::string throttle_text(const Phase& p) {
   std::string text;
   const auto add = [&](const char* who, double percent) {
-    if (percent > 0) text += (text.empty() ? "" : " + ") + std::string(who) + " " + percent_text(percent);
+    if (percent > 0)
+      text += (text.empty() ? "" : " + ") + std::string(who) + " " + percent_text(percent);
   };
   add("source", p.source_percent);
   add("worker 1", p.worker1_percent);
@@ -424,7 +472,8 @@ std::string throttle_text(const Phase& p) {
   return text.empty() ? "no throttle" : text;
 }
 
-void write_csv(const std::filesystem::path& path, const Outcome& run, const std::vector<Phase>& phases) {
+void write_csv(const std::filesystem::path& path, const Outcome& run,
+               const std::vector<Phase>& phases) {
   std::ofstream csv(path);
   csv << "window_start_s,window_end_s,phase,phase_label,source_records_per_sec,"
          "worker0_in_records_per_sec,worker0_out_records_per_sec,worker1_in_records_per_sec,"
@@ -433,12 +482,13 @@ void write_csv(const std::filesystem::path& path, const Outcome& run, const std:
          "worker1_blocked_ms_per_sec,sink_idle_ms_per_sec,following\n";
   for (const Window& w : run.windows) {
     char row[768];
-    std::snprintf(row, sizeof(row),
-                  "%.3f,%.3f,%zu,%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%d\n",
-                  w.start, w.end, w.phase + 1, throttle_text(phases[w.phase]).c_str(), w.source,
-                  w.worker_in[0], w.worker_out[0], w.worker_in[1], w.worker_out[1], w.sink,
-                  w.source_blocked, w.worker_idle[0], w.worker_blocked[0], w.worker_idle[1],
-                  w.worker_blocked[1], w.sink_idle, following(w) ? 1 : 0);
+    std::snprintf(
+        row, sizeof(row),
+        "%.3f,%.3f,%zu,%s,%.0f,%.0f,%.0f,%.0f,%.0f,%.0f,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,%d\n",
+        w.start, w.end, w.phase + 1, throttle_text(phases[w.phase]).c_str(), w.source,
+        w.worker_in[0], w.worker_out[0], w.worker_in[1], w.worker_out[1], w.sink, w.source_blocked,
+        w.worker_idle[0], w.worker_blocked[0], w.worker_idle[1], w.worker_blocked[1], w.sink_idle,
+        following(w) ? 1 : 0);
     csv << row;
   }
 }
@@ -447,8 +497,9 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
                  const RunPlan& plan, const Outcome& run, double phase_seconds, double top,
                  std::uint64_t size) {
   LineChart chart;
-  chart.title = "Pipeline, " + plan.title + ": " + std::to_string(size) + "-byte records, top speed " +
-                std::to_string(static_cast<long long>(top)) + " records/s";
+  chart.title = "Pipeline, " + plan.title + ": " + std::to_string(size) +
+                "-byte records, top speed " + std::to_string(static_cast<long long>(top)) +
+                " records/s";
   chart.x_label = "time (s)";
   chart.y_label = "throughput (% of top speed)";
   chart.right_scale = top / 100.0;
@@ -471,7 +522,8 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
   ChartSeries sink_idle{"sink idle", "#d62728", 2.0, "", {}, {}};
   for (const Window& w : run.windows) {
     const double mid = (w.start + w.end) / 2;
-    for (ChartSeries* line : {&source, &w0, &w1, &sink, &source_blocked, &w0_blocked, &w1_blocked, &sink_idle}) {
+    for (ChartSeries* line :
+         {&source, &w0, &w1, &sink, &source_blocked, &w0_blocked, &w1_blocked, &sink_idle}) {
       line->x.push_back(mid);
     }
     source.y.push_back(100.0 * w.source / top);
@@ -491,22 +543,26 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
   }
   waits.series = {source_blocked, w0_blocked, w1_blocked, sink_idle};
   for (std::size_t i = 0; i < plan.phases.size(); ++i) {
-    chart.markers.push_back({phase_seconds * static_cast<double>(i), throttle_text(plan.phases[i])});
+    chart.markers.push_back(
+        {phase_seconds * static_cast<double>(i), throttle_text(plan.phases[i])});
     waits.markers.push_back({phase_seconds * static_cast<double>(i), ""});
   }
   std::ofstream(svg_path) << stacked_svg({{chart, 440}, {waits, 300}});
   std::filesystem::remove(png_path);
-  if (std::system("command -v rsvg-convert >/dev/null 2>&1") != 0) {  // NOLINT(concurrency-mt-unsafe)
+  if (std::system("command -v rsvg-convert >/dev/null 2>&1") !=
+      0) {  // NOLINT(concurrency-mt-unsafe)
     return false;
   }
-  const std::string command = "rsvg-convert -o '" + png_path.string() + "' '" + svg_path.string() + "'";
+  const std::string command =
+      "rsvg-convert -o '" + png_path.string() + "' '" + svg_path.string() + "'";
   return std::system(command.c_str()) == 0;  // NOLINT(concurrency-mt-unsafe)
 }
 
 // Seconds from `boundary` to the end of the first window from which the
 // source stays within 10% of `level` for the rest of the phase: an upper
 // bound at the window's resolution. Negative when it never settles.
-double reaction(const std::vector<Window>& windows, std::size_t phase, double boundary, double level) {
+double reaction(const std::vector<Window>& windows, std::size_t phase, double boundary,
+                double level) {
   double settled = -1;
   for (const Window& w : windows) {
     if (w.phase != phase || w.end <= boundary) continue;
@@ -522,7 +578,9 @@ double reaction(const std::vector<Window>& windows, std::size_t phase, double bo
 // The phase table, the verdicts and the run's JSON object.
 std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds, double top) {
   std::printf("\nrun %s (%s):\n", plan.name.c_str(), plan.title.c_str());
-  std::printf("| phase | throttle | source %% | worker 0 %% | worker 1 %% | sink %% | windows where every stage is within 10%% of the sink | reaction (s) |\n");
+  std::printf(
+      "| phase | throttle | source %% | worker 0 %% | worker 1 %% | sink %% | windows where every "
+      "stage is within 10%% of the sink | reaction (s) |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   std::string phases_json = "[";
   bool all_following = true;
@@ -547,15 +605,18 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
     const bool judged = windows > 0 && follow == windows;  // a phase the run never reached fails
     all_following = all_following && judged;
     const double boundary = phase_seconds * static_cast<double>(i);
-    const bool changed = i > 0 && throttle_text(plan.phases[i]) != throttle_text(plan.phases[i - 1]);
-    const double react = changed && !source.empty() ? reaction(run.windows, i, boundary, median(source)) : -1;
+    const bool changed =
+        i > 0 && throttle_text(plan.phases[i]) != throttle_text(plan.phases[i - 1]);
+    const double react =
+        changed && !source.empty() ? reaction(run.windows, i, boundary, median(source)) : -1;
     char react_text[32] = "-";
     if (changed) {
       std::snprintf(react_text, sizeof(react_text), react >= 0 ? "%.2f" : "not settled", react);
     }
     std::printf("| %zu | %s | %.0f | %.0f | %.0f | %.0f | %d of %d | %s |\n", i + 1,
-                throttle_text(plan.phases[i]).c_str(), 100 * median(source) / top, 100 * median(w0) / top,
-                100 * median(w1) / top, 100 * median(sink) / top, follow, windows, react_text);
+                throttle_text(plan.phases[i]).c_str(), 100 * median(source) / top,
+                100 * median(w0) / top, 100 * median(w1) / top, 100 * median(sink) / top, follow,
+                windows, react_text);
     JsonLine phase;
     phase.add("phase", static_cast<std::uint64_t>(i + 1))
         .add("throttle", throttle_text(plan.phases[i]))
@@ -574,13 +635,16 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
     phases_json += (i > 0 ? "," : "") + phase.str();
   }
   phases_json += "]";
-  std::printf("records: %llu sent, %llu received, %llu lost, %llu duplicated, %llu corrupt (sink's --union check %s)\n",
-              static_cast<unsigned long long>(run.records), static_cast<unsigned long long>(run.received),
-              static_cast<unsigned long long>(run.lost), static_cast<unsigned long long>(run.duplicated),
-              static_cast<unsigned long long>(run.corrupt), run.sink_ok ? "ok" : "FAILED");
-  std::printf("backpressure: %s\n", all_following
-                                        ? "every stage followed the sink in every window after each phase's first"
-                                        : "not every stage followed the sink in every window (see the table)");
+  std::printf(
+      "records: %llu sent, %llu received, %llu lost, %llu duplicated, %llu corrupt (sink's --union "
+      "check %s)\n",
+      static_cast<unsigned long long>(run.records), static_cast<unsigned long long>(run.received),
+      static_cast<unsigned long long>(run.lost), static_cast<unsigned long long>(run.duplicated),
+      static_cast<unsigned long long>(run.corrupt), run.sink_ok ? "ok" : "FAILED");
+  std::printf("backpressure: %s\n",
+              all_following
+                  ? "every stage followed the sink in every window after each phase's first"
+                  : "not every stage followed the sink in every window (see the table)");
   JsonLine out;
   out.add("run", plan.name)
       .add("partition", plan.partition)
@@ -591,7 +655,8 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
       .add("duplicated", run.duplicated)
       .add("corrupt", run.corrupt)
       .add("every_stage_followed", all_following)
-      .add("window_seconds", run.windows.empty() ? 0.0 : run.windows.back().end - run.windows.back().start)
+      .add("window_seconds",
+           run.windows.empty() ? 0.0 : run.windows.back().end - run.windows.back().start)
       .add_raw("phases", phases_json);
   return out.str();
 }
@@ -634,8 +699,10 @@ Settings parse(int argc, char** argv) {
   if (args.has("--sink-percent")) s.sink_percent = args.real_number("--sink-percent", 1, 100);
   if (args.has("--worker-percent")) s.worker_percent = args.real_number("--worker-percent", 1, 100);
   if (args.has("--window")) s.window = args.real_number("--window", 0.05, 60);
-  if (args.has("--calibrate-seconds")) s.calibrate_seconds = args.real_number("--calibrate-seconds", 0.5, 600);
-  if (auto size = args.optional_unsigned("--size", st::pattern::kMinRecordBytes, 1ULL << 20)) s.size = *size;
+  if (args.has("--calibrate-seconds"))
+    s.calibrate_seconds = args.real_number("--calibrate-seconds", 0.5, 600);
+  if (auto size = args.optional_unsigned("--size", st::pattern::kMinRecordBytes, 1ULL << 20))
+    s.size = *size;
   if (auto out = args.optional_text("--out")) s.out = *out;
   if (s.window > s.phase_seconds) {
     throw UsageError("--window must not be longer than --phase-seconds");
@@ -665,11 +732,13 @@ int run_pipeline_experiment(int argc, char** argv) {
       s, "calibration", "round-robin", unthrottled, s.calibrate_seconds, 0,
       std::max<std::uint64_t>(1000, static_cast<std::uint64_t>(probe_rate * s.calibrate_seconds)));
   if (!calibration.children_ok || !calibration.sink_ok) {
-    std::fprintf(stderr, "sluice experiment: calibration failed: %s\n", calibration.problem.c_str());
+    std::fprintf(stderr, "sluice experiment: calibration failed: %s\n",
+                 calibration.problem.c_str());
     return 1;
   }
   double top = 0;
-  for (std::size_t i = calibration.windows.size() > 2 ? 1 : 0; i + 1 < calibration.windows.size(); ++i) {
+  for (std::size_t i = calibration.windows.size() > 2 ? 1 : 0; i + 1 < calibration.windows.size();
+       ++i) {
     top = std::max(top, calibration.windows[i].sink);  // the last window holds the end
   }
   top = std::max(top, calibration.sink_records_per_sec);
@@ -680,8 +749,11 @@ int run_pipeline_experiment(int argc, char** argv) {
                                           {"", 0, 0, 0},
                                           {"", 0, 0, s.sink_percent},
                                           {"", 0, 0, 0}};
-  const std::vector<Phase> worker_phases = {
-      {"", 0, 0, 0}, {"", 0, s.worker_percent, 0}, {"", 0, 0, 0}, {"", 0, s.worker_percent, 0}, {"", 0, 0, 0}};
+  const std::vector<Phase> worker_phases = {{"", 0, 0, 0},
+                                            {"", 0, s.worker_percent, 0},
+                                            {"", 0, 0, 0},
+                                            {"", 0, s.worker_percent, 0},
+                                            {"", 0, 0, 0}};
   const std::vector<RunPlan> plans = {
       {"sink", "sink throttled", "round-robin", sink_phases},
       {"worker-rr", "worker 1 throttled, round-robin", "round-robin", worker_phases},
@@ -690,10 +762,11 @@ int run_pipeline_experiment(int argc, char** argv) {
   bool ok = true;
   std::string runs_json = "[";
   for (const RunPlan& plan : plans) {
-    std::printf("\nrunning %s: %zu phases of %.1f s...\n", plan.title.c_str(), plan.phases.size(), s.phase_seconds);
+    std::printf("\nrunning %s: %zu phases of %.1f s...\n", plan.title.c_str(), plan.phases.size(),
+                s.phase_seconds);
     std::fflush(stdout);
-    const Outcome run = run_pipeline(s, plan.name, plan.partition, plan.phases, s.phase_seconds, top,
-                                     records_for(plan, s.phase_seconds, top));
+    const Outcome run = run_pipeline(s, plan.name, plan.partition, plan.phases, s.phase_seconds,
+                                     top, records_for(plan, s.phase_seconds, top));
     const auto csv = s.out / ("pipeline-" + plan.name + ".csv");
     const auto svg = s.out / ("pipeline-" + plan.name + ".svg");
     const auto png = s.out / ("pipeline-" + plan.name + ".png");
@@ -703,7 +776,8 @@ int run_pipeline_experiment(int argc, char** argv) {
     std::printf("csv:   %s\nchart: %s%s%s\n", csv.c_str(), svg.c_str(), drew_png ? "\n       " : "",
                 drew_png ? png.c_str() : "");
     if (!run.children_ok || !run.sink_ok || run.lost != 0 || !run.problem.empty()) {
-      std::fprintf(stderr, "sluice experiment: run %s: %s\n", plan.name.c_str(), run.problem.c_str());
+      std::fprintf(stderr, "sluice experiment: run %s: %s\n", plan.name.c_str(),
+                   run.problem.c_str());
       ok = false;
     }
   }
@@ -718,8 +792,9 @@ int run_pipeline_experiment(int argc, char** argv) {
       .add_raw("runs", runs_json);
   const auto summary_path = s.out / "pipeline-summary.json";
   std::ofstream(summary_path) << summary.str() << "\n";
-  std::printf("\nsummary: %s\nreaction times are upper bounds at the window's resolution (%.2f s)\n",
-              summary_path.c_str(), s.window);
+  std::printf(
+      "\nsummary: %s\nreaction times are upper bounds at the window's resolution (%.2f s)\n",
+      summary_path.c_str(), s.window);
   return ok ? 0 : 1;
 }
 
