@@ -36,7 +36,7 @@ std::vector<std::string> lines_of(const std::string& text) {
   return lines;
 }
 
-TEST(PipelineExperiment, ShortRunWritesEveryOutputAndLosesNothing) {
+TEST(ExperimentAcrossPipeline, ShortRunWritesEveryOutputAndLosesNothing) {
   const std::string out = "/tmp/" + unique_channel("pipeline-experiment");
   const auto run =
       run_tool(tool("sluice") + " experiment --pipeline --phase-seconds 1 --window 0.25 " +
@@ -80,7 +80,7 @@ TEST(PipelineExperiment, ShortRunWritesEveryOutputAndLosesNothing) {
   std::system(("rm -rf " + out).c_str());
 }
 
-TEST(PipelineExperiment, BadArgumentsExit2AndThePlainExperimentIsUnchanged) {
+TEST(ExperimentAcrossPipeline, BadArgumentsExit2AndThePlainExperimentIsUnchanged) {
   const auto bad = run_tool(tool("sluice") + " experiment --pipeline --worker-percent 0");
   EXPECT_EQ(bad.status, 2) << bad.out;
   const auto help = run_tool(tool("sluice") + " experiment --pipeline --help");
