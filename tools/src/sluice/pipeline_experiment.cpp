@@ -519,11 +519,15 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
   ChartSeries source_blocked{"source blocked", "#7fb2e5", 7.0, "", {}, {}};
   ChartSeries w0_blocked{"worker 0 blocked", "#2ca02c", 2.0, "6 3", {}, {}};
   ChartSeries w1_blocked{"worker 1 blocked", "#9467bd", 2.0, "2 2", {}, {}};
+  // Idle workers mark a stage starved by a slow sibling (round-robin); blocked
+  // ones, backpressure passing through them.
+  ChartSeries w0_idle{"worker 0 idle", "#98df8a", 1.5, "", {}, {}};
+  ChartSeries w1_idle{"worker 1 idle", "#c5b0d5", 1.5, "", {}, {}};
   ChartSeries sink_idle{"sink idle", "#d62728", 2.0, "", {}, {}};
   for (const Window& w : run.windows) {
     const double mid = (w.start + w.end) / 2;
-    for (ChartSeries* line :
-         {&source, &w0, &w1, &sink, &source_blocked, &w0_blocked, &w1_blocked, &sink_idle}) {
+    for (ChartSeries* line : {&source, &w0, &w1, &sink, &source_blocked, &w0_idle, &w1_idle,
+                              &w0_blocked, &w1_blocked, &sink_idle}) {
       line->x.push_back(mid);
     }
     source.y.push_back(100.0 * w.source / top);
@@ -531,6 +535,8 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
     w1.y.push_back(100.0 * w.worker_out[1] / top);
     sink.y.push_back(100.0 * w.sink / top);
     source_blocked.y.push_back(w.source_blocked);
+    w0_idle.y.push_back(w.worker_idle[0]);
+    w1_idle.y.push_back(w.worker_idle[1]);
     w0_blocked.y.push_back(w.worker_blocked[0]);
     w1_blocked.y.push_back(w.worker_blocked[1]);
     sink_idle.y.push_back(w.sink_idle);
@@ -541,7 +547,7 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
       chart.y_max = std::max(chart.y_max, std::ceil((y + 10) / 20) * 20);
     }
   }
-  waits.series = {source_blocked, w0_blocked, w1_blocked, sink_idle};
+  waits.series = {source_blocked, w0_idle, w1_idle, w0_blocked, w1_blocked, sink_idle};
   for (std::size_t i = 0; i < plan.phases.size(); ++i) {
     chart.markers.push_back(
         {phase_seconds * static_cast<double>(i), throttle_text(plan.phases[i])});
