@@ -472,6 +472,22 @@ std::string throttle_text(const Phase& p) {
   return text.empty() ? "no throttle" : text;
 }
 
+// A phase's mark on the chart: only the throttles that changed (as the 1:1
+// chart does), so that the labels of short phases do not run into each other.
+std::string marker_text(const std::vector<Phase>& phases, std::size_t i) {
+  if (i == 0) {
+    return throttle_text(phases[0]);
+  }
+  Phase changed;
+  const Phase& now = phases[i];
+  const Phase& before = phases[i - 1];
+  changed.source_percent = now.source_percent != before.source_percent ? now.source_percent : 0;
+  changed.worker1_percent = now.worker1_percent != before.worker1_percent ? now.worker1_percent : 0;
+  changed.sink_percent = now.sink_percent != before.sink_percent ? now.sink_percent : 0;
+  const std::string text = throttle_text(changed);
+  return text == "no throttle" ? throttle_text(now) : text;
+}
+
 void write_csv(const std::filesystem::path& path, const Outcome& run,
                const std::vector<Phase>& phases) {
   std::ofstream csv(path);
@@ -549,8 +565,7 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
   }
   waits.series = {source_blocked, w0_idle, w1_idle, w0_blocked, w1_blocked, sink_idle};
   for (std::size_t i = 0; i < plan.phases.size(); ++i) {
-    chart.markers.push_back(
-        {phase_seconds * static_cast<double>(i), throttle_text(plan.phases[i])});
+    chart.markers.push_back({phase_seconds * static_cast<double>(i), marker_text(plan.phases, i)});
     waits.markers.push_back({phase_seconds * static_cast<double>(i), ""});
   }
   std::ofstream(svg_path) << stacked_svg({{chart, 440}, {waits, 300}});
