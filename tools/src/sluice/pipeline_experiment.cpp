@@ -136,6 +136,7 @@ std::filesystem::path programs_dir() {
 // Starts `argv` with stdout and stderr to `log`; the parent's stdio is untouched.
 pid_t start_program(const std::vector<std::string>& argv, const std::filesystem::path& log) {
   std::vector<char*> args;
+  args.reserve(argv.size() + 1);
   for (const std::string& arg : argv) {
     args.push_back(const_cast<char*>(arg.c_str()));  // execv does not write them
   }
@@ -470,8 +471,9 @@ std::string percent_text(double percent) {
 std::string throttle_text(const Phase& p) {
   std::string text;
   const auto add = [&](const char* who, double percent) {
-    if (percent > 0)
+    if (percent > 0) {
       text += (text.empty() ? "" : " + ") + std::string(who) + " " + percent_text(percent);
+    }
   };
   add("source", p.source_percent);
   add("worker 1", p.worker1_percent);
@@ -577,8 +579,8 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
   }
   std::ofstream(svg_path) << stacked_svg({{chart, 440}, {waits, 300}});
   std::filesystem::remove(png_path);
-  if (std::system("command -v rsvg-convert >/dev/null 2>&1") !=
-      0) {  // NOLINT(concurrency-mt-unsafe)
+  // NOLINTNEXTLINE(concurrency-mt-unsafe): no other thread runs
+  if (std::system("command -v rsvg-convert >/dev/null 2>&1") != 0) {
     return false;
   }
   const std::string command =
@@ -593,7 +595,9 @@ double reaction(const std::vector<Window>& windows, std::size_t phase, double bo
                 double level) {
   double settled = -1;
   for (const Window& w : windows) {
-    if (w.phase != phase || w.end <= boundary) continue;
+    if (w.phase != phase || w.end <= boundary) {
+      continue;
+    }
     if (!within(w.source, level, 0.10)) {
       settled = -1;
     } else if (settled < 0) {
@@ -618,7 +622,9 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
     int follow = 0;
     bool first = true;
     for (const Window& w : run.windows) {
-      if (w.phase != i) continue;
+      if (w.phase != i) {
+        continue;
+      }
       if (first) {  // the hand-over window mixes two phases
         first = false;
         continue;
@@ -698,9 +704,12 @@ std::uint64_t records_for(const RunPlan& plan, double seconds, double top) {
   double records = 0;
   for (const Phase& p : plan.phases) {
     double rate = 0;
-    if (p.source_percent > 0) rate = top * p.source_percent / 100;
-    if (p.sink_percent > 0)
+    if (p.source_percent > 0) {
+      rate = top * p.source_percent / 100;
+    }
+    if (p.sink_percent > 0) {
       rate = rate > 0 ? std::min(rate, top * p.sink_percent / 100) : top * p.sink_percent / 100;
+    }
     // Round-robin gives the slow worker every other record: 2 x (top / 2 x W%).
     // Least-loaded routes around it and may keep the machine's speed.
     if (p.worker1_percent > 0 && plan.partition == "round-robin") {
@@ -724,17 +733,33 @@ Settings parse(int argc, char** argv) {
     throw UsageError("experiment takes no names");
   }
   Settings s;
-  if (args.has("--phase-seconds")) s.phase_seconds = args.real_number("--phase-seconds", 0.5, 3600);
-  if (args.has("--source-percent")) s.source_percent = args.real_number("--source-percent", 1, 100);
-  if (args.has("--sink-percent")) s.sink_percent = args.real_number("--sink-percent", 1, 100);
-  if (args.has("--worker-percent")) s.worker_percent = args.real_number("--worker-percent", 1, 100);
-  if (args.has("--window")) s.window = args.real_number("--window", 0.05, 60);
-  if (args.has("--calibrate-seconds"))
+  if (args.has("--phase-seconds")) {
+    s.phase_seconds = args.real_number("--phase-seconds", 0.5, 3600);
+  }
+  if (args.has("--source-percent")) {
+    s.source_percent = args.real_number("--source-percent", 1, 100);
+  }
+  if (args.has("--sink-percent")) {
+    s.sink_percent = args.real_number("--sink-percent", 1, 100);
+  }
+  if (args.has("--worker-percent")) {
+    s.worker_percent = args.real_number("--worker-percent", 1, 100);
+  }
+  if (args.has("--window")) {
+    s.window = args.real_number("--window", 0.05, 60);
+  }
+  if (args.has("--calibrate-seconds")) {
     s.calibrate_seconds = args.real_number("--calibrate-seconds", 0.5, 600);
-  if (auto runs = args.optional_unsigned("--calibrate-runs", 1, 20)) s.calibrate_runs = *runs;
-  if (auto size = args.optional_unsigned("--size", st::pattern::kMinRecordBytes, 1ULL << 20))
+  }
+  if (auto runs = args.optional_unsigned("--calibrate-runs", 1, 20)) {
+    s.calibrate_runs = *runs;
+  }
+  if (auto size = args.optional_unsigned("--size", st::pattern::kMinRecordBytes, 1ULL << 20)) {
     s.size = *size;
-  if (auto out = args.optional_text("--out")) s.out = *out;
+  }
+  if (auto out = args.optional_text("--out")) {
+    s.out = *out;
+  }
   if (s.window > s.phase_seconds) {
     throw UsageError("--window must not be longer than --phase-seconds");
   }
