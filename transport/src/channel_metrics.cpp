@@ -49,14 +49,16 @@ ChannelObserver::ChannelObserver(std::string_view name)
     : mapping_(ChannelMapping::open(name, {})) {}
 
 ChannelSnapshot ChannelObserver::snapshot() const noexcept {
-  return snapshot(0);
+  return snapshot(mapping_.subpartition());
 }
 
 ChannelSnapshot ChannelObserver::snapshot(std::uint32_t subpartition) const noexcept {
   ChannelSnapshot s;
-  subpartition = std::min(subpartition, mapping_.subpartitions() - 1);
-  const ChannelControl& control = mapping_.control(subpartition);
   s.taken_ns = steady_now_ns();
+  if (subpartition >= mapping_.subpartitions()) {  // the count is from the validated private copy
+    return s;
+  }
+  const ChannelControl& control = mapping_.control(subpartition);
   const ProducerCounters& p = control.producer_counters;
   s.produced = {p.records.load(std::memory_order_relaxed), p.bytes.load(std::memory_order_relaxed),
                 p.buffers.load(std::memory_order_relaxed),
@@ -85,7 +87,7 @@ ChannelSnapshot ChannelObserver::snapshot(std::uint32_t subpartition) const noex
     }
   }
   s.closed = control.stream.closed.load(std::memory_order_acquire) != 0;
-  s.producer = read_endpoint(mapping_, control.producer, Role::kProducer, 0);
+  s.producer = read_endpoint(mapping_, control.producer, Role::kProducer, subpartition);
   s.consumer = read_endpoint(mapping_, control.consumer, Role::kConsumer, subpartition);
   return s;
 }

@@ -16,6 +16,7 @@ int run_stat(int argc, char** argv);
 int run_top(int argc, char** argv);
 int run_check(int argc, char** argv);
 int run_experiment(int argc, char** argv);
+int run_pipeline_experiment(int argc, char** argv);  // sluice experiment --pipeline
 int run_export(int argc, char** argv);
 
 // Throws UsageError (exit status 2) when `name` cannot be a channel name.

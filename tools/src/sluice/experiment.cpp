@@ -64,6 +64,8 @@ constexpr const char* kUsage =
     "  --buffers N             pool buffers (default 64)\n"
     "  --buffer-size BYTES     pool buffer size (default 32K)\n"
     "  --out DIR               output directory (default sluice-experiment)\n"
+    "  --pipeline              the experiment across a four-process pipeline instead\n"
+    "                          (sluice experiment --pipeline --help)\n"
     "\n"
     "exit status: 0 every record arrived intact; 1 loss, corruption or a failed\n"
     "process; 2 bad arguments\n";
@@ -378,6 +380,11 @@ Settings parse(int argc, char** argv) {
 }  // namespace
 
 int run_experiment(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (std::string(argv[i]) == "--pipeline") {
+      return run_pipeline_experiment(argc, argv);
+    }
+  }
   const Settings s = parse(argc, argv);
   std::filesystem::create_directories(s.out);
 

@@ -21,6 +21,16 @@ bool asks_for_help(int argc, char** argv) {
   return false;
 }
 
+// `sluice experiment --pipeline --help` shows the pipeline experiment's own usage.
+bool has_pipeline_flag(int argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--pipeline") == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+
 bool wants_json(int argc, char** argv) {
   for (int i = 2; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0) {
@@ -80,6 +90,14 @@ int main(int argc, char** argv) {
   try {
     if (command == "help" || command == "--help" || command == "-h") {
       return print_help(argc > 2 ? argv[2] : "");
+    }
+    if (asks_for_help(argc, argv) && command == "experiment" && has_pipeline_flag(argc, argv)) {
+      char program[] = "sluice";
+      char name[] = "experiment";
+      char pipeline[] = "--pipeline";
+      char help[] = "--help";
+      char* args[] = {program, name, pipeline, help, nullptr};
+      return sluice::tools::run_experiment(4, args);
     }
     if (asks_for_help(argc, argv) &&
         (sluice::tools::subcommand_usage(command) != nullptr || command == "experiment")) {

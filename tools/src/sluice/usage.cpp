@@ -132,6 +132,7 @@ const char* const kSluiceUsage =
     "                              live view of every channel; q quits\n"
     "  check NAME                  prove every buffer is in exactly one place\n"
     "  experiment [options]        the Flink backpressure experiment across processes\n"
+    "  experiment --pipeline       the same through a source, two workers and a sink\n"
     "  stat [NAME...] [--json | --prometheus] [--interval S]\n"
     "                              no NAME: every channel; the stages (processes), the\n"
     "                              links between them and the bottleneck\n"

@@ -72,11 +72,13 @@ ChannelRates derive_rates(const ChannelSnapshot& before, const ChannelSnapshot& 
 class ChannelObserver {
  public:
   explicit ChannelObserver(std::string_view name);  // throws shm::SetupError
-  // Subpartition 0's endpoints and counters (the whole channel unless it is a fan-out).
+  // Counters of the mapping's own subpartition (0): for a partitioned
+  // channel, one subpartition's share only.
   [[nodiscard]] ChannelSnapshot snapshot() const noexcept;
-  // Subpartition s of a fan-out: its consumer and counters (the producer's
-  // for what went to s); the pool usage is the whole pool's.
+  // Counters of subpartition `subpartition` (each has its own producer and
+  // consumer counters); an index >= subpartitions() gives zero counters.
   [[nodiscard]] ChannelSnapshot snapshot(std::uint32_t subpartition) const noexcept;
+  [[nodiscard]] std::uint32_t subpartitions() const noexcept { return mapping_.subpartitions(); }
   [[nodiscard]] ChannelConfig config() const noexcept {
     return config_from_record(mapping_.config());
   }
