@@ -5,13 +5,13 @@
 #include <optional>
 
 #include "../common/arguments.hpp"
+#include "../common/channel_list.hpp"
 #include "../common/json_line.hpp"
 #include "../common/pacer.hpp"
 #include "../common/peer_watch.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
 #include "../common/sequence_check.hpp"
-#include "../common/channel_list.hpp"
 #include "gate_consumer.hpp"
 #include "partition_consumer.hpp"
 #include "sluice/transport/consumer.hpp"
@@ -52,7 +52,8 @@ constexpr const char* kUsage =
     "                         this subpartition's share of records 0..N-1 with --records;\n"
     "                         checks what the partitioner promises (round-robin: I, I+K,\n"
     "                         ...; key: the numbers whose key hash is I, in order;\n"
-    "                         least-loaded: increasing, no duplicates); --size optional.\n"
+    "                         least-loaded: increasing, no duplicates; broadcast: every\n"
+    "                         number, 0..N-1 in order); --size optional.\n"
     "                         The last consumer out removes the channel (unless --keep)\n"
     "  --json                 one JSON object per output line\n"
     "\n"
@@ -212,8 +213,8 @@ int main(int argc, char** argv) {
     std::uint64_t in_order = 0;  // records taken by the fast path, not yet in the tally
     const auto on_record = [&](std::span<const std::byte> record) {
       if (record.size() == size && tally.first_seq.has_value() &&
-          st::pattern::sequence_of(record) == next &&
-          st::pattern::body_matches(record, next)) [[likely]] {
+          st::pattern::sequence_of(record) == next && st::pattern::body_matches(record, next))
+          [[likely]] {
         ++next;
         ++in_order;
       } else {
