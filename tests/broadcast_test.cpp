@@ -358,9 +358,11 @@ TEST(Broadcast, ConsumerKilledRepeatedlyIsResumedAndNothingIsLost) {
   }
   ChildProcess last_run(run);
   EXPECT_EQ(last_run.wait(), 0);
-  // The work per buffer makes most kills land while a buffer is held: some
-  // successor must have received one again.
-  EXPECT_GT(progress[2].load(), 0U);
+  // The work per buffer makes most kills land while a buffer is held (not
+  // all: a kill may also find it waiting), so successors usually receive
+  // some again; recorded, not asserted. The Broadcast.LastHolderDead*
+  // tests prove redelivery and the return of a half-released buffer.
+  ::testing::Test::RecordProperty("redelivered", static_cast<int>(progress[2].load()));
   for (auto& other : others) {
     EXPECT_EQ(other->wait(), 0);
   }
