@@ -209,7 +209,7 @@ TEST(PartitionConfig, BadValuesAreRefusedWithAReason) {
   config.partitioner = static_cast<st::Partitioner>(7);
   EXPECT_NE(st::config_problem(config).find("partitioner 7"), std::string::npos);
   config.partitioner = st::Partitioner::kBroadcast;
-  EXPECT_EQ(st::config_problem(config), "broadcast partitions are not available yet");
+  EXPECT_EQ(st::config_problem(config), "");
   config.partitioner = st::Partitioner::kKey;
   config.buffer_count = 2;
   EXPECT_NE(st::config_problem(config).find("below the 3 subpartitions"), std::string::npos);
@@ -221,14 +221,6 @@ TEST(PartitionConfig, BadValuesAreRefusedWithAReason) {
   EXPECT_NE(st::config_problem(config).find("must exceed the 3 subpartitions"), std::string::npos);
   config.buffer_count = 4;
   EXPECT_EQ(st::config_problem(config), "");
-}
-
-TEST(PartitionConfig, BroadcastIsRefusedAtCreation) {
-  ChannelGuard guard(unique_channel("broadcast"));
-  const std::string error = setup_error([&] {
-    (void)st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kBroadcast));
-  });
-  EXPECT_NE(error.find("broadcast partitions are not available yet"), std::string::npos) << error;
 }
 
 TEST(PartitionConfig, PartitionerNamesRoundTrip) {
@@ -861,9 +853,9 @@ TEST(PartitionHostile, BadSubpartitionCountInTheHeaderIsRefused) {
   }
   ChannelGuard guard(unique_channel("badpart"));
   auto producer = st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
-  RawSegment(guard.name()).header().config.partitioner = 3;
+  RawSegment(guard.name()).header().config.partitioner = 4;
   const std::string error = setup_error([&] { (void)st::Consumer::open(guard.name()); });
-  EXPECT_NE(error.find("partitioner 3"), std::string::npos) << error;
+  EXPECT_NE(error.find("partitioner 4"), std::string::npos) << error;
 }
 
 TEST(PartitionHostile, ImpossibleStateWordsAreReportedByTheCheck) {
@@ -997,6 +989,29 @@ TEST(PartitionTools, LeastLoadedConsumersTogetherReceiveEveryRecord) {
   EXPECT_EQ(total, kN);
 }
 
+TEST(PartitionTools, BroadcastConsumersEachReceiveEveryRecord) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 30000;
+  ChannelGuard guard(unique_channel("tools-bc"));
+  const ToolsRun run = run_fan_out(guard.name(), kK, "broadcast", kN);
+  EXPECT_EQ(run.producer_status, 0) << run.producer_out;
+  const std::string producer_summary = last_line(run.producer_out);
+  EXPECT_NE(producer_summary.find("\"partition\":\"broadcast\""), std::string::npos)
+      << producer_summary;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    const std::string& summary = run.consumer_summary[s];
+    EXPECT_EQ(run.consumer_status[s], 0) << summary;
+    EXPECT_NE(summary.find("\"ok\":true"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("\"partition\":\"broadcast\""), std::string::npos) << summary;
+    EXPECT_EQ(json_number(summary, "subpartition"), s) << summary;
+    EXPECT_EQ(json_number(summary, "records"), static_cast<long long>(kN)) << summary;
+    EXPECT_EQ(json_number(summary, "lost"), 0) << summary;
+    EXPECT_EQ(json_number(summary, "duplicated"), 0) << summary;
+    EXPECT_EQ(json_number(summary, "first_seq"), 0) << summary;
+    EXPECT_EQ(json_number(summary, "last_seq"), static_cast<long long>(kN - 1)) << summary;
+  }
+}
+
 TEST(PartitionTools, ConsumerWithoutASubpartitionIsToldToNameOne) {
   ChannelGuard guard(unique_channel("tools-nosub"));
   auto producer = st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
@@ -1011,17 +1026,9 @@ TEST(PartitionTools, ConsumerWithoutASubpartitionIsToldToNameOne) {
       << out;
 }
 
-TEST(PartitionTools, BroadcastIsRefusedWithExitTwo) {
-  ChannelGuard guard(unique_channel("tools-bc"));
+TEST(PartitionTools, UnknownPartitionerIsRefusedWithExitTwo) {
+  ChannelGuard guard(unique_channel("tools-badpart"));
   int status = -1;
-  const std::string out =
-      read_all(popen((tool("sluice-producer") + " --channel " + guard.name() +
-                      " --records 10 --size 24 --consumers 2 --partition broadcast 2>&1")
-                         .c_str(),
-                     "r"),
-               status);
-  EXPECT_EQ(status, 2) << out;
-  EXPECT_NE(out.find("broadcast partitions are not available yet"), std::string::npos) << out;
   const std::string bad =
       read_all(popen((tool("sluice-producer") + " --channel " + guard.name() +
                       " --records 10 --size 24 --consumers 2 --partition random 2>&1")

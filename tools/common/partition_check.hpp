@@ -6,6 +6,7 @@
 // - round-robin: exactly I, I+K, I+2K, ...
 // - key: exactly the numbers whose subpartition_for_key(seq, K) == I, in order
 // - least-loaded: increasing and unique (which numbers is the producer's choice)
+// - broadcast: every number, in order
 // Every byte is checked too.
 
 #include <cstdint>
@@ -48,6 +49,9 @@ struct PartitionCheck {
   }
   // This subpartition's numbers in [from, to), the ones it should have had.
   [[nodiscard]] std::uint64_t mine_between(std::uint64_t from, std::uint64_t to) const noexcept {
+    if (partitioner == sluice::transport::Partitioner::kBroadcast) {
+      return to > from ? to - from : 0;
+    }
     if (partitioner == sluice::transport::Partitioner::kRoundRobin) {
       auto upto = [this](std::uint64_t n) {  // numbers below n that are mine
         return n / subpartitions + (n % subpartitions > subpartition ? 1 : 0);

@@ -57,8 +57,9 @@ constexpr const char* kUsage =
     "                         wait for delivery: each consumer's summary proves its share)\n"
     "  --partition NAME       how records are split among them: round-robin (record n to\n"
     "                         n mod K; default), key (key = sequence number, by its hash),\n"
-    "                         least-loaded (per buffer, to the least-queued live consumer);\n"
-    "                         broadcast is not available yet (exit 2)\n"
+    "                         least-loaded (per buffer, to the least-queued live consumer),\n"
+    "                         broadcast (every record to every consumer; the slowest\n"
+    "                         sets the pace)\n"
     "  --max-queued-buffers N at most N buffers queued per subpartition (default 10)\n"
     "  --json                 one JSON object per output line\n"
     "\n"
@@ -222,8 +223,8 @@ int main(int argc, char** argv) {
     delivery = sluice::tools::wait_for_delivery(*producer, first_consumer_deadline,
                                                 options.wait_for_new_consumer);
   }
-  const bool no_consumer = status == st::Status::kTimeout ||
-                           delivery == sluice::tools::Delivery::kNoConsumer;
+  const bool no_consumer =
+      status == st::Status::kTimeout || delivery == sluice::tools::Delivery::kNoConsumer;
   const bool ok = status == st::Status::kOk && delivery == sluice::tools::Delivery::kDelivered;
 
   const auto& counters = producer->mapping().control().producer_counters;
@@ -242,10 +243,12 @@ int main(int argc, char** argv) {
             " records are in the channel, unread: start sluice-consumer --channel " +
             options.channel + " to read them, or remove them with sluice rm " + options.channel);
   } else if (delivery == sluice::tools::Delivery::kConsumerLeft) {
-    sluice::tools::report_failure(
-        "producer", options.json,
-        "sent all " + std::to_string(sent) + " records, but the consumer went away after "
-            "reading " + std::to_string(consumer_watch.records_received()) + " of them");
+    sluice::tools::report_failure("producer", options.json,
+                                  "sent all " + std::to_string(sent) +
+                                      " records, but the consumer went away after "
+                                      "reading " +
+                                      std::to_string(consumer_watch.records_received()) +
+                                      " of them");
   } else if (status != st::Status::kOk) {
     std::string why = std::string(st::to_string(status));
     if (status == st::Status::kPeerDied) {

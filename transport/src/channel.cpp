@@ -100,10 +100,9 @@ std::string channel_problem(const ChannelHeaderImage& header, std::uint64_t mapp
            std::to_string(ChannelConfig::kMaxSubpartitions) +
            " and at most the buffer count are possible)";
   }
-  if (rec.partitioner >= kPartitionerCount ||
-      rec.partitioner == static_cast<std::uint32_t>(Partitioner::kBroadcast)) {
+  if (rec.partitioner >= kPartitionerCount) {
     return "corrupt configuration: partitioner " + std::to_string(rec.partitioner) +
-           " (0 round-robin, 1 key and 2 least-loaded are possible)";
+           " (0 round-robin, 1 key, 2 least-loaded and 3 broadcast are possible)";
   }
   if (rec.max_queued_buffers < 1 || rec.max_queued_buffers > rec.buffer_count ||
       rec.reserved != 0) {
@@ -126,9 +125,9 @@ std::string channel_problem(const ChannelHeaderImage& header, std::uint64_t mapp
     return "corrupt header: " + std::to_string(header.segment.region_count) +
            " regions instead of " + std::to_string(kRegionCount);
   }
-  static constexpr const char* kRegionNames[kRegionCount] = {"control block",  "data ring",
-                                                             "return ring",    "buffer states",
-                                                             "buffer commits", "buffer pool"};
+  static constexpr const char* kRegionNames[kRegionCount] = {
+      "control block",  "data ring",   "return ring",   "buffer states",
+      "buffer commits", "buffer pool", "buffer holders"};
   for (std::uint32_t i = 0; i < kRegionCount; ++i) {
     if (!(header.segment.regions[i] == expected.regions[i])) {
       return std::string("corrupt header: ") + kRegionNames[i] + " at offset " +

@@ -47,9 +47,6 @@ std::string config_problem(const ChannelConfig& config) {
     return "partitioner " + std::to_string(static_cast<std::uint32_t>(config.partitioner)) +
            " is unknown (0 round-robin, 1 key, 2 least-loaded, 3 broadcast)";
   }
-  if (config.partitioner == Partitioner::kBroadcast) {
-    return "broadcast partitions are not available yet";
-  }
   // Every subpartition's writer may hold a buffer at once (PartitionWriter);
   // with fewer buffers one would wait for ever for a buffer another holds.
   if (config.buffer_count < config.subpartitions) {

@@ -43,6 +43,8 @@ ChannelLayout compute_layout(const ChannelConfig& config) {
       place(round_up(config.buffer_count * sizeof(BufferStateWord), kCacheLine), kCacheLine);
   layout.regions[kBufferCommitRegion] =
       place(round_up(config.buffer_count * sizeof(BufferCommit), kCacheLine), kCacheLine);
+  layout.regions[kBufferHolderRegion] =
+      place(round_up(config.buffer_count * sizeof(BufferHolders), kCacheLine), kCacheLine);
   // Page-aligned so that buffers can be huge-page or page-prefaulted alike.
   layout.regions[kBufferPoolRegion] =
       place(layout.config.buffer_stride * config.buffer_count, kPage);

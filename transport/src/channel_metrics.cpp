@@ -83,6 +83,7 @@ ChannelSnapshot ChannelObserver::snapshot(std::uint32_t subpartition) const noex
       case BufferState::kWriting: ++s.pool.writing; break;
       case BufferState::kQueued: ++s.pool.queued; break;
       case BufferState::kReading: ++s.pool.reading; break;
+      case BufferState::kShared: ++s.pool.shared; break;
       default: ++s.pool.invalid; break;
     }
   }

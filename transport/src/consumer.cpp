@@ -20,13 +20,19 @@ struct ConsumerState {
         control(&mapping.control()),
         states(mapping.buffer_states()),
         commits(mapping.buffer_commits()),
+        holders(mapping.buffer_holders()),
         buffer_count(mapping.config().buffer_count),
         buffer_bytes(mapping.config().buffer_bytes),
         data_in(&mapping.data_ring(), mapping.data_slots(), mapping.config().ring_capacity),
         free_out(&mapping.return_ring(), mapping.return_slots(), mapping.config().ring_capacity),
         queued_word(state_word(BufferState::kQueued, mapping.subpartition())),
         reading_word(state_word(BufferState::kReading, mapping.subpartition())),
-        free_word(state_word(BufferState::kFree, mapping.subpartition())) {
+        free_word(state_word(BufferState::kFree, mapping.subpartition())),
+        broadcast(mapping.config().partitioner ==
+                      static_cast<std::uint32_t>(Partitioner::kBroadcast) &&
+                  mapping.subpartitions() > 1),
+        my_bit(std::uint64_t{1} << mapping.subpartition()),
+        possible_holders(all_holders(mapping.subpartitions())) {
     held.assign(buffer_count, 0);
     const ConsumerCounters& c = control->consumer_counters;
     records = c.records.load(std::memory_order_relaxed);
@@ -85,6 +91,9 @@ struct ConsumerState {
       return mark_corrupt("data ring delivered a buffer this consumer still holds", index,
                           buffer_count);
     }
+    if (broadcast) {
+      return take_shared_buffer(index);
+    }
     // Queued for this subpartition, nothing else: a buffer queued for
     // another one is not ours to read.
     const auto state = states[index].load(std::memory_order_relaxed);
@@ -101,14 +110,126 @@ struct ConsumerState {
     return Status::kOk;
   }
 
+  // Broadcast: the descriptor names a buffer shared by every consumer whose
+  // bit is set in its holders word. Taking it changes no shared word (the
+  // others share the state); holding it is our bit, set until we release it.
+  Status take_shared_buffer(std::uint32_t index) noexcept {
+    const auto state = states[index].load(std::memory_order_relaxed);
+    if (state != state_word(BufferState::kShared)) {
+      return mark_corrupt(
+          "data ring of a broadcast channel holds a buffer that is not shared "
+          "(state in value)",
+          state, state_word(BufferState::kShared));
+    }
+    // Relaxed: the tail's acquire ordered the producer's store before it.
+    const std::uint64_t who = holders[index].load(std::memory_order_relaxed);
+    if ((who & ~possible_holders) != 0) {
+      return mark_corrupt("a shared buffer's holders name subpartitions that do not exist", who,
+                          possible_holders);
+    }
+    if ((who & my_bit) == 0) {
+      return mark_corrupt("data ring holds a shared buffer this subpartition does not hold", who,
+                          my_bit);
+    }
+    held[index] = 1;
+    data_in.advance();
+    return Status::kOk;
+  }
+
+  // Broadcast: gives up our share of buffer `index`. Unless our bit is the
+  // only one left, clear it (compare-exchange, release: our reads of the
+  // data come before whoever frees it) and leave the buffer to the others.
+  // If it is, we are the last holder (the acquire load sees every other
+  // consumer's clear): the word stays as it is, naming us, while we mark the
+  // buffer kFree | s << 8 and push it into our return ring, as in a 1:1
+  // release. A death anywhere in here leaves either our bit set (a
+  // successor receives the buffer again and releases it itself) or the
+  // buffer kFree | s << 8 outside our return ring (a successor returns it);
+  // see take_over_from_previous_consumer.
+  void release_shared(std::uint32_t index) noexcept {
+    std::uint64_t who = holders[index].load(std::memory_order_acquire);
+    for (;;) {
+      if ((who & ~possible_holders) != 0 || (who & my_bit) == 0) {
+        mark_corrupt("a shared buffer's holders lost this subpartition's bit before its release",
+                     who, my_bit);
+        return;
+      }
+      if (who == my_bit) {
+        break;
+      }
+      if (holders[index].compare_exchange_weak(who, who & ~my_bit, std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
+        return;
+      }
+    }
+    return_to_pool(index);
+  }
+
+  void return_to_pool(std::uint32_t index) noexcept {
+    states[index].store(free_word, std::memory_order_relaxed);
+    if (free_out.push(index) != RingResult::kOk) {
+      // Cannot be full while the producer plays by the rules: capacity >= buffers.
+      mark_corrupt("return ring reported full or its head is out of range", index, buffer_count);
+      return;
+    }
+    wake_peer(control->buffer_free, control->producer_sleeping);
+  }
+
+  // Broadcast: the buffers the dead consumer of this subpartition had taken
+  // off its data ring and not released. Each has our bit set (only this
+  // subpartition clears it) and a commit sequence below the ring's head (the
+  // sequence is the buffer's position in every data ring; the head is ours
+  // alone now). Read in this order: the state (acquire), then the holders
+  // (acquire), then the commit record. A state of a newer publish
+  // (release-stored after its holders and commit record) brings those of
+  // the same publish, whose sequence is at or past the head; a holders word
+  // of a newer publish likewise brings its commit record. An old value of
+  // either, with our bit still set, belongs to a buffer that cannot have
+  // been reused (the predecessor never released it: its clear, ordered
+  // before its death and so before our lock, would be seen), so its commit
+  // record is still the one it was received with.
+  bool take_over_shared_buffers(std::uint64_t head) noexcept {
+    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+      if (states[i].load(std::memory_order_acquire) != state_word(BufferState::kShared)) {
+        continue;
+      }
+      const std::uint64_t who = holders[i].load(std::memory_order_acquire);
+      if ((who & my_bit) == 0) {
+        continue;
+      }
+      if ((who & ~possible_holders) != 0) {
+        mark_corrupt("a shared buffer's holders name subpartitions that do not exist", who,
+                     possible_holders);
+        return false;
+      }
+      const std::uint64_t sequence = commits[i].sequence.load(std::memory_order_relaxed);
+      if (sequence >= head) {
+        continue;  // still in our data ring, or being pushed into it
+      }
+      const std::uint32_t committed = commits[i].bytes.load(std::memory_order_relaxed);
+      if (committed > buffer_bytes) {
+        mark_corrupt("a held buffer's committed length is beyond the buffer size", committed,
+                     buffer_bytes);
+        return false;
+      }
+      held[i] = 1;
+      redeliver.push_back({sequence, i, committed});
+    }
+    return true;
+  }
+
   // After the previous consumer died (or left holding buffers): take over
   // what it held, to receive it again first, and return what it freed but
   // never handed back. Runs before this consumer touches either ring.
   void take_over_from_previous_consumer() noexcept {
-    // A descriptor it marked kReading but died before taking off the ring:
-    // it is among the held buffers below, so skip its ring entry.
     std::uint64_t descriptor = 0;
-    if (data_in.peek(descriptor) == RingResult::kOk) {
+    if (broadcast) {
+      if (!take_over_shared_buffers(mapping.data_ring().head.load(std::memory_order_acquire))) {
+        return;
+      }
+    } else if (data_in.peek(descriptor) == RingResult::kOk) {
+      // A descriptor it marked kReading but died before taking off the
+      // ring: it is among the held buffers below, so skip its ring entry.
       const std::uint32_t index = descriptor_buffer(descriptor);
       if (index < buffer_count && states[index].load(std::memory_order_relaxed) == reading_word) {
         data_in.advance();
@@ -116,7 +237,7 @@ struct ConsumerState {
     }
     // Only what the dead consumer of this subpartition held: a live
     // consumer of another subpartition keeps its own.
-    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+    for (std::uint32_t i = 0; i < buffer_count && !broadcast; ++i) {
       if (states[i].load(std::memory_order_relaxed) == reading_word) {
         const std::uint32_t committed = commits[i].bytes.load(std::memory_order_relaxed);
         if (committed > buffer_bytes && committed != kOpenBufferBytes) {
@@ -206,6 +327,7 @@ struct ConsumerState {
   ChannelControl* control;
   BufferStateWord* states;
   BufferCommit* commits;
+  BufferHolders* holders;
   std::uint32_t buffer_count;
   std::uint64_t buffer_bytes;
   RingReader data_in;
@@ -214,6 +336,9 @@ struct ConsumerState {
   std::uint32_t queued_word;
   std::uint32_t reading_word;
   std::uint32_t free_word;
+  bool broadcast;                  // buffers are shared by all subpartitions (kShared)
+  std::uint64_t my_bit;            // this subpartition's bit in a holders word
+  std::uint64_t possible_holders;  // every subpartition's bit
   std::vector<std::uint8_t> held;  // 1 while this consumer holds the buffer (private)
   struct Redelivery {
     std::uint64_t sequence;
@@ -232,15 +357,16 @@ struct ConsumerState {
 };
 
 void release_buffer(ConsumerState& owner, std::uint32_t index) noexcept {
-  owner.held[index] = 0;
-  owner.states[index].store(owner.free_word, std::memory_order_relaxed);
-  if (owner.free_out.push(index) != RingResult::kOk) {
-    // Cannot be full while the producer plays by the rules: capacity >= buffers.
-    owner.mark_corrupt("return ring reported full or its head is out of range", index,
-                       owner.buffer_count);
+  if (owner.held[index] == 0) {
+    owner.mark_corrupt("released a buffer this consumer does not hold", index, owner.buffer_count);
     return;
   }
-  wake_peer(owner.control->buffer_free, owner.control->producer_sleeping);
+  owner.held[index] = 0;
+  if (owner.broadcast) {
+    owner.release_shared(index);
+    return;
+  }
+  owner.return_to_pool(index);
 }
 
 }  // namespace detail

@@ -21,6 +21,7 @@ std::string state_name(std::uint32_t word, std::uint32_t subpartitions) {
     case BufferState::kWriting: return "being written";
     case BufferState::kQueued: name = "queued"; break;
     case BufferState::kReading: name = "being read"; break;
+    case BufferState::kShared: return "shared";
   }
   if (subpartitions > 1) {
     name += " (subpartition " + std::to_string(state_subpartition(word)) + ")";
@@ -37,6 +38,39 @@ struct Snapshot {
   std::set<std::string> problems;
   OwnershipPlaces places;
 };
+
+// A broadcast buffer (kShared) is accounted once: queued if it is in any
+// data ring, else with the consumers. Every subpartition whose data ring
+// holds it must still hold it (its bit set); every other subpartition whose
+// bit is set has taken it and is reading it, so its consumer must live. A
+// shared buffer nobody holds and no ring has is lost to the pool.
+void check_shared(std::uint32_t index, bool queued, std::uint64_t in_rings, std::uint64_t who,
+                  std::uint32_t subpartitions, const std::vector<std::uint8_t>& consumer_alive,
+                  Snapshot& snap) {
+  const std::string buffer = "buffer " + std::to_string(index);
+  const std::uint64_t possible = all_holders(subpartitions);
+  if ((who & ~possible) != 0) {
+    snap.problems.insert(buffer + " is shared by subpartitions that do not exist (holders " +
+                         std::to_string(who) + ")");
+    return;
+  }
+  if ((in_rings & ~who) != 0) {
+    snap.problems.insert(buffer + " is queued for a subpartition that no longer holds it");
+  }
+  if (who == 0) {
+    snap.problems.insert(buffer + " is leaked: shared but held by nobody and in no ring");
+    return;
+  }
+  if (!queued) {  // a queued one was counted when the rings were read
+    ++snap.places.with_consumer;
+  }
+  for (std::uint32_t s = 0; s < subpartitions; ++s) {
+    if ((who >> s & 1U) != 0 && (in_rings >> s & 1U) == 0 && consumer_alive[s] == 0) {
+      snap.problems.insert(buffer + " is held by a consumer that is gone (subpartition " +
+                           std::to_string(s) + ")");
+    }
+  }
+}
 
 // Reads [head, tail) of a ring; false (with a problem) if the indices are impossible.
 bool read_ring(const RingIndices& indices, const RingSlot* slots, std::uint64_t capacity,
@@ -64,6 +98,12 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
   const std::uint32_t subpartitions = mapping.subpartitions();
   std::vector<Place> place(count, Place::kNone);
   std::vector<std::uint32_t> ring_of(count, 0);  // which subpartition's ring it is in
+  // Broadcast: a shared buffer is queued in the data ring of every
+  // subpartition that has not taken it yet; bit s: in data ring s.
+  const bool broadcast =
+      config.partitioner == static_cast<std::uint32_t>(Partitioner::kBroadcast) &&
+      subpartitions > 1;
+  std::vector<std::uint64_t> data_rings_of(count, 0);
   std::vector<std::uint64_t> values;
 
   for (std::uint32_t s = 0; s < subpartitions; ++s) {
@@ -110,16 +150,27 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
                              std::to_string(descriptor_bytes(descriptor)) +
                              " beyond the buffer size");
       }
-      if (place[index] != Place::kNone) {
-        snap.problems.insert(
-            "buffer " + std::to_string(index) + " is in " +
-            (place[index] == Place::kDataRing ? "the data ring more than once" : "both rings") +
-            " (duplicate)");
+      const bool again =
+          place[index] == Place::kDataRing && (!broadcast || (data_rings_of[index] >> s & 1U) != 0);
+      if (place[index] == Place::kReturnRing || again) {
+        snap.problems.insert("buffer " + std::to_string(index) + " is in " +
+                             (again
+                                  ? ring_name("the data ring", s, subpartitions) + " more than once"
+                                  : std::string("both rings")) +
+                             " (duplicate)");
         continue;
       }
-      place[index] = Place::kDataRing;
-      ring_of[index] = s;
-      ++snap.places.in_data_ring;
+      if (place[index] == Place::kDataRing && !broadcast) {
+        snap.problems.insert("buffer " + std::to_string(index) +
+                             " is in two data rings (duplicate)");
+        continue;
+      }
+      data_rings_of[index] |= std::uint64_t{1} << s;
+      if (place[index] == Place::kNone) {  // a shared buffer is counted once
+        place[index] = Place::kDataRing;
+        ring_of[index] = s;
+        ++snap.places.in_data_ring;
+      }
     }
   }
 
@@ -131,9 +182,20 @@ Snapshot take_snapshot(const ChannelMapping& mapping) {
         mapping.probe_role(Role::kConsumer, s) == sluice::shm::LockProbe::kHeld ? 1 : 0;
   }
   const BufferStateWord* states = mapping.buffer_states();
+  const BufferHolders* holders = mapping.buffer_holders();
+  const std::uint32_t shared = state_word(BufferState::kShared);
   for (std::uint32_t i = 0; i < count; ++i) {
     const std::uint32_t state = states[i].load(std::memory_order_relaxed);
     const std::string buffer = "buffer " + std::to_string(i);
+    if (broadcast && state == shared && place[i] != Place::kReturnRing) {
+      check_shared(i, place[i] == Place::kDataRing, data_rings_of[i],
+                   holders[i].load(std::memory_order_acquire), subpartitions, consumer_alive, snap);
+      continue;
+    }
+    if (!broadcast && state == shared) {
+      snap.problems.insert(buffer + " is marked shared in a channel that does not broadcast");
+      continue;
+    }
     switch (place[i]) {
       case Place::kReturnRing:
         // Freed by the consumer whose return ring holds it.

@@ -6,8 +6,11 @@ PartitionWriter::PartitionWriter(Producer& producer)
     : producer_(&producer),
       partitioner_(static_cast<Partitioner>(producer.config().partitioner)),
       subpartitions_(producer.config().subpartitions) {
-  if (partitioner_ == Partitioner::kLeastLoaded) {
+  if (partitioner_ == Partitioner::kLeastLoaded || partitioner_ == Partitioner::kBroadcast) {
     writers_.push_back(std::make_unique<RecordWriter>(producer));
+  }
+  if (partitioner_ == Partitioner::kBroadcast) {
+    return;  // every buffer goes to every subpartition: nothing to pin
   }
   // Key writes are pinned even under least-loaded; those writers come after it.
   for (std::uint32_t s = 0; s < subpartitions_; ++s) {
@@ -17,7 +20,8 @@ PartitionWriter::PartitionWriter(Producer& producer)
 
 Status PartitionWriter::write(std::span<const std::byte> record) noexcept {
   switch (partitioner_) {
-    case Partitioner::kLeastLoaded: return writers_.front()->write(record);
+    case Partitioner::kLeastLoaded:
+    case Partitioner::kBroadcast: return writers_.front()->write(record);
     case Partitioner::kRoundRobin: {
       const std::uint32_t s = next_;
       const Status status = writers_[s]->write(record);
@@ -31,6 +35,9 @@ Status PartitionWriter::write(std::span<const std::byte> record) noexcept {
 }
 
 Status PartitionWriter::write(std::uint64_t key, std::span<const std::byte> record) noexcept {
+  if (partitioner_ == Partitioner::kBroadcast) {
+    return writers_.front()->write(record);
+  }
   const std::uint32_t first = partitioner_ == Partitioner::kLeastLoaded ? 1 : 0;
   return writers_[first + subpartition_for_key(key, subpartitions_)]->write(record);
 }

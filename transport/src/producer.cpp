@@ -40,10 +40,12 @@ struct ProducerState {
         control(&mapping.control(0)),
         states(mapping.buffer_states()),
         commits(mapping.buffer_commits()),
+        holders(mapping.buffer_holders()),
         buffer_count(mapping.config().buffer_count),
         buffer_bytes(mapping.config().buffer_bytes),
         subpartitions(mapping.subpartitions()),
         partitioner(static_cast<Partitioner>(mapping.config().partitioner)),
+        broadcast(partitioner == Partitioner::kBroadcast && subpartitions > 1),
         // A single subpartition has nobody to protect from itself: no cap.
         cap(subpartitions > 1 ? mapping.config().max_queued_buffers : UINT32_MAX) {
     abandoned.reserve(buffer_count);  // abandon() must not allocate
@@ -103,6 +105,26 @@ struct ProducerState {
     return Status::kOk;
   }
 
+  // Broadcast: kOk if every subpartition is below the cap, counting the
+  // buffers being written (all under subpartition 0) as queued in every ring.
+  Status broadcast_room() noexcept {
+    const std::uint64_t writing = parts[0].writing;
+    for (std::uint32_t k = 0; k < subpartitions; ++k) {
+      RingWriter& data_out = parts[k].data_out;
+      if (data_out.unread_at_most() + writing < cap) {
+        continue;  // the cached head can only overstate
+      }
+      std::uint64_t unread = 0;
+      if (data_out.unread(unread) != RingResult::kOk) {
+        return mark_corrupt("data ring head moved backwards or past the tail", k, subpartitions);
+      }
+      if (unread + writing >= cap) {
+        return Status::kWouldBlock;
+      }
+    }
+    return Status::kOk;
+  }
+
   // Least-loaded: the subpartition with the fewest buffers queued or being
   // written for it, among those whose consumer is alive or never came, and
   // below the cap; turns rotate among equals. kWouldBlock if none is.
@@ -146,6 +168,14 @@ struct ProducerState {
       if (pick) {
         if (const Status status = pick_least_loaded(target); status != Status::kOk) {
           target = kAnySubpartition;
+          return status;
+        }
+      } else if (broadcast) {
+        // A broadcast buffer is queued in every data ring: it counts against
+        // every subpartition's cap, and the slowest consumer sets the pace.
+        // (Its buffers being written are counted under subpartition 0.)
+        target = 0;
+        if (const Status status = broadcast_room(); status != Status::kOk) {
           return status;
         }
       } else if (!overdraft) {
@@ -197,11 +227,16 @@ struct ProducerState {
                             buffer_count);
       }
       // Only the subpartition it was sent to may give it back: in a fan-out
-      // another consumer could otherwise hand over a buffer its owner still reads.
-      if (sent_to[index] != s) {
+      // another consumer could otherwise hand over a buffer its owner still
+      // reads. (Broadcast: the last of its holders returns it, whichever.)
+      if (!broadcast && sent_to[index] != s) {
         return mark_corrupt("return ring handed back a buffer sent to another subpartition "
                             "(that subpartition in value)",
                             sent_to[index], s);
+      }
+      if (!broadcast && parts[s].sent == 0) {
+        return mark_corrupt("return ring handed back more buffers than were sent to it", s,
+                            subpartitions);
       }
       // Freed by this ring's own consumer, nothing else.
       const auto state = states[index].load(std::memory_order_relaxed);
@@ -215,12 +250,10 @@ struct ProducerState {
       // never finds this buffer neither in the ring nor marked as ours.
       states[index].store(static_cast<std::uint32_t>(BufferState::kWriting),
                           std::memory_order_relaxed);
-      if (parts[s].sent == 0) {
-        return mark_corrupt("return ring handed back more buffers than were sent to it", s,
-                            subpartitions);
-      }
       free_in.advance();
-      --parts[s].sent;
+      if (!broadcast) {
+        --parts[s].sent;
+      }
       free_turn = s + 1 == subpartitions ? 0 : s + 1;
       return Status::kOk;
     }
@@ -233,6 +266,9 @@ struct ProducerState {
   // matching commit record. On failure the buffer stays ours (kWriting).
   Status publish(std::uint32_t index, std::uint32_t committed_bytes,
                  std::uint64_t records_through) noexcept {
+    if (broadcast) {
+      return publish_shared(index, committed_bytes, records_through);
+    }
     const std::uint32_t target = destination[index];
     RingWriter& data_out = parts[target].data_out;
     BufferCommit& record = commits[index];
@@ -251,6 +287,42 @@ struct ProducerState {
     sent_to[index] = static_cast<std::uint8_t>(target);
     ++parts[target].sent;
     --parts[target].writing;
+    return Status::kOk;
+  }
+
+  // Broadcast: hands buffer `index` to every consumer at once. The commit
+  // record, then the holders word (release: all K bits), then the state
+  // kShared (release), then the push into every data ring (each push's
+  // release orders all of these before its descriptor). The commit sequence
+  // is the position in the data rings, which is the same in every ring:
+  // every broadcast push (and every close-time push) goes into all of them.
+  // A consumer taking over relies on both (Consumer::open, "broadcast").
+  // No consumer can free the buffer before the last push: its own bit stays
+  // set until it took the buffer off its own ring.
+  Status publish_shared(std::uint32_t index, std::uint32_t committed_bytes,
+                        std::uint64_t records_through) noexcept {
+    BufferCommit& record = commits[index];
+    const std::uint64_t position = parts[0].data_out.position();
+    record.bytes.store(committed_bytes, std::memory_order_relaxed);
+    record.sequence.store(position, std::memory_order_relaxed);
+    record.records_through.store(records_through, std::memory_order_relaxed);
+    holders[index].store(all_holders(subpartitions), std::memory_order_release);
+    states[index].store(state_word(BufferState::kShared), std::memory_order_release);
+    for (std::uint32_t k = 0; k < subpartitions; ++k) {
+      RingWriter& data_out = parts[k].data_out;
+      if (data_out.position() != position ||
+          data_out.push(make_descriptor(index, committed_bytes)) != RingResult::kOk) {
+        // Cannot happen while the consumers play by the rules (capacity >=
+        // buffers; a consumer's bit stays set until it took the buffer off
+        // its ring). Pushed into some rings already: the buffer is lost to
+        // this producer, which stops here.
+        held[index] = 0;
+        return mark_corrupt("data ring reported full or its head is out of range", k,
+                            mapping.config().ring_capacity);
+      }
+    }
+    held[index] = 0;
+    --parts[0].writing;
     return Status::kOk;
   }
 
@@ -380,7 +452,12 @@ struct ProducerState {
   // refreshed for the choice, and the wait ends only once all are gone.
   Status consumer_status(std::uint32_t target) noexcept {
     bool gone = false;
-    if (target != kAnySubpartition) {
+    if (broadcast) {
+      // Every consumer must release every buffer: one gone holds them all.
+      for (std::uint32_t s = 0; s < subpartitions && !gone; ++s) {
+        gone = consumer_gone(s);
+      }
+    } else if (target != kAnySubpartition) {
       gone = consumer_gone(target);
     } else {
       gone = true;
@@ -474,10 +551,12 @@ struct ProducerState {
   ChannelControl* control;  // subpartition 0's: the only one of an ordinary channel
   BufferStateWord* states;
   BufferCommit* commits;
+  BufferHolders* holders;
   std::uint32_t buffer_count;
   std::uint64_t buffer_bytes;
   std::uint32_t subpartitions;
   Partitioner partitioner;
+  bool broadcast;     // every buffer goes to every subpartition (K > 1)
   std::uint64_t cap;  // most buffers queued or being written for one subpartition
   std::vector<ProducerSubpartition> parts;
   std::vector<std::uint32_t> abandoned;   // dropped uncommitted; reused first
@@ -594,13 +673,13 @@ Status Producer::acquire_for(WritableBuffer& out, std::chrono::nanoseconds timeo
 Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline,
                                std::uint32_t subpartition, CapUse cap_use) noexcept {
   ProducerState& s = *state_;
-  if (subpartition != kAnySubpartition && subpartition >= s.subpartitions) {
-    return Status::kInvalidArgument;
+  if (subpartition != kAnySubpartition && (subpartition >= s.subpartitions || s.broadcast)) {
+    return Status::kInvalidArgument;  // a broadcast buffer goes to all, never to one
   }
   // The target: named, the next in turn, or (least-loaded) chosen per attempt.
   std::uint32_t target = subpartition;
   if (target == kAnySubpartition) {
-    if (s.subpartitions == 1) {
+    if (s.subpartitions == 1 || s.broadcast) {
       target = 0;
     } else if (s.partitioner != Partitioner::kLeastLoaded) {
       target = s.next_turn;
@@ -672,12 +751,20 @@ Status Producer::commit(WritableBuffer&& buffer, std::size_t bytes,
   buffer.owner_ = nullptr;  // now the consumer's
   buffer.data_ = {};
   s.records += records;
-  ProducerSubpartition& part = s.parts[s.destination[index]];
-  ProducerCounters& c = part.control->producer_counters;
-  c.records.store(part.records += records, std::memory_order_relaxed);
-  c.bytes.store(part.bytes += bytes, std::memory_order_relaxed);
-  c.buffers.store(++part.buffers, std::memory_order_relaxed);
-  wake_peer(part.control->data_ready, part.control->consumer_sleeping);
+  auto count = [records, bytes](ProducerSubpartition& part) {
+    ProducerCounters& c = part.control->producer_counters;
+    c.records.store(part.records += records, std::memory_order_relaxed);
+    c.bytes.store(part.bytes += bytes, std::memory_order_relaxed);
+    c.buffers.store(++part.buffers, std::memory_order_relaxed);
+    wake_peer(part.control->data_ready, part.control->consumer_sleeping);
+  };
+  if (s.broadcast) {
+    for (ProducerSubpartition& part : s.parts) {
+      count(part);
+    }
+  } else {
+    count(s.parts[s.destination[index]]);
+  }
   return Status::kOk;
 }
 
@@ -736,6 +823,13 @@ void Producer::close() noexcept {
   while (!s.abandoned.empty()) {
     const std::uint32_t index = s.abandoned.back();
     s.abandoned.pop_back();
+    if (s.broadcast) {  // to every consumer, as every buffer; the last one returns it
+      ++s.parts[0].writing;
+      if (s.publish_shared(index, 0, s.records) != Status::kOk) {
+        break;
+      }
+      continue;
+    }
     s.held[index] = 0;
     const std::uint32_t target = turn++ % s.subpartitions;
     RingWriter& data_out = s.parts[target].data_out;

@@ -30,6 +30,7 @@ JsonLine channel_json(const std::string& name, const st::ChannelObserver& observ
       .add("pool_writing", static_cast<std::uint64_t>(s.pool.writing))
       .add("pool_queued", static_cast<std::uint64_t>(s.pool.queued))
       .add("pool_reading", static_cast<std::uint64_t>(s.pool.reading))
+      .add("pool_shared", static_cast<std::uint64_t>(s.pool.shared))
       .add("interval_seconds", r.seconds)
       .add("records_out_per_sec", r.records_out_per_sec)
       .add("records_in_per_sec", r.records_in_per_sec)

@@ -55,8 +55,9 @@ void print_text(const std::string& name, const st::ChannelObserver& observer,
   std::printf("busy ms/s                  %14.1f %14.1f\n", r.producer_busy_ms_per_sec,
               r.consumer_busy_ms_per_sec);
   std::printf(
-      "\npool     %u free, %u producer, %u queued, %u consumer%s  (out-pool usage %.0f%%)\n",
+      "\npool     %u free, %u producer, %u queued, %u consumer%s%s  (out-pool usage %.0f%%)\n",
       s.pool.free, s.pool.writing, s.pool.queued, s.pool.reading,
+      s.pool.shared > 0 ? (", " + std::to_string(s.pool.shared) + " shared").c_str() : "",
       s.pool.invalid > 0 ? (", " + std::to_string(s.pool.invalid) + " INVALID").c_str() : "",
       100.0 * r.out_pool_usage);
   std::printf("fill     %.0f%% of each handed-over buffer used\n", 100.0 * r.buffer_fill);

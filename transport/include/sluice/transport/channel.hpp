@@ -93,6 +93,9 @@ class ChannelMapping {
   [[nodiscard]] BufferCommit* buffer_commits() const noexcept {
     return region<BufferCommit>(kBufferCommitRegion);
   }
+  [[nodiscard]] BufferHolders* buffer_holders() const noexcept {
+    return region<BufferHolders>(kBufferHolderRegion);
+  }
   // Buffer `index` (must be < buffer_count; callers check peer-supplied values).
   [[nodiscard]] std::byte* buffer(std::uint32_t index) const noexcept {
     return segment_.base() + regions_[kBufferPoolRegion].offset +

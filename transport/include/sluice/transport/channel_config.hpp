@@ -13,7 +13,7 @@ enum class Partitioner : std::uint32_t {
   kRoundRobin = 0,   // buffers (records, through PartitionWriter) go to 0, 1, ..., K-1 in turn
   kKey = 1,          // the caller names the subpartition (PartitionWriter: hash of a key)
   kLeastLoaded = 2,  // the subpartition with the fewest queued buffers whose consumer lives
-  kBroadcast = 3,    // every consumer gets every buffer: not available yet
+  kBroadcast = 3,  // every consumer gets every buffer (one shared copy; the slowest sets the pace)
 };
 inline constexpr std::uint32_t kPartitionerCount = 4;
 // "round-robin", "key", "least-loaded", "broadcast".

@@ -18,7 +18,9 @@ namespace sluice::transport {
 // 3: fan-out: K subpartitions (K control blocks, data rings and return
 //    rings), the partitioner and the per-subpartition cap in the
 //    configuration, the subpartition in bits 8..15 of buffer state words.
-inline constexpr std::uint32_t kLayoutVersion = 3;
+// 4: broadcast: a holders word per buffer (BufferHolders) and the state
+//    kShared.
+inline constexpr std::uint32_t kLayoutVersion = 4;
 inline constexpr std::uint32_t kChannelKind = 1;
 inline constexpr std::size_t kCacheLine = sluice::shm::kCacheLine;
 
@@ -37,12 +39,16 @@ constexpr std::uint32_t role_lock_slot(Role role, std::uint32_t subpartition = 0
 
 enum class EndpointState : std::uint32_t { kNeverAttached = 0, kAttached = 1, kDetached = 2 };
 
-// Where a buffer is. Exactly one place at any time.
+// Where a buffer is. Exactly one place at any time (a broadcast buffer:
+// queued in, or being read by, each subpartition that still holds it).
 enum class BufferState : std::uint32_t {
   kFree = 0,     // in the return ring or the producer's private cache
   kWriting = 1,  // held by the producer, being filled
   kQueued = 2,   // in the data ring
   kReading = 3,  // held by the consumer
+  // Broadcast: queued for or being read by every subpartition whose bit is
+  // set in the buffer's holders word (one buffer shared by all consumers).
+  kShared = 4,
 };
 
 // A buffer state word: the BufferState in bits 0..7 and, for the states that
@@ -61,12 +67,14 @@ constexpr std::uint32_t state_subpartition(std::uint32_t word) {
 }
 // Whether `word` could have been written by an endpoint of a channel of
 // `subpartitions` subpartitions (bits above 15 clear, a known state, a
-// subpartition that exists, none on kWriting).
+// subpartition that exists, none on kWriting or kShared, which belong to no
+// single subpartition).
 constexpr bool state_word_possible(std::uint32_t word, std::uint32_t subpartitions) {
-  return (word >> 16) == 0 &&
-         state_kind(word) <= static_cast<std::uint32_t>(BufferState::kReading) &&
+  const std::uint32_t kind = state_kind(word);
+  return (word >> 16) == 0 && kind <= static_cast<std::uint32_t>(BufferState::kShared) &&
          state_subpartition(word) < subpartitions &&
-         (state_kind(word) != static_cast<std::uint32_t>(BufferState::kWriting) ||
+         ((kind != static_cast<std::uint32_t>(BufferState::kWriting) &&
+           kind != static_cast<std::uint32_t>(BufferState::kShared)) ||
           state_subpartition(word) == 0);
 }
 
@@ -91,7 +99,8 @@ enum RegionIndex : std::uint32_t {
   kBufferStateRegion = 3,
   kBufferCommitRegion = 4,
   kBufferPoolRegion = 5,
-  kRegionCount = 6,
+  kBufferHolderRegion = 6,
+  kRegionCount = 7,
 };
 
 struct alignas(kCacheLine) ChannelHeader {
@@ -205,7 +214,10 @@ static_assert(sizeof(RingSlot) == 8);
 
 // Per-buffer state, one 32-bit atomic each; written by whichever side owns
 // the buffer at the time (ownership passes through the rings, whose
-// release/acquire orders these relaxed stores too).
+// release/acquire orders these relaxed stores too). Broadcast: the producer
+// stores kShared with release (after the holders word; see BufferHolders),
+// no consumer changes it while it shares the buffer, and only the last
+// holder stores kFree | s << 8, before its return-ring push.
 using BufferStateWord = std::atomic<std::uint32_t>;
 
 // What the producer committed into a buffer: its length, its position in
@@ -224,6 +236,34 @@ struct BufferCommit {
   std::atomic<std::uint64_t> records_through;
 };
 static_assert(sizeof(BufferCommit) == 24);
+
+// Broadcast: which subpartitions still hold a kShared buffer, bit s for
+// subpartition s (K <= 64), one word per buffer. Writers and orders:
+// - the producer stores the mask of all K subpartitions with release, after
+//   the commit record and before the state turns kShared (release) and the
+//   descriptor is pushed into every data ring; a consumer taking over that
+//   acquires the state and then the holders word therefore reads the commit
+//   record of the same publish (Consumer::open, "broadcast");
+// - consumer s, releasing, clears bit s with a compare-exchange (acq_rel)
+//   unless bit s is the only one left. Then it is the last holder: it leaves
+//   the word alone, marks the buffer kFree | s << 8 and returns it through
+//   its own return ring. Exactly one consumer finds its bit alone (the
+//   others' compare-exchanges cleared theirs), and the word says which one
+//   for as long as the release is unfinished, so a successor of a consumer
+//   that died mid-release knows whether the buffer is still its to free,
+//   without a live consumer ever being in the same window for that buffer.
+//   The release half of every clear, continued as a release sequence up to
+//   the last holder's acquire load, orders every consumer's reads of the
+//   data before the buffer goes back to the pool.
+// Unused (0) outside broadcast channels.
+using BufferHolders = std::atomic<std::uint64_t>;
+static_assert(sizeof(BufferHolders) == 8);
+
+// The holders word of a channel of `subpartitions` subpartitions with every
+// subpartition's bit set.
+constexpr std::uint64_t all_holders(std::uint32_t subpartitions) {
+  return subpartitions >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << subpartitions) - 1;
+}
 
 // Committed length of an open buffer: handed to the consumer before it is
 // written, its records then published one by one in place (record_frame.hpp,

@@ -18,9 +18,10 @@ struct PoolUsage {
   std::uint32_t writing = 0;  // held by the producer
   std::uint32_t queued = 0;   // in the data ring
   std::uint32_t reading = 0;  // held by the consumer
+  std::uint32_t shared = 0;   // broadcast: queued for or being read by some consumers
   std::uint32_t invalid = 0;  // a state word with an impossible value
   [[nodiscard]] std::uint32_t total() const noexcept {
-    return free + writing + queued + reading + invalid;
+    return free + writing + queued + reading + shared + invalid;
   }
 };
 

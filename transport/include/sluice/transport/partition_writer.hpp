@@ -4,8 +4,10 @@
 // partitioner promises, as Flink's record writers do: round-robin sends
 // record n to subpartition n % K (Flink's rebalance); key sends a record to
 // subpartition_for_key(key, K), so the records of one key keep their order;
-// least-loaded lets the producer choose per buffer. One RecordWriter per
-// subpartition for round-robin and key, one unpinned writer for least-loaded.
+// least-loaded lets the producer choose per buffer; broadcast sends every
+// record to every subpartition (one shared buffer). One RecordWriter per
+// subpartition for round-robin and key, one unpinned writer for
+// least-loaded, and only one unpinned writer for broadcast.
 
 #include <cstdint>
 #include <memory>
@@ -40,6 +42,7 @@ class PartitionWriter {
   // per buffer. A key partition needs a key: kInvalidArgument.
   Status write(std::span<const std::byte> record) noexcept;
   // Routes by key, whatever the partitioner: subpartition_for_key(key, K).
+  // Under broadcast the key changes nothing: the record goes to all.
   Status write(std::uint64_t key, std::span<const std::byte> record) noexcept;
 
   // Hands over every subpartition's current buffer; the first error, if any.
@@ -58,7 +61,8 @@ class PartitionWriter {
   Partitioner partitioner_;
   std::uint32_t subpartitions_;
   std::uint32_t next_ = 0;  // round-robin: the next record's subpartition
-  // One per subpartition (round-robin, key), or one unpinned (least-loaded).
+  // One per subpartition (round-robin, key), one unpinned (least-loaded,
+  // where the pinned ones follow it, for keys), or one unpinned alone (broadcast).
   std::vector<std::unique_ptr<RecordWriter>> writers_;
 };
 
