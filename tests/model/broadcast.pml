@@ -20,7 +20,8 @@
  *     return ring 0, marked kFree | 0;
  *   - consumer s: waits for a descriptor (or the close, looked at once more
  *     before it ends), checks kShared and its own bit, advances its ring,
- *     reads the payload, releases: loads holders (acquire); its bit alone ->
+ *     reads the payload; it holds up to two buffers (both of the pool) and
+ *     releases the oldest whenever it likes: loads holders (acquire); its bit alone ->
  *     last holder: state kFree | s, push into return ring s; otherwise a
  *     compare-exchange clearing its bit, retried with the value it found;
  *   - under CRASH a killer may kill one consumer at any step (spin's
@@ -41,14 +42,15 @@
  * Not modelled: waiting (a side just blocks until its ring has something;
  * the wake-up protocol is channel.pml's), the cap (broadcast_room: the pool
  * of NBUF buffers and rings of capacity NBUF bound the rings here),
- * abandoned buffers, a producer's death, more than one crash, a consumer
- * holding more than one buffer at a time, forged words (the C++ checks them;
- * here any failed check is an assertion), counters, the record layer.
+ * abandoned buffers, a producer's death, more than one crash, K > 2 or more
+ * than two buffers, releases out of the order taken, forged words (the C++
+ * checks them; here any failed check is an assertion), counters, the record
+ * layer.
  *
  * Options: MSGS (3); CRASH (one consumer may die, see above);
  * MUTANT_* (below); PROBE_* (reachability probes, each of which must fail:
  * PROBE_CAS_RETRY, a failed compare-exchange that finds its bit alone;
- * PROBE_REDELIVER, a successor with a buffer to receive again;
+ * PROBE_REDELIVER, a successor with both buffers to receive again;
  * PROBE_RETURN_FREED, a successor returning a buffer its predecessor freed).
  *
  * Properties:
@@ -184,7 +186,7 @@ proctype producer() {
 /* ======================================================================== */
 
 /* the application receives the message in buffer b (the read) */
-inline c_read() {
+inline c_read(b) {
   d_step {
     /* (a): still ours to read */
     assert(loc[b] == L_OUT && state[b] == S_SHARED && (share[b] & BIT(s)));
@@ -221,7 +223,7 @@ inline c_return(b) {
 }
 
 /* release_shared(b) */
-inline c_release() {
+inline c_release(b) {
   who = holders[b];                         /* load(acquire) */
   do
   :: who == BIT(s) ->                       /* the last holder */
@@ -251,7 +253,10 @@ inline c_release() {
 }
 
 proctype consumer(byte s) {
-  byte b;
+  byte b;                                   /* the buffer held longest */
+  byte hb;                                  /* the one taken after it, if n == 2 */
+  byte n;                                   /* buffers held (taken, not yet released) */
+  byte t;                                   /* the one being taken */
   byte m;
   byte who;
   byte prev;
@@ -272,28 +277,37 @@ life:
        :: (redo & 1) && (!(redo & 2) || cseq[0] < cseq[1]) -> b = 0
        :: (redo & 2) && (!(redo & 1) || cseq[1] < cseq[0]) -> b = 1
        fi;
-       c_read();
-       c_release();
+       c_read(b);
+       c_release(b);
        d_step { redo = redo & ~BIT(b); b = 0 }
 #endif
-    :: atomic { redo == 0 && dtail[s] != dhead[s] ->   /* tail.load(acquire), the descriptor */
-         b = dslot[s * NBUF + dhead[s] % NBUF] };
+    :: atomic { redo == 0 && n < 2 && dtail[s] != dhead[s] ->   /* tail.load(acquire), the descriptor */
+         t = dslot[s * NBUF + dhead[s] % NBUF] };
        d_step {
-         assert(state[b] == S_SHARED);       /* take_shared_buffer's checks */
-         assert(holders[b] & BIT(s))
+         assert(state[t] == S_SHARED);       /* take_shared_buffer's checks */
+         assert(holders[t] & BIT(s))
        };
        dhead[s]++;                          /* data_in.advance() (release) */
-       c_read();
-       c_release();
-       b = 0
-    :: atomic { redo == 0 && dtail[s] == dhead[s] && closed -> skip };
+       c_read(t);
+       d_step {
+         if
+         :: n == 0 -> b = t
+         :: else -> hb = t
+         fi;
+         n++;
+         t = 0
+       }
+    :: n > 0 ->                             /* the oldest one held, released */
+       c_release(b);
+       d_step { b = hb; hb = 0; n-- }
+    :: atomic { redo == 0 && n == 0 && dtail[s] == dhead[s] && closed -> skip };
        if
        :: dtail[s] == dhead[s] -> break     /* closed and drained */
        :: else -> skip
        fi
     od
   } unless {
-    atomic { kill[s] == 1 -> kill[s] = 2; b = 0; m = 0; who = 0; prev = 0; got = 0 };
+    atomic { kill[s] == 1 -> kill[s] = 2; b = 0; hb = 0; n = 0; m = 0; who = 0; prev = 0; got = 0 };
     /* the successor: take_over_shared_buffers (a) */
     i = 0;
     do
@@ -325,7 +339,7 @@ life:
     :: else -> break
     od;
 #ifdef PROBE_REDELIVER
-    assert(redo == 0);                      /* a buffer to receive again */
+    assert(redo != ALL);                    /* two buffers to receive again, in commit order */
 #endif
     /* (b): freed by the dead consumer, never returned */
     h = rhead[s];                           /* acquire */

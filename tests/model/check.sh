@@ -118,10 +118,10 @@ runs=(
   "broadcast|mutant last-clears crash|fail|-DCRASH -DMUTANT_LAST_CLEARS|$hunt||$leaked"
   "broadcast|mutant plain-store|fail|-DMUTANT_PLAIN_STORE|$hunt||$leaked"
   "broadcast|mutant successor-zero crash|fail|-DCRASH -DMUTANT_SUCCESSOR_ZERO|$hunt||assertion violated +\\(\\(loc\\[i\\]==1\\)&&\\(share"
-  "broadcast|mutant no-sequence crash|fail|-DCRASH -DMUTANT_NO_SEQUENCE|$hunt||assertion violated +\\((state\\[b\\]==3|m==\\(prev\\+1\\))\\)"
+  "broadcast|mutant no-sequence crash|fail|-DCRASH -DMUTANT_NO_SEQUENCE|$hunt||assertion violated +\\((state\\[(b|t)\\]==3|m==\\(prev\\+1\\))\\)"
   # Its reachability probes.
   "broadcast|probe cas-retry|fail|-DPROBE_CAS_RETRY|$hunt||violated +\\(who!="
-  "broadcast|probe redeliver|fail|-DCRASH -DPROBE_REDELIVER|$hunt||violated +\\(redo==0\\)"
+  "broadcast|probe redeliver|fail|-DCRASH -DPROBE_REDELIVER|$hunt||violated +\\(redo!=3\\)"
   "broadcast|probe return-freed|fail|-DCRASH -DPROBE_RETURN_FREED|$hunt||violated +0"
 )
 if [[ "${MODEL_LARGE:-0}" == 1 ]]; then
