@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Model-checks the channel's wake-up protocol and buffer ownership
 # (channel.pml) and the fan-in gate's wake-up protocol over several inputs
-# (gate.pml) exhaustively with spin, and checks that the checks can fail.
+# (gate.pml) and the broadcast release protocol with a consumer's crash and
+# takeover (broadcast.pml) exhaustively with spin, and checks that the checks
+# can fail.
 #
 #   pass   the real protocol: safety (assertions + no invalid end state) on
 #          two pool sizes, with the real wake counters, with spurious futex
@@ -9,7 +11,8 @@
 #          with spurious returns under weak fairness. For the gate: safety,
 #          and with a producer that may die mid-stream plus spurious returns;
 #          `terminates` with that producer, and with spurious returns under
-#          weak fairness.
+#          weak fairness. For broadcast: safety, without and with a
+#          consumer that may die at any step and be taken over.
 #   fail   every mutant of the protocol must make spin report the expected
 #          error: the lost wake-up mutants with end states ignored (-E), so
 #          that the safety assertion alone catches them, and some of them also
@@ -46,6 +49,7 @@ n3m4="-DNBUF=3 -DCAP=4 -DMSGS=4 -DABANDONS=1"
 n3m3="-DNBUF=3 -DCAP=4 -DMSGS=3 -DABANDONS=1"
 lost='assertion violated +!\(\(\(?fq_(data|free)'
 gate_lost='assertion violated +!\(\(g_asleep&&'
+leaked='assertion violated +\(\(loc\[i\]==2\)\|\|\(loc\[i\]==3\)\)'
 runs=(
   # The gate (its default: M=2 inputs, CAP=2, MSGS=3 records each). DEATH lets
   # producer 0 die mid-stream or not, so its runs cover the plain one too. The
@@ -106,6 +110,19 @@ runs=(
   "gate|probe close-while-asleep|fail|-DPROBE_CLOSE_WHILE_ASLEEP|$hunt||violated +!\\(\\(g_asleep&&\\(closed"
   "gate|probe death-while-asleep|fail|-DDEATH -DPROBE_DEATH_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(g_asleep&& !\\(lock\\[0\\]"
   "gate|probe peer-died|fail|-DDEATH -DPROBE_PEER_DIED|$hunt||violated +\\(fin\\[0\\]!=2\\)"
+  # Broadcast (2 consumers, 2 buffers, MSGS=3): the real protocol, then with
+  # one consumer that may die at any step and its successor's takeover.
+  "broadcast|safety|pass||$safety|"
+  "broadcast|safety crash|pass|-DCRASH|$safety|"
+  # Its mutants: a leak shows as a pool not whole at the end.
+  "broadcast|mutant last-clears crash|fail|-DCRASH -DMUTANT_LAST_CLEARS|$hunt||$leaked"
+  "broadcast|mutant plain-store|fail|-DMUTANT_PLAIN_STORE|$hunt||$leaked"
+  "broadcast|mutant successor-zero crash|fail|-DCRASH -DMUTANT_SUCCESSOR_ZERO|$hunt||assertion violated +\\(\\(loc\\[i\\]==1\\)&&\\(share"
+  "broadcast|mutant no-sequence crash|fail|-DCRASH -DMUTANT_NO_SEQUENCE|$hunt||assertion violated +\\((state\\[(b|t)\\]==3|m==\\(prev\\+1\\))\\)"
+  # Its reachability probes.
+  "broadcast|probe cas-retry|fail|-DPROBE_CAS_RETRY|$hunt||violated +\\(who!="
+  "broadcast|probe redeliver|fail|-DCRASH -DPROBE_REDELIVER|$hunt||violated +\\(redo!=3\\)"
+  "broadcast|probe return-freed|fail|-DCRASH -DPROBE_RETURN_FREED|$hunt||violated +0"
 )
 if [[ "${MODEL_LARGE:-0}" == 1 ]]; then
   # Three inputs, one record each: too many states to store exhaustively here,
@@ -179,7 +196,7 @@ run_one() {
 }
 
 started=$(now)
-echo "spin model check: $here/{channel,gate}.pml ($("$spin_bin" -V 2>&1 | head -n 1))"
+echo "spin model check: $here/{channel,gate,broadcast}.pml ($("$spin_bin" -V 2>&1 | head -n 1))"
 for i in "${!runs[@]}"; do
   while (($(jobs -rp | wc -l) >= jobs)); do
     wait -n || true
