@@ -366,10 +366,11 @@ int main(int argc, char** argv) {
     const double one = median(results[static_cast<int>(Shape::kOne)]);
     for (const Shape shape : {Shape::kFanIn, Shape::kOne, Shape::kSeparate, Shape::kFanOut}) {
       const double rate = median(results[static_cast<int>(shape)]);
-      const std::string processes = shape == Shape::kFanIn    ? std::to_string(inputs) + " -> 1"
-                                    : shape == Shape::kOne    ? "1 -> 1"
-                                    : shape == Shape::kFanOut ? "1 -> " + std::to_string(inputs)
-                                                              : std::to_string(inputs) + " x (1 -> 1)";
+      const std::string processes = shape == Shape::kFanIn ? std::to_string(inputs) + " -> 1"
+                                    : shape == Shape::kOne ? "1 -> 1"
+                                    : shape == Shape::kFanOut
+                                        ? "1 -> " + std::to_string(inputs)
+                                        : std::to_string(inputs) + " x (1 -> 1)";
       std::printf("| %s | %s | %zu B | %.2f M | %.3f | %.2fx |\n", shape_name(shape),
                   processes.c_str(), size, rate / 1e6, rate * static_cast<double>(size) / 1e9,
                   one > 0 ? rate / one : 0.0);

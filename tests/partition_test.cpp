@@ -26,9 +26,9 @@
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/ownership_check.hpp"
 #include "sluice/transport/partition_writer.hpp"
-#include "sluice/transport/sequence_pattern.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_reader.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
 #include "test_support.hpp"
 
 namespace st = sluice::transport;
@@ -804,8 +804,7 @@ TEST(PartitionHostile, FreedByAnotherSubpartitionIsCorruptForTheProducer) {
 
 TEST(Partition, BuffersAConsumerHoldsWhileReadingCountAgainstItsCap) {
   ChannelGuard guard(unique_channel("holdcap"));
-  auto producer =
-      st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 16, 3));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey, 16, 3));
   auto consumer0 = st::Consumer::open(guard.name(), subpartition(0));
   // Subpartition 0 takes its three buffers off the ring and keeps them.
   std::vector<st::ReadableBuffer> kept(3);

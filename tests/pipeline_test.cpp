@@ -210,14 +210,14 @@ TEST(Pipeline, ADiamondThroughAFanOutTwoWorkersAndAGate) {
                      sink_log);
   });
   ChildProcess worker0([&] {
-    return exec_tool({tool("sluice-relay"), "--from", src.name() + ":0", "--to", w0.name(),
-                      "--wait", "60"},
-                     worker_log);
+    return exec_tool(
+        {tool("sluice-relay"), "--from", src.name() + ":0", "--to", w0.name(), "--wait", "60"},
+        worker_log);
   });
   ChildProcess worker1([&] {
-    return exec_tool({tool("sluice-relay"), "--from", src.name() + ":1", "--to", w1.name(),
-                      "--wait", "60"},
-                     worker_log);
+    return exec_tool(
+        {tool("sluice-relay"), "--from", src.name() + ":1", "--to", w1.name(), "--wait", "60"},
+        worker_log);
   });
   ChildProcess source([&] {
     return exec_tool({tool("sluice-producer"), "--channel", src.name(), "--records", records,
@@ -249,8 +249,7 @@ TEST(Pipeline, StatSeesTheDiamondsStagesAndNamesTheThrottledSinkAsBottleneck) {
   const std::string log = log_path("sd");
   ChildProcess sink([&] {
     return exec_tool({tool("sluice-consumer"), "--channel", w0.name() + "," + w1.name(), "--union",
-                      "--records", "100000000", "--size", "32", "--rate", "200000", "--wait",
-                      "60"},
+                      "--records", "100000000", "--size", "32", "--rate", "200000", "--wait", "60"},
                      log);
   });
   std::vector<std::unique_ptr<ChildProcess>> others;
@@ -302,22 +301,23 @@ TEST(Pipeline, ARelayWritesAFanOutThatItsConsumersCheck) {
   for (int i = 0; i < 3; ++i) {
     logs.push_back(log_path("rfo-consumer"));
     consumers.push_back(std::make_unique<ChildProcess>([&, i] {
-      return exec_tool({tool("sluice-consumer"), "--channel", out.name(), "--subpartition",
-                        std::to_string(i), "--records", "90000", "--size", "16", "--json",
-                        "--wait", "60"},
-                       logs[static_cast<std::size_t>(i)]);
+      return exec_tool(
+          {tool("sluice-consumer"), "--channel", out.name(), "--subpartition", std::to_string(i),
+           "--records", "90000", "--size", "16", "--json", "--wait", "60"},
+          logs[static_cast<std::size_t>(i)]);
     }));
   }
   ChildProcess source([&] {
-    return exec_tool({tool("sluice-producer"), "--channel", in.name(), "--records", "90000",
-                      "--size", "16"},
-                     log);
+    return exec_tool(
+        {tool("sluice-producer"), "--channel", in.name(), "--records", "90000", "--size", "16"},
+        log);
   });
   EXPECT_EQ(source.wait(), 0) << read_file(log);
   EXPECT_EQ(relay.wait(), 0) << read_file(log);
   for (std::size_t i = 0; i < 3; ++i) {
     EXPECT_EQ(consumers[i]->wait(), 0) << read_file(logs[i]);
-    EXPECT_NE(read_file(logs[i]).find("\"records\":30000,"), std::string::npos) << read_file(logs[i]);
+    EXPECT_NE(read_file(logs[i]).find("\"records\":30000,"), std::string::npos)
+        << read_file(logs[i]);
     std::remove(logs[i].c_str());
   }
   std::remove(log.c_str());
@@ -335,8 +335,8 @@ TEST(Pipeline, TheUnionCheckFailsWhenAWorkerLosesRecords) {
   // Both send 0..1499: together 1500..2999 are missing and 0..1499 come twice.
   for (const auto* name : {&a.name(), &b.name()}) {
     ChildProcess producer([name] {
-      return exec_tool({tool("sluice-producer"), "--channel", *name, "--records", "1500",
-                        "--size", "16", "--no-wait-for-consumer"},
+      return exec_tool({tool("sluice-producer"), "--channel", *name, "--records", "1500", "--size",
+                        "16", "--no-wait-for-consumer"},
                        "/dev/null");
     });
     EXPECT_EQ(producer.wait(), 0);

@@ -74,7 +74,10 @@ TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
 TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
   ChannelGuard guard(unique_channel("short"));
   const std::string channel = " --channel " + guard.name();
-  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 10 --size 16 --no-wait-for-consumer").status, 0);
+  ASSERT_EQ(
+      run(tool("sluice-producer") + channel + " --records 10 --size 16 --no-wait-for-consumer")
+          .status,
+      0);
   const ToolRun consumer =
       run(tool("sluice-consumer") + channel + " --records 11 --size 16 --json");
   EXPECT_EQ(consumer.status, 1) << consumer.out;
@@ -85,7 +88,9 @@ TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
 TEST(Tools, ConsumerCountsRecordsOfTheWrongSizeAsCorrupt) {
   ChannelGuard guard(unique_channel("wrongsize"));
   const std::string channel = " --channel " + guard.name();
-  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 5 --size 16 --no-wait-for-consumer").status, 0);
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 5 --size 16 --no-wait-for-consumer")
+                .status,
+            0);
   const ToolRun consumer = run(tool("sluice-consumer") + channel + " --records 5 --size 24 --json");
   EXPECT_EQ(consumer.status, 1) << consumer.out;
   EXPECT_NE(consumer.out.find("\"corrupt\":5"), std::string::npos) << consumer.out;
@@ -122,13 +127,15 @@ TEST(Tools, BadArgumentsExitWithStatusTwoAndSayWhy) {
 TEST(Tools, ProducerRefusesAnExistingChannel) {
   ChannelGuard guard(unique_channel("exists"));
   const std::string channel = " --channel " + guard.name();
-  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 1 --size 8 --no-wait-for-consumer").status,
+  ASSERT_EQ(run(tool("sluice-producer") + channel + " --records 1 --size 8 --no-wait-for-consumer")
+                .status,
             0);
-  const ToolRun second = run(tool("sluice-producer") + channel + " --records 1 --size 8 --no-wait-for-consumer");
+  const ToolRun second =
+      run(tool("sluice-producer") + channel + " --records 1 --size 8 --no-wait-for-consumer");
   EXPECT_EQ(second.status, 2) << second.out;
   EXPECT_NE(second.out.find("already exists"), std::string::npos) << second.out;
-  const ToolRun replaced =
-      run(tool("sluice-producer") + channel + " --records 1 --size 8 --replace-stale --no-wait-for-consumer");
+  const ToolRun replaced = run(tool("sluice-producer") + channel +
+                               " --records 1 --size 8 --replace-stale --no-wait-for-consumer");
   EXPECT_EQ(replaced.status, 0) << replaced.out;
 }
 
@@ -212,10 +219,10 @@ TEST(Tools, StatReportsConfigurationCountersAndRates) {
 
 TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
   ChannelGuard guard(unique_channel("top"));
-  ASSERT_EQ(
-      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8" +
-              " --no-wait-for-consumer").status,
-      0);
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8" +
+                " --no-wait-for-consumer")
+                .status,
+            0);
   const ToolRun top = run(tool("sluice") + " top --iterations 2 --interval 0.05 < /dev/null");
   EXPECT_EQ(top.status, 0) << top.out;
   EXPECT_NE(top.out.find("CHANNEL"), std::string::npos) << top.out;
@@ -225,10 +232,10 @@ TEST(Tools, TopPrintsPlainLinesWhenNotATerminal) {
 
 TEST(Tools, CheckSaysWhetherAChannelIsSound) {
   ChannelGuard guard(unique_channel("check"));
-  ASSERT_EQ(
-      run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8" +
-              " --no-wait-for-consumer").status,
-      0);
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() + " --records 10 --size 8" +
+                " --no-wait-for-consumer")
+                .status,
+            0);
   const ToolRun sound = run(tool("sluice") + " check " + guard.name());
   EXPECT_EQ(sound.status, 0) << sound.out;
   EXPECT_NE(sound.out.find("sound"), std::string::npos) << sound.out;

@@ -32,8 +32,8 @@ struct Options {
   bool quick = false;
   std::string json_path = "bench-results.json";
   int runs = 0;  // 0: 5 in a full run, 3 in a quick one
-  std::vector<std::string> systems = {"sluice", "iceoryx",     "boost-mq", "pipe",
-                                      "unix-socket", "zeromq", "no-transport", "sluice-plain"};
+  std::vector<std::string> systems = {"sluice",      "iceoryx", "boost-mq",     "pipe",
+                                      "unix-socket", "zeromq",  "no-transport", "sluice-plain"};
   std::vector<std::size_t> sizes = {8, 64, 1024, 65536, 1048576};
   std::uint64_t bytes_per_run = 0;  // 0: by mode
   std::uint64_t min_records = 0;
@@ -655,9 +655,9 @@ std::vector<Target> judge(const std::vector<Row>& rows, const std::vector<Latenc
     const Row* plain = find_row(rows, "sluice-plain", size);
     if (record_api && usable(plain)) {
       const double ratio = plain->records_per_sec / sluice->records_per_sec;
-      targets.push_back({"records/s " + bytes_label(size) +
-                             " write()/next() >= 0.8x write_batch/read_batch",
-                         format("%.2fx", ratio), verdict(ratio >= 0.8)});
+      targets.push_back(
+          {"records/s " + bytes_label(size) + " write()/next() >= 0.8x write_batch/read_batch",
+           format("%.2fx", ratio), verdict(ratio >= 0.8)});
     }
     if (cheapest != nullptr) {
       const double ratio = sluice->cpu_per_million / cheapest->cpu_per_million;

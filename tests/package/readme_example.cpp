@@ -22,7 +22,9 @@ namespace {
 
 const std::string kChannel = "package-readme-" + std::to_string(getpid());
 int handled = 0;
-void handle(std::span<const std::byte> /*record*/) { ++handled; }
+void handle(std::span<const std::byte> /*record*/) {
+  ++handled;
+}
 
 // --- from the README ---
 // Producer process.
@@ -55,7 +57,7 @@ int consume() {
       handle(record);  // a view into shared memory, valid until the next call
     }
     return status == st::Status::kClosed ? 0 : 1;  // kPeerDied: the producer died mid-stream
-  } catch (const sluice::shm::SetupError& e) {  // no such channel after 10 s, not a channel...
+  } catch (const sluice::shm::SetupError& e) {     // no such channel after 10 s, not a channel...
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
   }

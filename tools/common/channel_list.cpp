@@ -21,8 +21,7 @@ std::vector<sluice::transport::GateInput> parse_channel_list(const std::string& 
       const std::string digits = entry.substr(colon + 1);
       const bool numeric = !digits.empty() && digits.size() <= 2 &&
                            digits.find_first_not_of("0123456789") == std::string::npos;
-      if (!numeric ||
-          std::stoul(digits) >= sluice::transport::ChannelConfig::kMaxSubpartitions) {
+      if (!numeric || std::stoul(digits) >= sluice::transport::ChannelConfig::kMaxSubpartitions) {
         throw UsageError(flag + ": \"" + entry + "\" must be NAME or NAME:I with I from 0 to " +
                          std::to_string(sluice::transport::ChannelConfig::kMaxSubpartitions - 1));
       }

@@ -4,9 +4,9 @@
 #include <optional>
 
 #include "../common/json_line.hpp"
+#include "../common/last_consumer.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
-#include "../common/last_consumer.hpp"
 #include "../common/sequence_check.hpp"
 #include "sluice/transport/input_gate.hpp"
 
@@ -25,7 +25,6 @@ const char* state_name(st::InputState state) {
   }
   return "unknown";
 }
-
 
 // --union: the inputs together must carry 0..N-1, each record once and
 // intact, and each input its records in increasing order.
@@ -57,8 +56,7 @@ int run_union(st::InputGate& gate, const GateConsumerOptions& options) {
     PerInput& input = inputs[gate.last_input()];
     ++input.records;
     const std::uint64_t seq = record.size() >= 8 ? st::pattern::sequence_of(record) : wanted;
-    if (record.size() != options.size || seq >= wanted ||
-        !st::pattern::body_matches(record, seq)) {
+    if (record.size() != options.size || seq >= wanted || !st::pattern::body_matches(record, seq)) {
       ++corrupt;
     } else if ((seen[seq / 64] >> (seq % 64) & 1U) != 0) {
       ++duplicated;
@@ -104,7 +102,8 @@ int run_union(st::InputGate& gate, const GateConsumerOptions& options) {
         .add("state", state_name(gate.input_state(i)))
         .add("records", inputs[i].records)
         .add("out_of_order", inputs[i].out_of_order);
-    inputs[i].first_seq ? entry.add("first_seq", *inputs[i].first_seq) : entry.add_null("first_seq");
+    inputs[i].first_seq ? entry.add("first_seq", *inputs[i].first_seq)
+                        : entry.add_null("first_seq");
     inputs[i].last_seq ? entry.add("last_seq", *inputs[i].last_seq) : entry.add_null("last_seq");
     inputs_json += (i == 0 ? "" : ",") + entry.str();
   }
@@ -112,10 +111,10 @@ int run_union(st::InputGate& gate, const GateConsumerOptions& options) {
   const bool intact =
       errors.empty() && lost == 0 && duplicated == 0 && corrupt == 0 && out_of_order == 0;
   if (!intact) {
-    std::string message = "received " + std::to_string(distinct) + " of " +
-                          std::to_string(wanted) + " distinct records: " + std::to_string(lost) +
-                          " lost, " + std::to_string(duplicated) + " duplicated, " +
-                          std::to_string(corrupt) + " corrupt, " + std::to_string(out_of_order) +
+    std::string message = "received " + std::to_string(distinct) + " of " + std::to_string(wanted) +
+                          " distinct records: " + std::to_string(lost) + " lost, " +
+                          std::to_string(duplicated) + " duplicated, " + std::to_string(corrupt) +
+                          " corrupt, " + std::to_string(out_of_order) +
                           " out of order within an input";
     if (status != st::Status::kOk && status != st::Status::kClosed) {
       message += "; " + std::string(st::to_string(status));

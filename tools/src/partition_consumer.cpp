@@ -16,9 +16,7 @@ namespace sluice::tools {
 
 namespace st = sluice::transport;
 
-namespace {
-
-}  // namespace
+namespace {}  // namespace
 
 int run_partition_consumer(const PartitionConsumerOptions& options) {
   std::optional<st::Consumer> consumer;

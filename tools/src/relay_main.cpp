@@ -9,8 +9,8 @@
 #include "../common/arguments.hpp"
 #include "../common/channel_list.hpp"
 #include "../common/channel_options.hpp"
-#include "../common/last_consumer.hpp"
 #include "../common/json_line.hpp"
+#include "../common/last_consumer.hpp"
 #include "../common/pacer.hpp"
 #include "../common/progress.hpp"
 #include "../common/report.hpp"
@@ -277,11 +277,12 @@ int main(int argc, char** argv) {
   if (options.json) {
     std::string inputs = "[";
     for (std::size_t i = 0; i < gate->input_count(); ++i) {
-      inputs += (i == 0 ? "" : ",") + JsonLine()
-                                          .add("channel", gate->input_name(i))
-                                          .add("subpartition", std::uint64_t{gate->input_subpartition(i)})
-                                          .add("records", gate->input_records(i))
-                                          .str();
+      inputs +=
+          (i == 0 ? "" : ",") + JsonLine()
+                                    .add("channel", gate->input_name(i))
+                                    .add("subpartition", std::uint64_t{gate->input_subpartition(i)})
+                                    .add("records", gate->input_records(i))
+                                    .str();
     }
     inputs += "]";
     JsonLine summary;

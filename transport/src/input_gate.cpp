@@ -44,10 +44,12 @@ std::size_t InputGate::add_input(std::string_view name, std::uint32_t subpartiti
                                   std::to_string(kMaxInputs) + " channels");
   }
   for (const auto& input : inputs_) {
-    if (input->consumer.name() == name && input->consumer.mapping().subpartition() == subpartition) {
-      throw sluice::shm::SetupError("channel \"" + std::string(name) + "\"" +
-                                    (subpartition != 0 ? " subpartition " + std::to_string(subpartition) : std::string()) +
-                                    " is already an input of this gate");
+    if (input->consumer.name() == name &&
+        input->consumer.mapping().subpartition() == subpartition) {
+      throw sluice::shm::SetupError(
+          "channel \"" + std::string(name) + "\"" +
+          (subpartition != 0 ? " subpartition " + std::to_string(subpartition) : std::string()) +
+          " is already an input of this gate");
     }
   }
   OpenOptions open = options_.open;

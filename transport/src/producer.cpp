@@ -22,7 +22,7 @@ struct ProducerSubpartition {
   ChannelControl* control;
   RingWriter data_out;
   RingReader free_in;
-  std::uint32_t writing = 0;   // buffers acquired for it and neither committed nor dropped
+  std::uint32_t writing = 0;  // buffers acquired for it and neither committed nor dropped
   // Buffers sent to it and not yet taken back off its return ring: queued,
   // being read, or returned and waiting in the ring (private).
   std::uint64_t sent = 0;
@@ -162,8 +162,8 @@ struct ProducerState {
       return Status::kClosed;
     }
     // Chosen here, per attempt, only when the caller named none.
-    const bool pick = subpartitions > 1 && partitioner == Partitioner::kLeastLoaded &&
-                      target == kAnySubpartition;
+    const bool pick =
+        subpartitions > 1 && partitioner == Partitioner::kLeastLoaded && target == kAnySubpartition;
     if (subpartitions > 1) {
       if (pick) {
         if (const Status status = pick_least_loaded(target); status != Status::kOk) {
@@ -230,9 +230,10 @@ struct ProducerState {
       // another consumer could otherwise hand over a buffer its owner still
       // reads. (Broadcast: the last of its holders returns it, whichever.)
       if (!broadcast && sent_to[index] != s) {
-        return mark_corrupt("return ring handed back a buffer sent to another subpartition "
-                            "(that subpartition in value)",
-                            sent_to[index], s);
+        return mark_corrupt(
+            "return ring handed back a buffer sent to another subpartition "
+            "(that subpartition in value)",
+            sent_to[index], s);
       }
       if (!broadcast && parts[s].sent == 0) {
         return mark_corrupt("return ring handed back more buffers than were sent to it", s,
@@ -559,8 +560,8 @@ struct ProducerState {
   bool broadcast;     // every buffer goes to every subpartition (K > 1)
   std::uint64_t cap;  // most buffers queued or being written for one subpartition
   std::vector<ProducerSubpartition> parts;
-  std::vector<std::uint32_t> abandoned;   // dropped uncommitted; reused first
-  std::vector<std::uint8_t> held;         // 1 while this producer owns the buffer (private)
+  std::vector<std::uint32_t> abandoned;  // dropped uncommitted; reused first
+  std::vector<std::uint8_t> held;        // 1 while this producer owns the buffer (private)
   // The subpartition each buffer was last sent to, the only one whose return
   // ring may give it back (private; K <= 64 fits a byte).
   std::vector<std::uint8_t> sent_to;

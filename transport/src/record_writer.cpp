@@ -256,8 +256,7 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
       return status;
     }
     // Part of the record is out: finish it whatever the deadline.
-    if (Status status =
-            start_buffer_for(Deadline::never(), same_subpartition, CapUse::kOverdraft);
+    if (Status status = start_buffer_for(Deadline::never(), same_subpartition, CapUse::kOverdraft);
         status != Status::kOk) {
       return status;
     }

@@ -21,10 +21,11 @@ int run_check(int argc, char** argv) {
   const st::ChannelObserver observer(name);
   const st::OwnershipReport report = st::check_ownership(observer.mapping());
   const st::OwnershipPlaces& p = report.places;
-  std::printf("channel %s: %u buffers: %u free (return ring), %u with the producer, %u queued "
-              "(data ring), %u with the consumer\n",
-              name.c_str(), report.buffer_count, p.in_return_ring, p.with_producer, p.in_data_ring,
-              p.with_consumer);
+  std::printf(
+      "channel %s: %u buffers: %u free (return ring), %u with the producer, %u queued "
+      "(data ring), %u with the consumer\n",
+      name.c_str(), report.buffer_count, p.in_return_ring, p.with_producer, p.in_data_ring,
+      p.with_consumer);
   if (report.sound()) {
     std::printf("sound: every buffer is in exactly one place\n");
     return 0;

@@ -44,7 +44,8 @@ constexpr const char* kUsage =
     "usage: sluice experiment [options]\n"
     "\n"
     "Runs Flink's backpressure experiment between two processes: first the top\n"
-    "speed is measured (the fastest window of several runs), then five phases: producer at P% (the consumer follows);\n"
+    "speed is measured (the fastest window of several runs), then five phases: producer at P% (the "
+    "consumer follows);\n"
     "consumer at C% (the producer must drop to it); no throttle (both at 100%);\n"
     "consumer at C% again; no throttle again. Writes experiment.csv, experiment.svg\n"
     "(and experiment.png when rsvg-convert is installed) and summary.json. The\n"
@@ -263,7 +264,8 @@ Transfer run_transfer(const Settings& s, const std::vector<Phase>& phases, doubl
   st::remove_channel(channel);
   const double total = phase_seconds * static_cast<double>(phases.size());
   const auto start = Clock::now() + std::chrono::milliseconds(500);
-  const auto stop = start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(total));
+  const auto stop =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(total));
   Child producer = spawn([&](int fd) {
     producer_child(channel, s, schedule_for(phases, phase_seconds, top, true), start, stop, fd);
   });
@@ -284,7 +286,8 @@ Transfer run_transfer(const Settings& s, const std::vector<Phase>& phases, doubl
     if (observer) {
       std::this_thread::sleep_until(start);
       st::ChannelSnapshot before = observer->snapshot();
-      const auto window = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.window));
+      const auto window =
+          std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.window));
       for (auto next = start + window; next <= stop + window / 2; next += window) {
         std::this_thread::sleep_until(next);
         const st::ChannelSnapshot after = observer->snapshot();
@@ -292,8 +295,8 @@ Transfer run_transfer(const Settings& s, const std::vector<Phase>& phases, doubl
         Window w;
         w.start = std::chrono::duration<double>(next - window - start).count();
         w.end = std::chrono::duration<double>(next - start).count();
-        w.phase = std::min(phases.size() - 1,
-                           static_cast<std::size_t>((w.start + 1e-9) / phase_seconds));
+        w.phase =
+            std::min(phases.size() - 1, static_cast<std::size_t>((w.start + 1e-9) / phase_seconds));
         w.producer_rate = rates.records_out_per_sec;
         w.consumer_rate = rates.records_in_per_sec;
         w.backpressured_ms = rates.backpressured_ms_per_sec;
@@ -342,11 +345,11 @@ std::string percent_text(double percent) {
 }
 
 Settings parse(int argc, char** argv) {
-  const Arguments args(argc, argv, 2,
-                       {"--phase-seconds", "--producer-percent", "--consumer-percent", "--window",
-                        "--calibrate-seconds", "--calibrate-runs", "--size", "--buffers",
-                        "--buffer-size", "--out"},
-                       {"--help"});
+  const Arguments args(
+      argc, argv, 2,
+      {"--phase-seconds", "--producer-percent", "--consumer-percent", "--window",
+       "--calibrate-seconds", "--calibrate-runs", "--size", "--buffers", "--buffer-size", "--out"},
+      {"--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -356,12 +359,16 @@ Settings parse(int argc, char** argv) {
   }
   Settings s;
   if (args.has("--phase-seconds")) s.phase_seconds = args.real_number("--phase-seconds", 0.5, 3600);
-  if (args.has("--producer-percent")) s.producer_percent = args.real_number("--producer-percent", 1, 100);
-  if (args.has("--consumer-percent")) s.consumer_percent = args.real_number("--consumer-percent", 1, 100);
+  if (args.has("--producer-percent"))
+    s.producer_percent = args.real_number("--producer-percent", 1, 100);
+  if (args.has("--consumer-percent"))
+    s.consumer_percent = args.real_number("--consumer-percent", 1, 100);
   if (args.has("--window")) s.window = args.real_number("--window", 0.05, 60);
-  if (args.has("--calibrate-seconds")) s.calibrate_seconds = args.real_number("--calibrate-seconds", 0.5, 600);
+  if (args.has("--calibrate-seconds"))
+    s.calibrate_seconds = args.real_number("--calibrate-seconds", 0.5, 600);
   if (auto runs = args.optional_unsigned("--calibrate-runs", 1, 20)) s.calibrate_runs = *runs;
-  if (auto size = args.optional_unsigned("--size", st::pattern::kMinRecordBytes, 1ULL << 20)) s.size = *size;
+  if (auto size = args.optional_unsigned("--size", st::pattern::kMinRecordBytes, 1ULL << 20))
+    s.size = *size;
   if (auto count = args.optional_unsigned("--buffers", st::ChannelConfig::kMinBufferCount,
                                           st::ChannelConfig::kMaxBufferCount)) {
     s.config.buffer_count = static_cast<std::uint32_t>(*count);
@@ -500,13 +507,17 @@ int run_experiment(int argc, char** argv) {
   const std::filesystem::path png_path = s.out / "experiment.png";
   std::filesystem::remove(png_path);
   bool png = false;
-  if (std::system("command -v rsvg-convert >/dev/null 2>&1") == 0) {  // NOLINT(concurrency-mt-unsafe)
-    const std::string command = "rsvg-convert -o '" + png_path.string() + "' '" + svg_path.string() + "'";
+  if (std::system("command -v rsvg-convert >/dev/null 2>&1") ==
+      0) {  // NOLINT(concurrency-mt-unsafe)
+    const std::string command =
+        "rsvg-convert -o '" + png_path.string() + "' '" + svg_path.string() + "'";
     png = std::system(command.c_str()) == 0;  // NOLINT(concurrency-mt-unsafe)
   }
 
   // Phase table: medians over each phase's windows after its first.
-  std::printf("\n| phase | throttle | producer %% | consumer %% | windows where producer is within 10%% of consumer |\n");
+  std::printf(
+      "\n| phase | throttle | producer %% | consumer %% | windows where producer is within 10%% of "
+      "consumer |\n");
   std::printf("|---|---|---|---|---|\n");
   JsonLine summary;
   summary.add("top_records_per_sec", top).add("record_bytes", s.size).add("ok", run.ok);
@@ -556,12 +567,12 @@ int run_experiment(int argc, char** argv) {
   std::printf("\nunthrottled phases: %.0f records/s, %.0f%% of the calibrated top speed\n",
               unthrottled_rate, unthrottled_percent);
   if (!unthrottled.empty() && (unthrottled_percent < 80 || unthrottled_percent > 125)) {
-    std::printf("warning: the machine ran at a different speed during the run than during the "
-                "calibration; the throttles were %.0f%% and %.0f%% of the calibrated speed, "
-                "%.0f%% and %.0f%% of the unthrottled phases'\n",
-                s.producer_percent, s.consumer_percent,
-                s.producer_percent * 100.0 / unthrottled_percent,
-                s.consumer_percent * 100.0 / unthrottled_percent);
+    std::printf(
+        "warning: the machine ran at a different speed during the run than during the "
+        "calibration; the throttles were %.0f%% and %.0f%% of the calibrated speed, "
+        "%.0f%% and %.0f%% of the unthrottled phases'\n",
+        s.producer_percent, s.consumer_percent, s.producer_percent * 100.0 / unthrottled_percent,
+        s.consumer_percent * 100.0 / unthrottled_percent);
   }
   summary.add("unthrottled_records_per_sec", unthrottled_rate)
       .add("unthrottled_percent_of_top", unthrottled_percent);

@@ -28,7 +28,9 @@ namespace sluice::tools {
 namespace {
 
 volatile std::sig_atomic_t g_stop = 0;
-void on_stop_signal(int /*signal*/) { g_stop = 1; }
+void on_stop_signal(int /*signal*/) {
+  g_stop = 1;
+}
 void on_resize_signal(int /*signal*/) {}  // interrupts poll(): redraw at the new size
 
 // Puts the terminal in non-canonical, no-echo mode for single-key input and
@@ -128,7 +130,8 @@ std::vector<std::string> render(const std::map<std::string, Watched>& watched) {
       continue;
     }
     const st::ChannelRates& r = w.rates;
-    std::snprintf(line, sizeof(line), "%-20.20s %9s %9s %9.1f %-14s %4.0f%% %7.0f %7.0f %7.0f %-5s %-12s %-12s",
+    std::snprintf(line, sizeof(line),
+                  "%-20.20s %9s %9s %9.1f %-14s %4.0f%% %7.0f %7.0f %7.0f %-5s %-12s %-12s",
                   name.c_str(), human_rate(r.records_out_per_sec).c_str(),
                   human_rate(r.records_in_per_sec).c_str(), r.bytes_in_per_sec / 1e6,
                   pool_bar(r.out_pool_usage, 12).c_str(), 100.0 * r.out_pool_usage,
@@ -204,7 +207,6 @@ void draw(const std::vector<std::string>& lines, bool interactive, double interv
   }
   std::fflush(stdout);
 }
-
 
 }  // namespace
 
