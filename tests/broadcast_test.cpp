@@ -59,16 +59,7 @@ st::OpenOptions subpartition(std::uint32_t s) {
 // fork): how often subpartition s saw sequence number n, at [s * n_ + n].
 class SharedCounts {
  public:
-  SharedCounts(std::uint32_t k, std::size_t n) : k_(k), n_(n) {
-    void* p = mmap(nullptr, bytes(), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      std::abort();
-    }
-    counts_ = static_cast<std::atomic<std::uint32_t>*>(p);
-  }
-  ~SharedCounts() { munmap(counts_, bytes()); }
-  SharedCounts(const SharedCounts&) = delete;
-  SharedCounts& operator=(const SharedCounts&) = delete;
+  SharedCounts(std::uint32_t k, std::size_t n) : k_(k), n_(n), counts_(k * n) {}
   void see(std::uint32_t s, std::uint64_t seq) {
     if (s < k_ && seq < n_) {
       counts_[s * n_ + seq].fetch_add(1);
@@ -87,32 +78,13 @@ class SharedCounts {
   }
 
  private:
-  [[nodiscard]] std::size_t bytes() const { return k_ * n_ * sizeof(std::atomic<std::uint32_t>); }
   std::uint32_t k_;
   std::size_t n_;
-  std::atomic<std::uint32_t>* counts_ = nullptr;
+  sluice::test::SharedArray<std::atomic<std::uint32_t>> counts_;
 };
 
 // One shared 64-bit word per use (progress counters, last numbers seen).
-class SharedWords {
- public:
-  explicit SharedWords(std::size_t n) : n_(n) {
-    void* p = mmap(nullptr, n * sizeof(std::atomic<std::uint64_t>), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      std::abort();
-    }
-    words_ = static_cast<std::atomic<std::uint64_t>*>(p);
-  }
-  ~SharedWords() { munmap(words_, n_ * sizeof(std::atomic<std::uint64_t>)); }
-  SharedWords(const SharedWords&) = delete;
-  SharedWords& operator=(const SharedWords&) = delete;
-  std::atomic<std::uint64_t>& operator[](std::size_t i) { return words_[i]; }
-
- private:
-  std::size_t n_;
-  std::atomic<std::uint64_t>* words_ = nullptr;
-};
+using SharedWords = sluice::test::SharedArray<std::atomic<std::uint64_t>>;
 
 std::uint64_t read_u64(std::span<const std::byte> bytes) {
   std::uint64_t value = 0;

@@ -75,26 +75,16 @@ std::string setup_error(const std::function<void()>& body) {
 // seen. Anonymous shared memory, mapped before the fork.
 class SharedCounts {
  public:
-  explicit SharedCounts(std::size_t n) : n_(n) {
-    void* p = mmap(nullptr, n * sizeof(std::atomic<std::uint32_t>), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      std::abort();
-    }
-    counts_ = static_cast<std::atomic<std::uint32_t>*>(p);
-  }
-  ~SharedCounts() { munmap(counts_, n_ * sizeof(std::atomic<std::uint32_t>)); }
-  SharedCounts(const SharedCounts&) = delete;
-  SharedCounts& operator=(const SharedCounts&) = delete;
+  explicit SharedCounts(std::size_t n) : counts_(n) {}
   void see(std::uint64_t seq) {
-    if (seq < n_) {
+    if (seq < counts_.size()) {
       counts_[seq].fetch_add(1);
     }
   }
   // Sequence numbers not seen exactly once.
   [[nodiscard]] std::vector<std::uint64_t> wrong() const {
     std::vector<std::uint64_t> bad;
-    for (std::size_t i = 0; i < n_; ++i) {
+    for (std::size_t i = 0; i < counts_.size(); ++i) {
       if (counts_[i].load() != 1) {
         bad.push_back(i);
       }
@@ -103,8 +93,7 @@ class SharedCounts {
   }
 
  private:
-  std::size_t n_;
-  std::atomic<std::uint32_t>* counts_ = nullptr;
+  sluice::test::SharedArray<std::atomic<std::uint32_t>> counts_;
 };
 
 std::uint64_t read_u64(std::span<const std::byte> bytes) {

@@ -4,6 +4,7 @@
 // processes that are always reaped.
 
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <new>
 #include <string>
 #include <thread>
 
@@ -35,6 +37,34 @@ inline bool mount_gives_huge_pages() {
   const std::string option = sluice::shm::Segment::huge_page_mount_option();
   return option == "advise" || option == "within_size" || option == "always";
 }
+
+// `n` values of T in anonymous shared memory: mapped before a fork, shared
+// with the child processes (counters, progress words). Value-initialised.
+template <class T>
+class SharedArray {
+ public:
+  explicit SharedArray(std::size_t n) : n_(n) {
+    void* p =
+        mmap(nullptr, n * sizeof(T), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      std::abort();
+    }
+    data_ = static_cast<T*>(p);
+    for (std::size_t i = 0; i < n; ++i) {
+      new (&data_[i]) T{};
+    }
+  }
+  ~SharedArray() { munmap(data_, n_ * sizeof(T)); }
+  SharedArray(const SharedArray&) = delete;
+  SharedArray& operator=(const SharedArray&) = delete;
+  T& operator[](std::size_t i) { return data_[i]; }
+  const T& operator[](std::size_t i) const { return data_[i]; }
+  [[nodiscard]] std::size_t size() const { return n_; }
+
+ private:
+  std::size_t n_;
+  T* data_ = nullptr;
+};
 
 // Removes the channel when the test ends, whatever happened.
 class ChannelGuard {
