@@ -29,7 +29,8 @@ namespace pattern = sluice::transport::pattern;
 using Clock = std::chrono::steady_clock;  // CLOCK_MONOTONIC: comparable across processes
 
 std::int64_t now_ns() noexcept;
-// CPU time (user + system) of the calling process so far, all threads.
+// CPU time (user + system) of the calling process so far, all threads, and
+// of the children it has reaped.
 std::int64_t process_cpu_ns() noexcept;
 void pin_to_cpu(int cpu);
 
@@ -193,6 +194,9 @@ class UnavailableSystem final : public System {
 // huge_pages: every Sluice segment is created with HugePages::kRequired.
 // plain: the "sluice-plain" row (write()/next() per record), not a peer.
 std::unique_ptr<System> make_sluice(bool huge_pages, bool plain = false);
+// "sluice-demo": the demo programs sluice-producer and sluice-consumer, run as
+// a user runs them; not a peer.
+std::unique_ptr<System> make_sluice_demo();
 std::unique_ptr<System> make_iceoryx();
 std::unique_ptr<System> make_boost_mq();
 std::unique_ptr<System> make_pipe();

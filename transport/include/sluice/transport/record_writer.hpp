@@ -87,9 +87,10 @@ class RecordWriter {
         return status;
       }
     }
-    frame::write_header(cursor_, static_cast<std::uint32_t>(bytes));
-    out = std::span<std::byte>(cursor_ + frame::kHeaderBytes, bytes);
-    cursor_ += needed;
+    std::byte* const at = cursor_;
+    frame::write_header(at, static_cast<std::uint32_t>(bytes));
+    out = std::span<std::byte>(at + frame::kHeaderBytes, bytes);
+    cursor_ = at + needed;
     return Status::kOk;
   }
   Status finish_record() noexcept { return after_append(); }
@@ -181,10 +182,14 @@ class RecordWriter {
   [[nodiscard]] std::size_t used() const noexcept {
     return static_cast<std::size_t>(cursor_ - current_.data().data());
   }
+  // The position is read once into a local: every byte stored may alias the
+  // writer's own fields, so using cursor_ throughout would reload it after
+  // each store.
   void append_whole(std::span<const std::byte> record) noexcept {
-    frame::write_header(cursor_, static_cast<std::uint32_t>(record.size()));
-    frame::copy_payload(cursor_ + frame::kHeaderBytes, record.data(), record.size());
-    cursor_ += frame::kHeaderBytes + record.size();
+    std::byte* const at = cursor_;
+    frame::write_header(at, static_cast<std::uint32_t>(record.size()));
+    frame::copy_payload(at + frame::kHeaderBytes, record.data(), record.size());
+    cursor_ = at + frame::kHeaderBytes + record.size();
   }
   // One counter and one comparison per record: the flush policy is looked at
   // only when records_in_buffer_ reaches next_policy_check_ (every record for
