@@ -59,6 +59,17 @@ TEST(ExperimentAcrossPipeline, ShortRunWritesEveryOutputAndLosesNothing) {
     for (std::size_t i = 1; i < csv.size(); ++i) {
       EXPECT_EQ(count_of(csv[i], ","), 16U) << name << ": " << csv[i];
     }
+    // The millisecond trace: cumulative counts, so never decreasing.
+    const auto trace = lines_of(read_file(out + "/pipeline-" + name + "-trace.csv"));
+    ASSERT_GT(trace.size(), 100U) << name;
+    EXPECT_EQ(trace[0], "seconds,source_records,worker1_out_records,sink_records");
+    std::uint64_t last_sink = 0;
+    for (std::size_t i = 1; i < trace.size(); ++i) {
+      const std::uint64_t sink = std::stoull(trace[i].substr(trace[i].rfind(',') + 1));
+      EXPECT_GE(sink, last_sink) << name << " line " << i;
+      last_sink = sink;
+    }
+    EXPECT_GT(last_sink, 0U) << name;
     const std::string svg = read_file(out + "/pipeline-" + name + ".svg");
     EXPECT_NE(svg.find("<svg"), std::string::npos) << name;
     EXPECT_NE(svg.find("worker 1 (out)"), std::string::npos) << name;
@@ -71,7 +82,8 @@ TEST(ExperimentAcrossPipeline, ShortRunWritesEveryOutputAndLosesNothing) {
         "\"partition\":\"least-loaded\"",
         "\"every_stage_followed\":", "\"source_records_per_sec\":", "\"worker0_records_per_sec\":",
         "\"worker1_records_per_sec\":", "\"sink_records_per_sec\":",
-        "\"every_stage_within_10_percent_of_sink\":", "\"reaction_seconds\":"}) {
+        "\"every_stage_within_10_percent_of_sink\":", "\"reaction_seconds\":", "\"reaction_ms\":",
+        "\"reaction_under_10_ms\":", "\"reaction_ms_resolution\":"}) {
     EXPECT_NE(summary.find(key), std::string::npos) << key << " in " << summary;
   }
   EXPECT_EQ(count_of(summary, "\"lost\":0,"), 3U) << summary;

@@ -32,9 +32,9 @@ struct Options {
   bool quick = false;
   std::string json_path = "bench-results.json";
   int runs = 0;  // 0: 5 in a full run, 3 in a quick one
-  std::vector<std::string> systems = {"sluice",      "iceoryx", "boost-mq",     "pipe",
-                                      "unix-socket", "zeromq",  "no-transport", "sluice-plain",
-                                      "sluice-demo"};
+  std::vector<std::string> systems = {"sluice",       "iceoryx",      "boost-mq",
+                                      "pipe",         "unix-socket",  "zeromq",
+                                      "no-transport", "sluice-plain", "sluice-demo"};
   std::vector<std::size_t> sizes = {8, 64, 1024, 65536, 1048576};
   std::uint64_t bytes_per_run = 0;  // 0: by mode
   std::uint64_t min_records = 0;

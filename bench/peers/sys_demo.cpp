@@ -77,7 +77,9 @@ class DemoSystem final : public System {
   }
   [[nodiscard]] bool has_ping() const override { return false; }
 
-  void prepare(const std::string& tag, bool /*ping*/) override { channel_ = "cmp-" + tag + "-demo"; }
+  void prepare(const std::string& tag, bool /*ping*/) override {
+    channel_ = "cmp-" + tag + "-demo";
+  }
   void cleanup() override { st::remove_channel(channel_); }
 
   void produce(Link& link, const Work& work) override {
@@ -95,7 +97,8 @@ class DemoSystem final : public System {
 
  private:
   [[nodiscard]] std::vector<std::string> common(const Work& work) const {
-    return {"--channel", channel_, "--records", std::to_string(work.records),
+    return {"--channel", channel_,
+            "--records", std::to_string(work.records),
             "--size",    std::to_string(work.size)};
   }
   std::string channel_;
@@ -103,6 +106,8 @@ class DemoSystem final : public System {
 
 }  // namespace
 
-std::unique_ptr<System> make_sluice_demo() { return std::make_unique<DemoSystem>(); }
+std::unique_ptr<System> make_sluice_demo() {
+  return std::make_unique<DemoSystem>();
+}
 
 }  // namespace cmp

@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <optional>
 #include <sstream>
 #include <string>
@@ -52,7 +53,10 @@ constexpr const char* kPipelineUsage =
     "  worker-rr, worker-ll: none; worker 1 at W% of the top speed per worker; none;\n"
     "    worker 1 at W%; none (partition round-robin, then least-loaded)\n"
     "Each run writes pipeline-RUN.csv and pipeline-RUN.svg (and .png when\n"
-    "rsvg-convert is installed); pipeline-summary.json holds every run's phases.\n"
+    "rsvg-convert is installed), and pipeline-RUN-trace.csv: every stage's record\n"
+    "count each millisecond, from which the reaction to a throttle change is measured\n"
+    "(from the throttled stage reaching its new rate to the source reaching its own,\n"
+    "rates over trailing 10 ms); pipeline-summary.json holds every run's phases.\n"
     "\n"
     "options:\n"
     "  --phase-seconds S       length of each phase (default 4)\n"
@@ -64,6 +68,10 @@ constexpr const char* kPipelineUsage =
     "  --calibrate-runs N      top-speed runs; the fastest window counts (default 2)\n"
     "  --size BYTES            record size (default 64)\n"
     "  --out DIR               output directory (default sluice-experiment)\n"
+    "  --buffers N             pool buffers of every channel of the pipeline (default 16)\n"
+    "  --buffer-size BYTES     size of each (default 8K; K/M suffixes allowed). A throttle\n"
+    "                          reaches the source once the buffers between fill up, so\n"
+    "                          the reaction takes about (records they hold) / (rate change)\n"
     "\n"
     "The backpressure judgement is printed and in the JSON; it is not the exit status.\n"
     "exit status: 0 every process exited 0 and the sink received 0..N-1 exactly once;\n"
@@ -93,6 +101,10 @@ struct Settings {
   std::uint64_t calibrate_runs = 2;
   std::uint64_t size = 64;
   std::filesystem::path out = "sluice-experiment";
+  // Every channel of the pipeline: what may be in flight between two stages,
+  // which sets how long a throttle takes to reach the source.
+  std::uint64_t buffers = 16;
+  std::string buffer_size = "8K";
 };
 
 // One window's rates, records/s, and waits, ms per second.
@@ -110,8 +122,19 @@ struct Window {
   double sink_idle = 0;
 };
 
+// Cumulative record counts at one moment, taken every millisecond, from
+// which the reaction to a throttle change is measured (the windows above are
+// too coarse for it).
+struct Trace {
+  double at = 0;  // seconds since the source started
+  std::uint64_t source = 0;
+  std::uint64_t worker1 = 0;  // records worker 1 wrote
+  std::uint64_t sink = 0;
+};
+
 struct Outcome {
   std::vector<Window> windows;
+  std::vector<Trace> trace;
   std::uint64_t records = 0;  // N, what the source was told to send
   bool children_ok = true;    // every process exited 0
   bool sink_ok = false;       // the sink's --union summary said ok
@@ -323,6 +346,12 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
                                        "--json",
                                        "--wait",
                                        "30"};
+  const std::vector<std::string> pool = {"--buffers", std::to_string(s.buffers), "--buffer-size",
+                                         s.buffer_size};
+  producer.insert(producer.end(), pool.begin(), pool.end());
+  for (auto& worker : workers) {
+    worker.insert(worker.end(), pool.begin(), pool.end());
+  }
   if (has_throttle(phases, &Phase::source_percent)) {
     producer.push_back("--rate-schedule");
     producer.push_back(schedule_text(phases, phase_seconds, &Phase::source_percent, top));
@@ -363,7 +392,19 @@ Outcome run_pipeline(const Settings& s, const std::string& tag, const std::strin
     const auto step =
         std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s.window));
     const double start_ns = static_cast<double>(start.time_since_epoch().count());
+    const auto trace_step = std::chrono::milliseconds(1);
+    const auto trace = [&] {
+      const Sample now = take(*s_obs, *w0_obs, *w1_obs);
+      result.trace.push_back({(static_cast<double>(now.source[0].taken_ns) - start_ns) / 1e9,
+                              now.source[0].produced.records + now.source[1].produced.records,
+                              now.output[1].produced.records,
+                              now.output[0].consumed.records + now.output[1].consumed.records});
+    };
     for (auto next = Clock::now() + step; Clock::now() < give_up; next += step) {
+      for (auto at = Clock::now() + trace_step; at < next; at += trace_step) {
+        std::this_thread::sleep_until(at);
+        trace();
+      }
       std::this_thread::sleep_until(next);
       reap();
       const Sample after = take(*s_obs, *w0_obs, *w1_obs);
@@ -497,6 +538,16 @@ std::string marker_text(const std::vector<Phase>& phases, std::size_t i) {
   return text == "no throttle" ? throttle_text(now) : text;
 }
 
+// The millisecond samples the reactions are measured from.
+void write_trace_csv(const std::filesystem::path& path, const Outcome& run) {
+  std::ofstream csv(path);
+  csv << "seconds,source_records,worker1_out_records,sink_records\n";
+  for (const Trace& t : run.trace) {
+    csv << std::fixed << std::setprecision(4) << t.at << ',' << t.source << ',' << t.worker1 << ','
+        << t.sink << '\n';
+  }
+}
+
 void write_csv(const std::filesystem::path& path, const Outcome& run,
                const std::vector<Phase>& phases) {
   std::ofstream csv(path);
@@ -591,8 +642,8 @@ bool write_chart(const std::filesystem::path& svg_path, const std::filesystem::p
 // Seconds from `boundary` to the end of the first window from which the
 // source stays within 10% of `level` for the rest of the phase: an upper
 // bound at the window's resolution. Negative when it never settles.
-double reaction(const std::vector<Window>& windows, std::size_t phase, double boundary,
-                double level) {
+double settled_after(const std::vector<Window>& windows, std::size_t phase, double boundary,
+                     double level) {
   double settled = -1;
   for (const Window& w : windows) {
     if (w.phase != phase || w.end <= boundary) {
@@ -607,15 +658,77 @@ double reaction(const std::vector<Window>& windows, std::size_t phase, double bo
   return settled;
 }
 
+// The moment, in seconds, at or after `from` when the rate of `count` over
+// the trailing 10 ms first comes within 10% of `level`; nothing if it does
+// not before `until`. Both ends of a reaction are found this way, so the
+// trailing window delays both alike.
+std::optional<double> reached(const std::vector<Trace>& trace, std::uint64_t Trace::*count,
+                              double from, double until, double level) {
+  constexpr double kSpan = 0.010;
+  std::size_t tail = 0;
+  for (std::size_t k = 0; k < trace.size(); ++k) {
+    const Trace& now = trace[k];
+    while (tail + 1 < k && trace[tail + 1].at <= now.at - kSpan) {
+      ++tail;
+    }
+    if (now.at < from || tail == k || now.at - trace[tail].at < kSpan) {
+      continue;
+    }
+    if (now.at > until) {
+      break;
+    }
+    const double rate = per_second(trace[tail].*count, now.*count, now.at - trace[tail].at);
+    if (within(rate, level, 0.10)) {
+      return now.at;
+    }
+  }
+  return std::nullopt;
+}
+
+// Milliseconds from the moment the throttled stage reached its new rate to
+// the moment the source reached its own (0 when the source was there first):
+// how long backpressure took to carry the change upstream. Nothing for a
+// change the source made itself, one that changed the source's rate by less
+// than a quarter (least-loaded routing around a slow worker: nothing to
+// follow), or where either never settled within a second of the boundary.
+std::optional<double> reaction_ms(const Outcome& run, const Phase& before, const Phase& now,
+                                  double boundary, double stage_level, double source_level,
+                                  double source_level_before) {
+  if (std::abs(source_level - source_level_before) <
+      0.25 * std::max(source_level, source_level_before)) {
+    return std::nullopt;
+  }
+  std::uint64_t Trace::*stage = nullptr;
+  if (now.sink_percent != before.sink_percent) {
+    stage = &Trace::sink;
+  } else if (now.worker1_percent != before.worker1_percent) {
+    stage = &Trace::worker1;
+  } else {
+    return std::nullopt;
+  }
+  const auto changed = reached(run.trace, stage, boundary - 0.25, boundary + 1.0, stage_level);
+  if (!changed) {
+    return std::nullopt;
+  }
+  const auto followed = reached(run.trace, &Trace::source, *changed, *changed + 1.0, source_level);
+  if (!followed) {
+    return std::nullopt;
+  }
+  return 1000 * (*followed - *changed);
+}
+
 // The phase table, the verdicts and the run's JSON object.
 std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds, double top) {
   std::printf("\nrun %s (%s):\n", plan.name.c_str(), plan.title.c_str());
   std::printf(
       "| phase | throttle | source %% | worker 0 %% | worker 1 %% | sink %% | windows where every "
-      "stage is within 10%% of the sink | reaction (s) |\n");
-  std::printf("|---|---|---|---|---|---|---|---|\n");
+      "stage is within 10%% of the sink | settled (s) | reaction (ms) |\n");
+  std::printf("|---|---|---|---|---|---|---|---|---|\n");
   std::string phases_json = "[";
   bool all_following = true;
+  double slowest_reaction_ms = 0;
+  bool reactions_found = true;
+  double source_before = 0;  // the previous phase's source rate
   for (std::size_t i = 0; i < plan.phases.size(); ++i) {
     std::vector<double> source, w0, w1, sink;
     int windows = 0;
@@ -642,15 +755,36 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
     const bool changed =
         i > 0 && throttle_text(plan.phases[i]) != throttle_text(plan.phases[i - 1]);
     const double react =
-        changed && !source.empty() ? reaction(run.windows, i, boundary, median(source)) : -1;
+        changed && !source.empty() ? settled_after(run.windows, i, boundary, median(source)) : -1;
     char react_text[32] = "-";
     if (changed) {
       std::snprintf(react_text, sizeof(react_text), react >= 0 ? "%.2f" : "not settled", react);
     }
-    std::printf("| %zu | %s | %.0f | %.0f | %.0f | %.0f | %d of %d | %s |\n", i + 1,
+    const std::optional<double> react_ms =
+        changed && !source.empty()
+            ? reaction_ms(run, plan.phases[i - 1], plan.phases[i], boundary,
+                          plan.phases[i].sink_percent != plan.phases[i - 1].sink_percent
+                              ? median(sink)
+                              : median(w1),
+                          median(source), source_before)
+            : std::nullopt;
+    char react_ms_text[32] = "-";
+    if (react_ms) {
+      std::snprintf(react_ms_text, sizeof(react_ms_text), "%.1f", *react_ms);
+      slowest_reaction_ms = std::max(slowest_reaction_ms, *react_ms);
+    } else if (changed && !source.empty() &&
+               std::abs(median(source) - source_before) >=
+                   0.25 * std::max(median(source), source_before) &&
+               (plan.phases[i].sink_percent != plan.phases[i - 1].sink_percent ||
+                plan.phases[i].worker1_percent != plan.phases[i - 1].worker1_percent)) {
+      std::snprintf(react_ms_text, sizeof(react_ms_text), "not found");
+      reactions_found = false;
+    }
+    source_before = source.empty() ? source_before : median(source);
+    std::printf("| %zu | %s | %.0f | %.0f | %.0f | %.0f | %d of %d | %s | %s |\n", i + 1,
                 throttle_text(plan.phases[i]).c_str(), 100 * median(source) / top,
                 100 * median(w0) / top, 100 * median(w1) / top, 100 * median(sink) / top, follow,
-                windows, react_text);
+                windows, react_text, react_ms_text);
     JsonLine phase;
     phase.add("phase", static_cast<std::uint64_t>(i + 1))
         .add("throttle", throttle_text(plan.phases[i]))
@@ -666,6 +800,11 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
     } else {
       phase.add_null("reaction_seconds");
     }
+    if (react_ms) {
+      phase.add("reaction_ms", *react_ms);
+    } else {
+      phase.add_null("reaction_ms");
+    }
     phases_json += (i > 0 ? "," : "") + phase.str();
   }
   phases_json += "]";
@@ -679,6 +818,11 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
               all_following
                   ? "every stage followed the sink in every window after each phase's first"
                   : "not every stage followed the sink in every window (see the table)");
+  std::printf("reaction: %s\n", !reactions_found
+                                    ? "not found for every throttle change (see the table)"
+                                : slowest_reaction_ms < 10
+                                    ? "the source followed every throttle change within 10 ms"
+                                    : "the source took 10 ms or more to follow a throttle change");
   JsonLine out;
   out.add("run", plan.name)
       .add("partition", plan.partition)
@@ -689,6 +833,7 @@ std::string report(const RunPlan& plan, const Outcome& run, double phase_seconds
       .add("duplicated", run.duplicated)
       .add("corrupt", run.corrupt)
       .add("every_stage_followed", all_following)
+      .add("reaction_under_10_ms", reactions_found && slowest_reaction_ms < 10)
       .add("window_seconds",
            run.windows.empty() ? 0.0 : run.windows.back().end - run.windows.back().start)
       .add_raw("phases", phases_json);
@@ -721,10 +866,11 @@ std::uint64_t records_for(const RunPlan& plan, double seconds, double top) {
 }
 
 Settings parse(int argc, char** argv) {
-  const Arguments args(argc, argv, 2,
-                       {"--phase-seconds", "--source-percent", "--sink-percent", "--worker-percent",
-                        "--window", "--calibrate-seconds", "--calibrate-runs", "--size", "--out"},
-                       {"--pipeline", "--help"});
+  const Arguments args(
+      argc, argv, 2,
+      {"--phase-seconds", "--source-percent", "--sink-percent", "--worker-percent", "--window",
+       "--calibrate-seconds", "--calibrate-runs", "--size", "--out", "--buffers", "--buffer-size"},
+      {"--pipeline", "--help"});
   if (args.has("--help")) {
     std::fputs(kPipelineUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -759,6 +905,14 @@ Settings parse(int argc, char** argv) {
   }
   if (auto out = args.optional_text("--out")) {
     s.out = *out;
+  }
+  // Checked by the programs the pipeline runs (a bad value stops the run
+  // with their message in its log).
+  if (auto buffers = args.optional_unsigned("--buffers", 3, 1U << 20)) {
+    s.buffers = *buffers;
+  }
+  if (auto buffer_size = args.optional_text("--buffer-size")) {
+    s.buffer_size = *buffer_size;
   }
   if (s.window > s.phase_seconds) {
     throw UsageError("--window must not be longer than --phase-seconds");
@@ -832,6 +986,7 @@ int run_pipeline_experiment(int argc, char** argv) {
     const auto svg = s.out / ("pipeline-" + plan.name + ".svg");
     const auto png = s.out / ("pipeline-" + plan.name + ".png");
     write_csv(csv, run, plan.phases);
+    write_trace_csv(s.out / ("pipeline-" + plan.name + "-trace.csv"), run);
     const bool drew_png = write_chart(svg, png, plan, run, s.phase_seconds, top, s.size);
     runs_json += (runs_json.size() > 1 ? "," : "") + report(plan, run, s.phase_seconds, top);
     std::printf("csv:   %s\nchart: %s%s%s\n", csv.c_str(), svg.c_str(), drew_png ? "\n       " : "",
@@ -849,12 +1004,14 @@ int run_pipeline_experiment(int argc, char** argv) {
       .add("phase_seconds", s.phase_seconds)
       .add("window_seconds", s.window)
       .add("reaction_resolution_seconds", s.window)
+      .add("reaction_ms_resolution", 1.0)
       .add("ok", ok)
       .add_raw("runs", runs_json);
   const auto summary_path = s.out / "pipeline-summary.json";
   std::ofstream(summary_path) << summary.str() << "\n";
   std::printf(
-      "\nsummary: %s\nreaction times are upper bounds at the window's resolution (%.2f s)\n",
+      "\nsummary: %s\nsettled times are upper bounds at the window's resolution (%.2f s); "
+      "reactions (ms) are measured from 1 ms samples over trailing 10 ms rates\n",
       summary_path.c_str(), s.window);
   return ok ? 0 : 1;
 }
