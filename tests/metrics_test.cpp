@@ -14,6 +14,7 @@
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/ownership_check.hpp"
 #include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_frame.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
@@ -39,8 +40,9 @@ TEST(Metrics, CountersAreExactForAKnownTransfer) {
   ChannelGuard guard(unique_channel("counters"));
   auto producer = st::Producer::create(guard.name(), config_of(8, 1024));
   auto consumer = st::Consumer::open(guard.name());
-  // 1000 records of 60 bytes: 64 bytes framed, 16 per 1024-byte buffer,
-  // so 62 full buffers and one with 8 records.
+  // 1000 records of 60 bytes, in runs: a run header (8 bytes) and 16 records
+  // per 1024-byte buffer (17 would take 1028), so 62 full buffers and one
+  // with 8 records.
   std::thread writer_thread([&producer] {
     st::RecordWriter writer(producer);
     std::vector<std::byte> record(60);
@@ -64,8 +66,10 @@ TEST(Metrics, CountersAreExactForAKnownTransfer) {
   const st::ChannelSnapshot s = observer.snapshot();
   EXPECT_EQ(s.produced.records, 1000U);
   EXPECT_EQ(s.consumed.records, 1000U);
-  EXPECT_EQ(s.produced.bytes, 64000U);
-  EXPECT_EQ(s.consumed.bytes, 64000U);
+  const std::uint64_t framed_bytes =
+      62 * (st::frame::kRunHeaderBytes + 16 * 60) + st::frame::kRunHeaderBytes + 8 * 60;
+  EXPECT_EQ(s.produced.bytes, framed_bytes);
+  EXPECT_EQ(s.consumed.bytes, framed_bytes);
   EXPECT_EQ(s.produced.buffers, 63U);
   EXPECT_EQ(s.consumed.buffers, 63U);
   EXPECT_TRUE(s.closed);

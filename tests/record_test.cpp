@@ -87,10 +87,28 @@ TEST(Records, SmallRecordsAreBatchedManyPerBuffer) {
   ASSERT_EQ(writer.flush(), st::Status::kOk);
   st::ReadableBuffer buffer;
   ASSERT_EQ(consumer.try_receive(buffer), st::Status::kOk);
-  EXPECT_EQ(buffer.size(), 50U * (st::frame::kHeaderBytes + 8));
+  // One run: one header and count for all 50, then the records back to back.
+  EXPECT_EQ(buffer.size(), st::frame::kRunHeaderBytes + 50U * 8);
+  EXPECT_EQ(st::frame::read_header(buffer.data().data()), st::frame::kRun | 8U);
+  EXPECT_EQ(st::frame::read_header(buffer.data().data() + st::frame::kHeaderBytes), 50U);
   st::ReadableBuffer none;
   EXPECT_EQ(consumer.try_receive(none), st::Status::kWouldBlock);
   EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 50U);
+}
+
+TEST(Records, RunsOfEqualLengthsMixWithOtherFramesAndBufferEnds) {
+  // Runs that start after a plain frame, end at a length change, a buffer's
+  // end or a spanning record, and single records between them; lengths of
+  // 0 (never in a run), 1, the longest in a run and one more.
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < 4'000; ++i) {
+    const std::size_t group = (i / 7) % 9;
+    const std::size_t lengths[] = {
+        8, 1, 0, 8, 24, st::frame::kRunMaxRecordBytes, st::frame::kRunMaxRecordBytes + 1, 13, 300};
+    sizes.push_back(i % 11 == 10 ? 5 : lengths[group]);
+  }
+  round_trip(config_of(4, 2048), sizes);
+  round_trip(config_of(3, 256), sizes);  // records of 1 KiB span buffers here
 }
 
 TEST(Records, MixedSizesIncludingEmptyAndExactFitsRoundTrip) {
@@ -413,6 +431,65 @@ TEST_F(CorruptFrames, DiscardFrameDropsAHalfRecord) {
 
 TEST_F(CorruptFrames, MoreFollowsButNotLastInBuffer) {
   EXPECT_EQ(read_raw({1, 0, 0, 0x40, 9, 1, 0, 0, 0, 7}), st::Status::kCorrupt);
+}
+
+TEST_F(CorruptFrames, RunsThatAreEmptyOrRunPastTheirBuffer) {
+  const char* why = nullptr;
+  // kRun | 2, count 3: 6 bytes, 5 committed.
+  EXPECT_EQ(read_raw({2, 0, 0, 0x90, 3, 0, 0, 0, 1, 2, 3, 4, 5}, &why), st::Status::kCorrupt);
+  ASSERT_NE(why, nullptr);
+  EXPECT_NE(std::string(why).find("run"), std::string::npos) << why;
+  EXPECT_EQ(read_raw({2, 0, 0, 0x90, 0, 0, 0, 0}), st::Status::kCorrupt);  // count 0
+  EXPECT_EQ(read_raw({0, 0, 0, 0x90, 5, 0, 0, 0}), st::Status::kCorrupt);  // length 0
+  EXPECT_EQ(read_raw({2, 0, 0, 0x90, 0xff, 0xff, 0xff, 0xff, 1, 2}), st::Status::kCorrupt);
+  EXPECT_EQ(read_raw({2, 0, 0, 0x90, 1, 0}), st::Status::kCorrupt);  // count cut off
+  // A run where a spanning record should continue.
+  EXPECT_EQ(read_raw({1, 0, 0, 0x40, 9}), st::Status::kClosed);  // (a record cut short)
+  EXPECT_EQ(read_raw({2, 0, 0, 0x90, 3, 0, 0, 0, 1, 2, 3, 4, 5, 6}), st::Status::kClosed);
+}
+
+TEST(Batches, ReadBatchStopsInsideARunAndNextContinuesIt) {
+  ChannelGuard guard(unique_channel("run-stop"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 4096));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  std::uint64_t sequence = 0;
+  ASSERT_EQ(writer.write_batch(16, 100,
+                               [&](std::span<std::byte> record) noexcept {
+                                 st::pattern::fill(record, sequence++);
+                               }),
+            st::Status::kOk);
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+  st::RecordReader reader(consumer);
+  std::uint64_t seen = 0;
+  ASSERT_EQ(reader.read_batch([&](std::span<const std::byte> record) {
+    EXPECT_EQ(st::pattern::sequence_of(record), seen);
+    return ++seen < 30;
+  }),
+            st::Status::kOk);
+  EXPECT_EQ(seen, 30U);
+  std::span<const std::byte> record;
+  for (; seen < 60; ++seen) {
+    ASSERT_EQ(reader.next_for(record, 10s), st::Status::kOk);
+    ASSERT_EQ(st::pattern::sequence_of(record), seen);
+  }
+  EXPECT_THROW((void)reader.read_batch([&](std::span<const std::byte> got) -> bool {
+    EXPECT_EQ(st::pattern::sequence_of(got), seen);
+    if (++seen == 70) {
+      throw std::runtime_error("handler failed");
+    }
+    return true;
+  }),
+               std::runtime_error);
+  ASSERT_EQ(reader.read_batch([&](std::span<const std::byte> got) {
+    EXPECT_EQ(st::pattern::sequence_of(got), seen);
+    ++seen;
+    return true;
+  }),
+            st::Status::kOk);
+  EXPECT_EQ(seen, 100U);
+  EXPECT_EQ(reader.next_for(record, 10s), st::Status::kClosed);
+  EXPECT_EQ(reader.records_read(), 100U);
 }
 
 TEST_F(CorruptFrames, WellFormedBytesAreAccepted) {

@@ -375,9 +375,19 @@ class Session {
     return &*reader_;
   }
 
-  void read_records(FuzzInput& /*in*/, unsigned count) {
+  void read_records(FuzzInput& in, unsigned count) {
     st::RecordReader* r = reader();
     if (r == nullptr) {
+      return;
+    }
+    if (in.u8() % 2U == 0) {
+      // The batch form, which steps through runs and plain frames itself.
+      unsigned delivered = 0;
+      const st::Status status = r->try_read_batch([&](std::span<const std::byte> record) {
+        check_record(record);
+        return ++delivered < count;
+      });
+      trace("try_read_batch", status);
       return;
     }
     for (unsigned i = 0; i < count; ++i) {
@@ -412,6 +422,21 @@ class Session {
       // Frames, lengths and flags as the input says: well formed unless the
       // flag bits (how >> 1) make them a spanning record's pieces.
       const unsigned records = 1 + in.u8() % 4U;
+      if ((how & 64U) != 0 && data.size() >= st::frame::kRunHeaderBytes) {
+        // A run first: its length and count as the input says, so sometimes
+        // empty or running past the committed bytes.
+        const std::uint32_t length = in.u8() % 33U;
+        const std::uint32_t count = in.u8();
+        st::frame::write_header(data.data(), st::frame::kRun | length);
+        st::frame::write_header(data.data() + st::frame::kHeaderBytes, count);
+        used = st::frame::kRunHeaderBytes;
+        const auto body =
+            in.bytes(std::min<std::size_t>(std::size_t{length} * count, data.size() - used));
+        if (!body.empty()) {
+          std::memcpy(data.data() + used, body.data(), body.size());
+        }
+        used += std::min<std::size_t>(std::size_t{length} * count, data.size() - used);
+      }
       for (unsigned r = 0; r < records; ++r) {
         if (data.size() - used < st::frame::kHeaderBytes) {
           break;

@@ -58,6 +58,8 @@ void RecordReader::release_fragments() noexcept {
 void RecordReader::release_current() noexcept {
   fast_bytes_left_ = 0;
   in_place_bytes_left_ = 0;
+  records_in_buffer_ -= run_left_;  // counted at the run's header, never read
+  run_left_ = 0;
   if (current_.valid()) {
     count_buffer_records();
     run_release_hook();
@@ -136,7 +138,8 @@ Status RecordReader::next_slow(std::span<const std::byte>& record,
   in_place_bytes_left_ = 0;
   const bool plain = current_.valid() && !assembling_ && fragments_.empty();
   if (status == Status::kOk && plain) {
-    (current_.open() ? in_place_bytes_left_ : fast_bytes_left_) = current_.size() - offset();
+    (current_.open() ? in_place_bytes_left_ : fast_bytes_left_) =
+        current_.size() - offset() - run_left_ * run_bytes_;
   } else if (status == Status::kWouldBlock && plain && current_.open()) {
     in_place_bytes_left_ = current_.size() - offset();  // polls stay inline
   }
@@ -169,6 +172,27 @@ Status RecordReader::next_frame(std::span<const std::byte>& record,
       }
       const std::uint32_t word = frame::read_header(cursor_);
       const std::size_t length = word & frame::kLengthMask;
+      if ((word & ~frame::kLengthMask) == frame::kRun) {
+        if (assembling_) {
+          return corrupt("a spanning record is not continued in the next buffer");
+        }
+        if (left < frame::kRunHeaderBytes) {
+          return corrupt("a run's header is cut off by the end of its buffer");
+        }
+        const std::uint32_t count = frame::read_header(cursor_ + frame::kHeaderBytes);
+        // Division, not multiplication: count * length could overflow.
+        if (length == 0 || count == 0 || count > (left - frame::kRunHeaderBytes) / length) {
+          return corrupt(
+              "a run of records is empty or runs past the bytes committed to its buffer");
+        }
+        seen_record_start_ = true;
+        record = std::span<const std::byte>(cursor_ + frame::kRunHeaderBytes, length);
+        cursor_ += frame::kRunHeaderBytes + length;
+        run_left_ = count - 1;
+        run_bytes_ = length;
+        records_in_buffer_ += count;
+        return Status::kOk;
+      }
       const bool more = (word & frame::kMoreFollows) != 0;
       const bool continuation = (word & frame::kContinuation) != 0;
       if (length > left - frame::kHeaderBytes) {

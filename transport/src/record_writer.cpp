@@ -1,6 +1,7 @@
 #include "sluice/transport/record_writer.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace sluice::transport {
 
@@ -162,6 +163,7 @@ Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t su
   }
   cursor_ = current_.data().data();
   limit_ = cursor_ + current_.capacity();
+  forget_last_frame();
   records_before_buffer_ += records_in_buffer_;  // of a buffer whose commit failed
   records_in_buffer_ = 0;
   schedule_policy_check();
@@ -178,12 +180,25 @@ Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t su
   return Status::kOk;
 }
 
+void RecordWriter::start_run(std::span<const std::byte> record) noexcept {
+  const std::size_t bytes = record.size();
+  std::byte* const first = cursor_ - bytes - frame::kHeaderBytes;
+  std::memmove(first + frame::kRunHeaderBytes, first + frame::kHeaderBytes, bytes);
+  frame::write_header(first, frame::kRun | static_cast<std::uint32_t>(bytes));
+  run_count_at_ = first + frame::kHeaderBytes;
+  run_count_ = 2;
+  frame::write_header(run_count_at_, run_count_);
+  std::byte* const second = first + frame::kRunHeaderBytes + bytes;
+  frame::copy_payload(second, record.data(), bytes);
+  cursor_ = run_end_ = second + bytes;
+  run_bytes_ = bytes;
+  plain_end_ = nullptr;
+}
+
 Status RecordWriter::write_for(std::span<const std::byte> record,
                                std::chrono::nanoseconds timeout) noexcept {
-  const std::size_t needed = frame::kHeaderBytes + record.size();
-  if (needed <= room()) {
-    append_whole(record);
-    return after_append();
+  if (frame::kHeaderBytes + record.size() <= room()) {
+    return write(record);  // no wait: it fits (as a frame, or in the run)
   }
   return write_slow(record, Deadline::after(timeout));
 }

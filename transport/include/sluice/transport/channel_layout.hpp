@@ -20,7 +20,8 @@ namespace sluice::transport {
 //    configuration, the subpartition in bits 8..15 of buffer state words.
 // 4: broadcast: a holders word per buffer (BufferHolders) and the state
 //    kShared.
-inline constexpr std::uint32_t kLayoutVersion = 4;
+// 5: runs of equal-length records under one frame header (record_frame.hpp).
+inline constexpr std::uint32_t kLayoutVersion = 5;
 inline constexpr std::uint32_t kChannelKind = 1;
 inline constexpr std::size_t kCacheLine = sluice::shm::kCacheLine;
 

@@ -62,9 +62,18 @@ class RecordReader {
     return next_until(record, Deadline::after(timeout));
   }
   Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
-    // Fast path, inline: the next frame is a whole record in the current
+    // Fast path, inline: the next record of a run, checked when the run's
+    // header was read; or the next frame is a whole record in the current
     // buffer. fast_bytes_left_ is 0 whenever anything needs the slow path
     // (no buffer, a record being assembled, fragments still held, an error).
+    if (run_left_ != 0) [[likely]] {
+      // Two updates per record: the run's records were counted and its
+      // bytes set aside from fast_bytes_left_ at its header.
+      record = std::span<const std::byte>(cursor_, run_bytes_);
+      cursor_ += run_bytes_;
+      --run_left_;
+      return Status::kOk;
+    }
     if (fast_bytes_left_ >= frame::kHeaderBytes) [[likely]] {
       const std::uint32_t word = frame::read_header(cursor_);
       if ((word & ~frame::kLengthMask) == 0 && word <= fast_bytes_left_ - frame::kHeaderBytes)
@@ -126,28 +135,55 @@ class RecordReader {
     // The position is written back once, or in the handler if on_record
     // throws: a destructor holding references to it would take its address
     // and keep it in memory, a store and a reload per record.
+    std::uint64_t run_left = run_left_;
+    std::size_t run_bytes = run_bytes_;
     const std::byte* at = cursor_;
-    const std::byte* const end = cursor_ + fast_bytes_left_;
-    std::uint64_t delivered = 0;
+    const std::byte* const end = cursor_ + run_left * run_bytes + fast_bytes_left_;
+    std::uint64_t counted = 0;  // plain records delivered and runs' records begun
     try {
-      while (static_cast<std::size_t>(end - at) >= frame::kHeaderBytes) {
+      for (;;) {
+        // The rest of a run: its length and count were checked at its header.
+        for (; run_left != 0; --run_left) {
+          const std::span<const std::byte> record(at, run_bytes);
+          at += run_bytes;
+          if (!on_record(record)) {
+            end_batch(at, end, counted, run_left - 1, run_bytes);
+            return Status::kOk;
+          }
+        }
+        if (static_cast<std::size_t>(end - at) < frame::kHeaderBytes) {
+          break;
+        }
         const std::uint32_t word = frame::read_header(at);
-        if ((word & ~frame::kLengthMask) != 0 ||
-            word > static_cast<std::size_t>(end - at) - frame::kHeaderBytes) {
+        const std::size_t left = static_cast<std::size_t>(end - at);
+        if ((word & ~frame::kLengthMask) == frame::kRun && left >= frame::kRunHeaderBytes) {
+          const std::size_t length = word & frame::kLengthMask;
+          const std::uint32_t count = frame::read_header(at + frame::kHeaderBytes);
+          if (length == 0 || count == 0 || count > (left - frame::kRunHeaderBytes) / length) {
+            break;  // next() reports it
+          }
+          at += frame::kRunHeaderBytes;
+          run_bytes = length;
+          run_left = count;
+          counted += count;
+          continue;
+        }
+        if ((word & ~frame::kLengthMask) != 0 || word > left - frame::kHeaderBytes) {
           break;  // not a plain whole record: next() decides what it is
         }
         const std::span<const std::byte> record(at + frame::kHeaderBytes, word);
         at += frame::kHeaderBytes + word;
-        ++delivered;
+        ++counted;
         if (!on_record(record)) {
           break;
         }
       }
     } catch (...) {
-      end_batch(at, end, delivered);
+      // The record being delivered when on_record threw counts as read.
+      end_batch(at, end, counted, run_left == 0 ? 0 : run_left - 1, run_bytes);
       throw;
     }
-    end_batch(at, end, delivered);
+    end_batch(at, end, counted, 0, run_bytes);
     return Status::kOk;
   }
   template <class OnRecord>
@@ -160,16 +196,19 @@ class RecordReader {
   }
 
   [[nodiscard]] std::uint64_t records_read() const noexcept {
-    return records_before_buffer_ + records_in_buffer_;
+    return records_before_buffer_ + records_in_buffer_ - run_left_;
   }
   // Why the last kCorrupt was returned, when the stream's framing was at fault.
   [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
 
  private:
-  void end_batch(const std::byte* at, const std::byte* end, std::uint64_t delivered) noexcept {
+  void end_batch(const std::byte* at, const std::byte* end, std::uint64_t counted,
+                 std::uint64_t run_left, std::size_t run_bytes) noexcept {
     cursor_ = at;
-    fast_bytes_left_ = static_cast<std::size_t>(end - at);
-    records_in_buffer_ += delivered;
+    fast_bytes_left_ = static_cast<std::size_t>(end - at) - run_left * run_bytes;
+    records_in_buffer_ += counted;
+    run_left_ = run_left;
+    run_bytes_ = run_bytes;
   }
   Status next_slow(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status next_frame(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
@@ -193,8 +232,13 @@ class RecordReader {
   RecordReaderOptions options_;
   ReadableBuffer current_;
   const std::byte* cursor_ = nullptr;    // next frame in current_
-  std::size_t fast_bytes_left_ = 0;      // bytes after cursor_ the fast path may read
+  std::size_t fast_bytes_left_ = 0;      // bytes after cursor_ (or its run) the fast path may read
   std::size_t in_place_bytes_left_ = 0;  // the same in an open buffer (frames polled)
+  // Records of the current run after cursor_, each run_bytes_ long, checked
+  // at the run's header. They are already in records_in_buffer_, and
+  // fast_bytes_left_ counts the bytes after the run's end.
+  std::uint64_t run_left_ = 0;
+  std::size_t run_bytes_ = 0;
   std::uint32_t in_place_polls_ = 0;
   std::uint64_t records_in_buffer_ = 0;
   std::uint64_t records_before_buffer_ = 0;

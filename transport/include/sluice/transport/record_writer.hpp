@@ -61,9 +61,18 @@ class RecordWriter {
   // Always inlined: left to itself GCC makes it a call (its in-place branch
   // makes it look large), which cost small records a third of their time.
   [[gnu::always_inline]] Status write(std::span<const std::byte> record) noexcept {
+    // Another record of the length just written joins its run, headerless.
+    if (cursor_ == run_end_ && record.size() == run_bytes_ && record.size() <= room()) [[likely]] {
+      extend_run(record);
+      return after_append();
+    }
     const std::size_t needed = frame::kHeaderBytes + record.size();
     if (needed <= room()) [[likely]] {
-      append_whole(record);
+      if (cursor_ == plain_end_ && record.size() == plain_bytes_) {
+        start_run(record);  // needs 4 bytes more than a frame: `needed` bytes
+      } else {
+        append_whole(record);
+      }
       return after_append();
     }
     if (fits_open_buffer_now(record.size())) {
@@ -115,7 +124,46 @@ class RecordWriter {
       return Status::kInvalidArgument;  // larger than any buffer
     }
     const std::size_t frame_bytes = frame::kHeaderBytes + bytes;
+    const bool in_runs = !in_place_ && bytes >= 1 && bytes <= frame::kRunMaxRecordBytes;
     while (count > 0) {
+      // A run is opened for two records or more before the flush policy's
+      // next look (a zero flush timeout hands over every record alone).
+      if (in_runs && (cursor_ != run_end_ || bytes != run_bytes_) && count >= 2 &&
+          next_policy_check_ > records_in_buffer_ + 1) {
+        if (room() < frame_bytes &&
+            frame::kRunHeaderBytes + bytes <= producer_->config().buffer_bytes) {
+          // Not even a plain frame fits: the next buffer starts with a run.
+          if (const Status status = make_room(frame::kRunHeaderBytes + bytes);
+              status != Status::kOk) {
+            return status;
+          }
+        }
+        if (room() >= frame::kRunHeaderBytes + bytes) {
+          open_run(bytes);
+        }
+      }
+      if (in_runs && cursor_ == run_end_ && bytes == run_bytes_) {
+        // Records of the open run: no header each, one count update.
+        const std::uint64_t run = records_until_policy(bytes, count);
+        if (run > 0) {
+          std::byte* cursor = cursor_;
+          for (std::uint64_t i = 0; i < run; ++i) {
+            fill(std::span<std::byte>(cursor, bytes));
+            cursor += bytes;
+          }
+          cursor_ = run_end_ = cursor;
+          run_count_ += static_cast<std::uint32_t>(run);
+          frame::write_header(run_count_at_, run_count_);
+          count -= run;
+          records_in_buffer_ += run;
+          if (records_in_buffer_ >= next_policy_check_) {
+            if (const Status status = apply_flush_policy(); status != Status::kOk) {
+              return status;
+            }
+          }
+          continue;
+        }
+      }
       const std::uint64_t run = in_place_ ? 0 : records_until_policy(frame_bytes, count);
       if (run == 0) {
         // A new buffer, a record published in place, or one that does not fit:
@@ -191,7 +239,32 @@ class RecordWriter {
     std::byte* const at = cursor_;
     frame::write_header(at, static_cast<std::uint32_t>(record.size()));
     frame::copy_payload(at + frame::kHeaderBytes, record.data(), record.size());
-    cursor_ = at + frame::kHeaderBytes + record.size();
+    cursor_ = plain_end_ = at + frame::kHeaderBytes + record.size();
+    plain_bytes_ = record.size() - 1 < frame::kRunMaxRecordBytes ? record.size() : kNoRecords;
+  }
+  void extend_run(std::span<const std::byte> record) noexcept {
+    std::byte* const at = cursor_;
+    frame::copy_payload(at, record.data(), record.size());
+    cursor_ = run_end_ = at + record.size();
+    frame::write_header(run_count_at_, ++run_count_);
+  }
+  // The frame just before the cursor is a plain record of `record`'s length:
+  // makes it the first record of a run and appends `record` as the second.
+  void start_run(std::span<const std::byte> record) noexcept;
+  // Starts an empty run of `bytes`-byte records at the cursor; the caller
+  // appends at least one before anything else happens to the buffer.
+  void open_run(std::size_t bytes) noexcept {
+    frame::write_header(cursor_, frame::kRun | static_cast<std::uint32_t>(bytes));
+    run_count_at_ = cursor_ + frame::kHeaderBytes;
+    run_count_ = 0;
+    run_bytes_ = bytes;
+    cursor_ = run_end_ = cursor_ + frame::kRunHeaderBytes;
+  }
+  // A new buffer (or none): nothing before the cursor can be extended. Its
+  // address may equal the old buffer's end, so the ends are cleared too.
+  void forget_last_frame() noexcept {
+    run_end_ = plain_end_ = nullptr;
+    run_bytes_ = plain_bytes_ = kNoRecords;
   }
   // One counter and one comparison per record: the flush policy is looked at
   // only when records_in_buffer_ reaches next_policy_check_ (every record for
@@ -239,7 +312,10 @@ class RecordWriter {
   // A buffer for `subpartition` (kAnySubpartition: the producer chooses).
   Status start_buffer_for(const Deadline& deadline, std::uint32_t subpartition,
                           CapUse cap_use = CapUse::kWithinCap) noexcept;
-  void drop_current_view() noexcept { cursor_ = limit_ = nullptr; }
+  void drop_current_view() noexcept {
+    cursor_ = limit_ = nullptr;
+    forget_last_frame();
+  }
 
   static constexpr std::uint64_t kMaxClockCheckInterval = 256;  // records between clock reads
 
@@ -249,6 +325,18 @@ class RecordWriter {
   // The unwritten part of current_: [cursor_, limit_); both null without a buffer.
   std::byte* cursor_ = nullptr;
   std::byte* limit_ = nullptr;
+  // The frame last written, when it can take more records of its length:
+  // a run while the cursor is at run_end_ (its count word at run_count_at_),
+  // or a plain record (of 1..kRunMaxRecordBytes bytes) while the cursor is at
+  // plain_end_. Any other frame moves the cursor past both; a new buffer
+  // clears them (forget_last_frame).
+  static constexpr std::size_t kNoRecords = ~std::size_t{0};  // no record has this length
+  std::byte* run_end_ = nullptr;
+  std::byte* run_count_at_ = nullptr;
+  std::size_t run_bytes_ = kNoRecords;
+  std::uint32_t run_count_ = 0;
+  std::byte* plain_end_ = nullptr;
+  std::size_t plain_bytes_ = kNoRecords;
   std::uint64_t records_in_buffer_ = 0;
   std::uint64_t records_before_buffer_ = 0;
   std::uint64_t next_policy_check_ = 1;
