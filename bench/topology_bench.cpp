@@ -513,8 +513,13 @@ Target judge(std::string what, const std::vector<Row>& rows, Shape row_shape, Sh
   } else {
     char text[160];
     judged.ratio = row->rate() / base->rate();
-    std::snprintf(text, sizeof(text), "%.3f / %.3f GB/s = %.2fx", row->gbps(), base->gbps(),
-                  judged.ratio);
+    if (size >= 1024) {
+      std::snprintf(text, sizeof(text), "%.3f / %.3f GB/s = %.2fx", row->gbps(), base->gbps(),
+                    judged.ratio);
+    } else {
+      std::snprintf(text, sizeof(text), "%.2f M / %.2f M records/s = %.2fx", row->rate() / 1e6,
+                    base->rate() / 1e6, judged.ratio);
+    }
     judged.measured = text;
     judged.verdict = judged.ratio >= target ? "holds" : "misses";
   }
