@@ -303,14 +303,19 @@ pid_t spawn(int cpu, RunControl& control, Body body, bool deregister = false) {
 }
 
 // Waits for every child; after `timeout` kills those still running. True
-// when all exited with status 0 in time.
-bool reap(std::vector<pid_t> pending, std::chrono::seconds timeout) {
+// when all exited with status 0 in time. A child killed by a signal never
+// counted its own failure: counted here, so that publishers waiting for
+// their consumers (wait_for_consumers) stop waiting.
+bool reap(std::vector<pid_t> pending, std::chrono::seconds timeout, RunControl& control) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   bool ok = true;
   while (!pending.empty()) {
     for (auto it = pending.begin(); it != pending.end();) {
       int status = 0;
       if (waitpid(*it, &status, WNOHANG) == *it) {
+        if (WIFSIGNALED(status)) {
+          control.failures.fetch_add(1);
+        }
         ok = ok && WIFEXITED(status) && WEXITSTATUS(status) == 0;
         it = pending.erase(it);
       } else {
@@ -445,7 +450,7 @@ double run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inp
   }
   control->go_ns.store(now_ns());
   control->go.store(1, std::memory_order_release);
-  const bool ok = reap(children, kRunTimeout) && control->failures.load() == 0;
+  const bool ok = reap(children, kRunTimeout, *control) && control->failures.load() == 0;
   for (const auto& name : names) {
     st::remove_channel(name);
   }
