@@ -454,6 +454,9 @@ double run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inp
   for (const auto& name : names) {
     st::remove_channel(name);
   }
+  if (is_iceoryx(shape)) {
+    sluice::bench::topology::iceoryx_cleanup(tag, inputs);
+  }
   const double seconds =
       static_cast<double>(control->last_done_ns.load() - control->go_ns.load()) / 1e9;
   munmap(memory, sizeof(RunControl));

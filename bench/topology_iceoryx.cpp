@@ -26,6 +26,25 @@ std::string IceoryxRows::size_problem(std::size_t size) {
   return {};
 }
 
+namespace {
+
+// Each process's name with RouDi, unique among live processes.
+std::string runtime_name(const std::string& tag, char role, std::uint32_t index) {
+  return "stopo-" + tag + "-" + role + std::to_string(index);
+}
+
+}  // namespace
+
+void iceoryx_cleanup(const std::string& tag, std::uint32_t processes) {
+  for (const char role : {'p', 'c'}) {
+    for (std::uint32_t i = 0; i < processes; ++i) {
+      const std::string base = "/tmp/" + runtime_name(tag, role, i);
+      ::unlink(base.c_str());
+      ::unlink((base + ".lock").c_str());
+    }
+  }
+}
+
 #ifdef SLUICE_TOPOLOGY_HAVE_ICEORYX
 
 namespace {
@@ -56,7 +75,7 @@ std::string IceoryxRows::start() {
 
 int iceoryx_publish(const std::string& tag, std::uint32_t index, std::size_t size,
                     std::uint64_t records, std::uint32_t consumers, RunControl& control) {
-  iceoryx::init_runtime("stopo-" + tag + "-p" + std::to_string(index));
+  iceoryx::init_runtime(runtime_name(tag, 'p', index));
   std::uint64_t retries = 0;
   iox::popo::UntypedPublisher publisher(service(tag), iceoryx::publisher_options());
   // Each subscriber says it is set up only once it is subscribed, so the
@@ -75,7 +94,7 @@ int iceoryx_publish(const std::string& tag, std::uint32_t index, std::size_t siz
 
 int iceoryx_subscribe(const std::string& tag, std::uint32_t index, std::uint32_t publishers,
                       std::size_t size, std::uint64_t records_each, RunControl& control) {
-  iceoryx::init_runtime("stopo-" + tag + "-c" + std::to_string(index));
+  iceoryx::init_runtime(runtime_name(tag, 'c', index));
   iox::popo::UntypedSubscriber subscriber(service(tag),
                                           iceoryx::subscriber_options(queue_depth(size)));
   iox::popo::WaitSet<> waitset;

@@ -42,4 +42,8 @@ int iceoryx_publish(const std::string& tag, std::uint32_t index, std::size_t siz
 int iceoryx_subscribe(const std::string& tag, std::uint32_t index, std::uint32_t publishers,
                       std::size_t size, std::uint64_t records_each, RunControl& control);
 
+// After a run: a client killed by a signal leaves its socket and lock in
+// /tmp (iceoryx names them after the runtime); a clean exit removes them.
+void iceoryx_cleanup(const std::string& tag, std::uint32_t processes);
+
 }  // namespace sluice::bench::topology
