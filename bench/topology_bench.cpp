@@ -68,6 +68,7 @@ namespace {
 
 namespace st = sluice::transport;
 namespace pattern = sluice::transport::pattern;
+using sluice::bench::topology::count_cpu;
 using sluice::bench::topology::finished;
 using sluice::bench::topology::IceoryxRows;
 using sluice::bench::topology::intact;
@@ -294,6 +295,7 @@ pid_t spawn(int cpu, RunControl& control, Body body, bool deregister = false) {
     if (status != 0) {
       control.failures.fetch_add(1);
     }
+    count_cpu(control);
     if (deregister) {
       std::exit(status);
     }
@@ -350,12 +352,16 @@ Plan plan_for(Shape shape, std::uint64_t total, std::uint32_t inputs) {
   return {capped / inputs, capped / inputs * inputs};
 }
 
-// Aggregate records per second of one run, or a negative value if it failed.
-double run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inputs, int serial) {
+struct Outcome {
+  double records_per_sec = -1;  // aggregate; negative if the run failed
+  double cpu_seconds = 0;       // all processes, from go until each ended
+};
+
+Outcome run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inputs, int serial) {
   void* memory =
       mmap(nullptr, sizeof(RunControl), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (memory == MAP_FAILED) {
-    return -1;
+    return {};
   }
   auto* control = new (memory) RunControl{};
   const Plan plan = plan_for(shape, total, inputs);
@@ -459,8 +465,12 @@ double run(Shape shape, std::size_t size, std::uint64_t total, std::uint32_t inp
   }
   const double seconds =
       static_cast<double>(control->last_done_ns.load() - control->go_ns.load()) / 1e9;
+  const double cpu = static_cast<double>(control->cpu_ns.load()) / 1e9;
   munmap(memory, sizeof(RunControl));
-  return ok && seconds > 0 ? static_cast<double>(plan.delivered) / seconds : -1;
+  if (!ok || seconds <= 0) {
+    return {};
+  }
+  return {static_cast<double>(plan.delivered) / seconds, cpu};
 }
 
 double median(std::vector<double> values) {
@@ -477,14 +487,16 @@ std::string size_label(std::size_t size) {
 }
 
 struct Row {
-  Shape shape;
+  Shape shape = Shape::kOne;
   std::size_t size = 0;
   std::uint64_t records_per_run = 0;  // aggregate, as counted for the rate
-  std::vector<double> rates;          // aggregate records/s of each good run
+  std::vector<double> rates{};        // aggregate records/s of each good run
+  std::vector<double> cpu_per_gb{};   // CPU s of all processes per aggregate GB, each good run
   int failed_runs = 0;
-  std::string unavailable;  // why the row did not run, or empty
+  std::string unavailable{};  // why the row did not run, or empty
   [[nodiscard]] double rate() const { return median(rates); }
   [[nodiscard]] double gbps() const { return rate() * static_cast<double>(size) / 1e9; }
+  [[nodiscard]] double cpu() const { return median(cpu_per_gb); }
 };
 
 struct Target {
@@ -570,7 +582,7 @@ bool write_json(const std::string& path, const std::vector<Row>& rows,
         << ", \"unavailable\": " << json_string(row.unavailable)
         << ", \"ok_runs\": " << row.rates.size() << ", \"failed_runs\": " << row.failed_runs
         << ", \"records_per_sec\": " << row.rate() << ", \"gb_per_sec\": " << row.gbps()
-        << ", \"ratio_to_one\": "
+        << ", \"cpu_s_per_gb\": " << row.cpu() << ", \"ratio_to_one\": "
         << (one != nullptr && one->rate() > 0 ? row.rate() / one->rate() : 0.0)
         << ", \"runs_records_per_sec\": [";
     for (std::size_t r = 0; r < row.rates.size(); ++r) {
@@ -681,7 +693,9 @@ int main(int argc, char** argv) {
         40'000);
     const std::size_t first = rows.size();
     for (const Shape shape : kShapes) {
-      Row row{shape, size, plan_for(shape, total, inputs).delivered, {}, 0, {}};
+      Row row{.shape = shape,
+              .size = size,
+              .records_per_run = plan_for(shape, total, inputs).delivered};
       if (is_iceoryx(shape)) {
         row.unavailable =
             iceoryx_problem.empty() ? IceoryxRows::size_problem(size) : iceoryx_problem;
@@ -694,21 +708,23 @@ int main(int argc, char** argv) {
         if (!row.unavailable.empty()) {
           continue;
         }
-        const double rate = run(row.shape, size, total, inputs, serial++);
-        if (rate < 0) {
+        const Outcome outcome = run(row.shape, size, total, inputs, serial++);
+        if (outcome.records_per_sec < 0) {
           std::fprintf(stderr, "%s at %zu B failed\n", shape_name(row.shape), size);
           failed = true;
           ++row.failed_runs;
           continue;
         }
-        row.rates.push_back(rate);
+        row.rates.push_back(outcome.records_per_sec);
+        row.cpu_per_gb.push_back(outcome.cpu_seconds /
+                                 (static_cast<double>(row.records_per_run * size) / 1e9));
       }
     }
   }
   iceoryx_rows.stop();
 
-  std::printf("| shape | processes | record | records/s | GB/s | ÷ one |\n");
-  std::printf("|---|---|---:|---:|---:|---:|\n");
+  std::printf("| shape | processes | record | records/s | GB/s | ÷ one | CPU s / GB |\n");
+  std::printf("|---|---|---:|---:|---:|---:|---:|\n");
   for (const Row& row : rows) {
     const std::string shape =
         row.shape == Shape::kIceoryxOneToMany   ? "iceoryx 1 -> " + std::to_string(inputs)
@@ -716,20 +732,20 @@ int main(int argc, char** argv) {
                                                 : shape_name(row.shape);
     const std::string processes = processes_of(row.shape, inputs);
     if (!row.unavailable.empty()) {
-      std::printf("| %s | %s | %s | unavailable: %s | | |\n", shape.c_str(), processes.c_str(),
+      std::printf("| %s | %s | %s | unavailable: %s | | | |\n", shape.c_str(), processes.c_str(),
                   size_label(row.size).c_str(), row.unavailable.c_str());
       continue;
     }
     if (row.rates.empty()) {
-      std::printf("| %s | %s | %s | failed | | |\n", shape.c_str(), processes.c_str(),
+      std::printf("| %s | %s | %s | failed | | | |\n", shape.c_str(), processes.c_str(),
                   size_label(row.size).c_str());
       continue;
     }
     const Row* one = find_row(rows, Shape::kOne, row.size);
     const double base = one != nullptr ? one->rate() : 0;
-    std::printf("| %s | %s | %s | %.2f M | %.3f | %.2fx |\n", shape.c_str(), processes.c_str(),
-                size_label(row.size).c_str(), row.rate() / 1e6, row.gbps(),
-                base > 0 ? row.rate() / base : 0.0);
+    std::printf("| %s | %s | %s | %.2f M | %.3f | %.2fx | %.3f |\n", shape.c_str(),
+                processes.c_str(), size_label(row.size).c_str(), row.rate() / 1e6, row.gbps(),
+                base > 0 ? row.rate() / base : 0.0, row.cpu());
   }
   std::printf(
       "\n(median of %d runs each, interleaved; %u inputs; %s.)\n"
@@ -737,7 +753,9 @@ int main(int argc, char** argv) {
       "fan-in, one, separate, fan-out and iceoryx %u -> 1 deliver each record to one consumer "
       "(aggregate = records written); broadcast and iceoryx 1 -> %u deliver every record to "
       "all %u consumers (aggregate = %u x records written). Every row delivers the same "
-      "aggregate per run (about 2.5 GB x --scale), the iceoryx rows at most %llu records.\n\n",
+      "aggregate per run (about 2.5 GB x --scale), the iceoryx rows at most %llu records. "
+      "CPU s / GB: user + system CPU of all the row's processes from the start until each "
+      "ended (set-up excluded; RouDi's own not counted) per GB of aggregate payload.\n\n",
       runs, inputs, g_pin ? "producers on cpu 0, consumers on cpu 1" : "unpinned", inputs, inputs,
       inputs, inputs, static_cast<unsigned long long>(kIceoryxMaxRecords));
 

@@ -1,7 +1,10 @@
 #pragma once
 
 // What every process of one topology run shares (sluice_bench_topology):
-// the start signal, the finish time and the count of finished consumers.
+// the start signal, the finish time, the count of finished consumers and
+// the CPU all of them spent.
+
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -22,7 +25,20 @@ struct RunControl {
   std::atomic<std::int64_t> last_done_ns;     // latest consumer finish
   std::atomic<std::uint32_t> consumers_done;  // consumers that checked everything
   std::atomic<std::uint32_t> failures;        // children that failed
+  std::atomic<std::int64_t> cpu_ns;           // all children's CPU from go until they end
 };
+
+// CPU time (user + system) of this process so far, all threads.
+inline std::int64_t process_cpu_ns() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return (static_cast<std::int64_t>(usage.ru_utime.tv_sec) + usage.ru_stime.tv_sec) *
+             1'000'000'000 +
+         (static_cast<std::int64_t>(usage.ru_utime.tv_usec) + usage.ru_stime.tv_usec) * 1'000;
+}
+
+// This process's CPU when it was told to go (each child is its own process).
+inline std::int64_t g_cpu_at_go_ns = -1;
 
 inline std::int64_t now_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -35,6 +51,14 @@ inline void wait_for_go(RunControl& control) {
   control.ready.fetch_add(1);
   while (control.go.load(std::memory_order_acquire) == 0) {
     std::this_thread::sleep_for(std::chrono::microseconds(50));
+  }
+  g_cpu_at_go_ns = process_cpu_ns();
+}
+
+// Adds this process's CPU since go (set-up excluded) to the run's total.
+inline void count_cpu(RunControl& control) {
+  if (g_cpu_at_go_ns >= 0) {
+    control.cpu_ns.fetch_add(process_cpu_ns() - g_cpu_at_go_ns);
   }
 }
 
