@@ -588,6 +588,10 @@ bool write_json(const std::string& path, const std::vector<Row>& rows,
     for (std::size_t r = 0; r < row.rates.size(); ++r) {
       out << (r == 0 ? "" : ", ") << row.rates[r];
     }
+    out << "], \"runs_cpu_s_per_gb\": [";
+    for (std::size_t r = 0; r < row.cpu_per_gb.size(); ++r) {
+      out << (r == 0 ? "" : ", ") << row.cpu_per_gb[r];
+    }
     out << "]}";
   }
   out << "\n  ],\n  \"targets\": [";
