@@ -23,10 +23,12 @@
 // records per run (where a record reaches M consumers, the producer writes
 // 1/M as many), except that the iceoryx rows are capped at 4 Mi records per
 // run (times --scale below 1, at least 40,000) as the comparison caps them
-// (iceoryx moves a few hundred thousand small records per second). Time runs from the moment every
-// process is set up and told to go until the last consumer has checked its last record. Each
-// configuration runs --runs times (interleaved) and the median is reported, with its ratio to one;
-// the targets are judged under the table.
+// (iceoryx moves a few hundred thousand small records per second). Time
+// runs from the moment every process is set up and told to go until the
+// last consumer has checked its last record; CPU s / GB is the CPU of all
+// the row's processes over that time and their teardown, per aggregate GB.
+// Each configuration runs --runs times (interleaved) and the median is
+// reported, with its ratio to one; the targets are judged under the table.
 //
 //   sluice_bench_topology [--inputs M] [--runs N] [--scale X] [--sizes 64,65536] [--pin]
 //                         [--no-iceoryx] [--json PATH]
