@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "../common/queue_depth.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
 
 namespace cmp {
@@ -128,13 +129,7 @@ struct PingWork {
   [[nodiscard]] std::uint64_t total() const { return rounds + warmup; }
 };
 
-// Queue depth (messages) for systems that count in messages: 2 MiB of
-// payload in flight, like Sluice's default pool (64 x 32 KiB), at least 8
-// and at most 256 (iceoryx's compile-time maximum subscriber queue).
-inline std::uint64_t queue_depth(std::size_t size) {
-  const std::uint64_t by_bytes = (std::uint64_t{2} << 20) / size;
-  return by_bytes < 8 ? 8 : (by_bytes > 256 ? 256 : by_bytes);
-}
+using sluice::bench::queue_depth;
 
 // A system under test. Child-side functions run in forked processes and
 // throw on failure; parent-side hooks prepare and clean up per run.
