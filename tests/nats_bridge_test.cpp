@@ -1,0 +1,442 @@
+// The NATS test scripts (tests/nats/) and the bridge across them: a
+// three-node JetStream cluster losing a node mid-stream, and two network
+// namespaces joined by a delayed, lossy link that is cut for a while. The
+// bridge tests run `sluice-bridge` as its command line promises:
+//   sluice-bridge out --channel NAME --nats URL --stream STREAM [--subject SUBJ]
+//                     [--max-bytes N] [--resume] [--json]
+//   sluice-bridge in  --stream STREAM --nats URL --channel NAME [--from-seq N |
+//                     --from-time T] [--resume] [--json]
+// and are skipped while it is not built.
+
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "background_process.hpp"
+#include "test_support.hpp"
+#include "tool_run.hpp"
+
+namespace {
+
+using sluice::test::BackgroundProcess;
+using sluice::test::run_tool;
+using sluice::test::tool;
+using sluice::test::ToolRun;
+using namespace std::chrono_literals;
+
+std::string script(const std::string& name) {
+  return std::string(SLUICE_TESTS_SOURCE_DIR) + "/nats/" + name;
+}
+
+bool have_nats_server() {
+  return run_tool("command -v nats-server >/dev/null").status == 0;
+}
+
+// sluice-bridge: $SLUICE_BRIDGE, else next to the other programs, else in
+// the build tree's nats/ directory.
+std::optional<std::string> bridge_program() {
+  std::vector<std::string> candidates;
+  if (const char* given = std::getenv("SLUICE_BRIDGE")) {
+    candidates.emplace_back(given);
+  }
+  candidates.push_back(tool("sluice-bridge"));
+  candidates.push_back(std::string(SLUICE_BUILD_DIR) + "/nats/sluice-bridge");
+  for (const std::string& path : candidates) {
+    if (::access(path.c_str(), X_OK) == 0) {
+      return path;
+    }
+  }
+  return std::nullopt;
+}
+
+#define SKIP_WITHOUT_BRIDGE(bridge)                                                   \
+  const std::optional<std::string> bridge = bridge_program();                         \
+  if (!bridge) {                                                                      \
+    GTEST_SKIP() << "sluice-bridge is not built (looked next to sluice-producer, in " \
+                    "the build tree's nats/ and at $SLUICE_BRIDGE)";                  \
+  }                                                                                   \
+  if (!have_nats_server()) {                                                          \
+    GTEST_SKIP() << "nats-server is not installed (tools/setup)";                     \
+  }
+
+class TempDir {
+ public:
+  TempDir() {
+    char pattern[] = "/tmp/sluice-nats-test-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) {
+      std::abort();
+    }
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::string& path() const { return path_; }
+  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// tests/nats/cluster.sh for one test: started here, stopped at the end.
+class Cluster {
+ public:
+  explicit Cluster(const TempDir& dir) : dir_(dir.path()) {
+    started_ = run_tool(script("cluster.sh") + " start " + dir_);
+    std::string line = started_.out;
+    while (!line.empty() && line.back() == '\n') {
+      line.pop_back();
+    }
+    urls_ = line.substr(line.rfind('\n') == std::string::npos ? 0 : line.rfind('\n') + 1);
+  }
+  ~Cluster() { (void)run_tool(script("cluster.sh") + " stop " + dir_); }
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
+
+  [[nodiscard]] const ToolRun& started() const { return started_; }
+  [[nodiscard]] const std::string& urls() const { return urls_; }
+  ToolRun command(const std::string& arguments) const {
+    return run_tool(script("cluster.sh") + " " + arguments.substr(0, arguments.find(' ')) + " " +
+                    dir_ + arguments.substr(arguments.find(' ')));
+  }
+
+ private:
+  std::string dir_;
+  ToolRun started_;
+  std::string urls_;
+};
+
+bool accepts(std::uint16_t port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(port);
+  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  ::close(fd);
+  return ok;
+}
+
+std::vector<std::string> split(const std::string& text, char separator) {
+  std::vector<std::string> parts;
+  std::stringstream stream(text);
+  std::string part;
+  while (std::getline(stream, part, separator)) {
+    if (!part.empty()) {
+      parts.push_back(part);
+    }
+  }
+  return parts;
+}
+
+std::string last_line(const std::string& text) {
+  const auto lines = split(text, '\n');
+  return lines.empty() ? "" : lines.back();
+}
+
+// Polls `condition` every `period` until true or `timeout`.
+template <class Condition>
+bool eventually_every(Condition condition, std::chrono::milliseconds period,
+                      std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      return false;
+    }
+    std::this_thread::sleep_for(period);
+  }
+  return true;
+}
+
+void expect_every_record_once(const std::string& consumer_output, std::uint64_t records,
+                              const std::string& context) {
+  const std::string summary = last_line(consumer_output);
+  for (const std::string& key :
+       {"\"records\":" + std::to_string(records), std::string("\"lost\":0"),
+        std::string("\"duplicated\":0"), std::string("\"corrupt\":0"),
+        std::string("\"first_seq\":0"), "\"last_seq\":" + std::to_string(records - 1)}) {
+    EXPECT_NE(summary.find(key), std::string::npos) << key << " missing in " << summary << "\n"
+                                                    << context;
+  }
+}
+
+// Records/s by whole second from a tool's --json progress lines.
+std::map<long, double> rates_by_second(const std::string& output) {
+  std::map<long, double> rates;
+  for (const std::string& line : split(output, '\n')) {
+    if (line.find("\"type\":\"progress\"") == std::string::npos) {
+      continue;
+    }
+    const auto t = line.find("\"t\":");
+    const auto rate = line.find("\"records_per_sec\":");
+    if (t != std::string::npos && rate != std::string::npos) {
+      rates[std::lround(std::strtod(line.c_str() + t + 4, nullptr))] =
+          std::strtod(line.c_str() + rate + 18, nullptr);
+    }
+  }
+  return rates;
+}
+
+// Both sides' rates, a row a second, for a chart.
+void write_rates_csv(const std::string& path, const std::string& producer_output,
+                     const std::string& consumer_output) {
+  const auto producer = rates_by_second(producer_output);
+  const auto consumer = rates_by_second(consumer_output);
+  std::map<long, std::pair<double, double>> rows;
+  for (const auto& [second, rate] : producer) {
+    rows[second].first = rate;
+  }
+  for (const auto& [second, rate] : consumer) {
+    rows[second].second = rate;
+  }
+  std::ofstream csv(path);
+  csv << "second,producer_records_per_sec,consumer_records_per_sec\n";
+  for (const auto& [second, pair] : rows) {
+    csv << second << "," << pair.first << "," << pair.second << "\n";
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The scripts themselves.
+
+TEST(NatsScripts, ClusterStartsThreeNodesThatReplicateAndKillsOneByName) {
+  if (!have_nats_server()) {
+    GTEST_SKIP() << "nats-server is not installed (tools/setup)";
+  }
+  TempDir dir;
+  Cluster cluster(dir);
+  ASSERT_EQ(cluster.started().status, 0) << cluster.started().out;
+  const std::vector<std::string> urls = split(cluster.urls(), ',');
+  ASSERT_EQ(urls.size(), 3U) << cluster.started().out;
+  std::vector<std::uint16_t> ports;
+  for (const std::string& url : urls) {
+    ports.push_back(static_cast<std::uint16_t>(std::stoul(url.substr(url.rfind(':') + 1))));
+    EXPECT_TRUE(accepts(ports.back())) << url;
+  }
+  const ToolRun stream = cluster.command("stream R3 r3.records 3");
+  EXPECT_EQ(stream.status, 0) << stream.out;
+  const ToolRun messages = cluster.command("messages R3");
+  EXPECT_EQ(messages.status, 0) << messages.out;
+  EXPECT_EQ(last_line(messages.out), "0");
+
+  const ToolRun killed = cluster.command("kill n2");
+  EXPECT_EQ(killed.status, 0) << killed.out;
+  EXPECT_FALSE(accepts(ports[1]));
+  EXPECT_TRUE(accepts(ports[0]));
+  EXPECT_TRUE(accepts(ports[2]));
+  // The two left still answer for the replicated stream.
+  EXPECT_EQ(cluster.command("messages R3").status, 0);
+  EXPECT_EQ(cluster.command("kill n4").status, 2);
+}
+
+TEST(NatsScripts, TwoHostsJoinsTwoNamespacesThroughADelayedLink) {
+  TempDir dir;
+  // Side B times the server's greeting across the link: at least one delay.
+  const std::string measure =
+      "h=${NATS_URL#nats://}; s=$(date +%s%N); exec 3<>/dev/tcp/${h%:*}/${h##*:} && "
+      "head -c 4 <&3 && echo \" greeting_ms=$(( ($(date +%s%N) - s) / 1000000 ))\"";
+  const ToolRun run = run_tool("SLUICE_TCP_RELAY=" + tool("sluice-tcp-relay") + " " +
+                               script("two_hosts.sh") + " --delay-ms 50 --keep " + dir.path() +
+                               " --a 'echo side=$SIDE link=$TWO_HOSTS_LINK' --b '" + measure + "'");
+  if (run.status == 77) {
+    GTEST_SKIP() << run.out;
+  }
+  ASSERT_EQ(run.status, 0) << run.out;
+  EXPECT_TRUE(run.out.find("link: netem") != std::string::npos ||
+              run.out.find("link: sluice-tcp-relay") != std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("side=a link="), std::string::npos) << run.out;
+  const auto at = run.out.find("INFO greeting_ms=");
+  ASSERT_NE(at, std::string::npos) << run.out;
+  EXPECT_GE(std::stol(run.out.substr(at + 17)), 50) << run.out;
+  // Cleaned up: no namespace of this run is left.
+  EXPECT_EQ(run_tool("ip netns list | grep -c sluice-[ab]-").out.substr(0, 1), "0");
+}
+
+TEST(NatsScripts, TwoHostsRejectsBadArguments) {
+  for (const char* arguments : {"", "--a true", "--a true --b true --loss 2",
+                                "--a true --b true --cut-after 1", "--bogus"}) {
+    const ToolRun run = run_tool(script("two_hosts.sh") + " " + arguments);
+    EXPECT_EQ(run.status, 2) << arguments << "\n" << run.out;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The bridge.
+
+// Channel names of one test: producer -> out reads `from`, in -> consumer writes `to`.
+struct ChannelNames {
+  std::string from = sluice::test::unique_channel("bridge-from");
+  std::string to = sluice::test::unique_channel("bridge-to");
+  ~ChannelNames() {
+    sluice::transport::remove_channel(from);
+    sluice::transport::remove_channel(to);
+  }
+};
+
+TEST(NatsBridge, AClusterLosesANodeMidStreamAndEveryRecordArrivesOnceInOrder) {
+  SKIP_WITHOUT_BRIDGE(bridge);
+  TempDir dir;
+  Cluster cluster(dir);
+  ASSERT_EQ(cluster.started().status, 0) << cluster.started().out;
+  ChannelNames names;
+  const std::string stream = "CLUSTER_" + std::to_string(::getpid());
+  const std::string subject = "sluice.cluster." + std::to_string(::getpid());
+  ASSERT_EQ(
+      cluster.command("stream " + stream + " " + subject + " 3 " + std::to_string(64 << 20)).status,
+      0);
+  constexpr std::uint64_t kRecords = 300'000;
+  const std::string records = " --records " + std::to_string(kRecords) + " --size 64 --json";
+  const std::string nats = " --nats " + cluster.urls();
+  BackgroundProcess consumer(
+      tool("sluice-consumer") + " --channel " + names.to + records + " --wait 120",
+      dir.file("consumer.out"));
+  BackgroundProcess in(
+      *bridge + " in --stream " + stream + nats + " --channel " + names.to + " --json",
+      dir.file("in.out"));
+  BackgroundProcess out(*bridge + " out --channel " + names.from + nats + " --stream " + stream +
+                            " --subject " + subject + " --json",
+                        dir.file("out.out"));
+  // Paced, so that the stream is still flowing when the node dies.
+  BackgroundProcess producer(
+      tool("sluice-producer") + " --channel " + names.from + records + " --rate 50000 --wait 60",
+      dir.file("producer.out"));
+  const auto logs = [&] {
+    return "consumer:\n" + consumer.output() + "\nproducer:\n" + producer.output() + "\nout:\n" +
+           out.output() + "\nin:\n" + in.output();
+  };
+  ASSERT_TRUE(eventually_every(
+      [&] {
+        const ToolRun m = cluster.command("messages " + stream);
+        return m.status == 0 && std::strtoull(last_line(m.out).c_str(), nullptr, 10) >= 20;
+      },
+      100ms, 60s))
+      << logs();
+  ASSERT_EQ(consumer.poll(), -1) << "finished before the node died\n" << logs();
+  ASSERT_EQ(cluster.command("kill n1").status, 0);
+
+  EXPECT_EQ(consumer.wait(180s), 0) << logs();
+  EXPECT_EQ(producer.wait(60s), 0) << logs();
+  expect_every_record_once(consumer.output(), kRecords, logs());
+}
+
+// The two sides' commands for two_hosts.sh: A runs the producer and
+// `out`, B runs `in` and the consumer; A keeps `out` until B's consumer is done.
+struct TwoHostRun {
+  std::string side_a;
+  std::string side_b;
+};
+
+TwoHostRun two_host_commands(const std::string& bridge, const ChannelNames& names,
+                             const std::string& stream, std::uint64_t records,
+                             const std::string& producer_flags, const std::string& consumer_flags) {
+  const std::string work = " --records " + std::to_string(records) + " --size 64 --json";
+  TwoHostRun run;
+  run.side_a =
+      "\"" + bridge + "\" out --channel " + names.from + " --nats \"$NATS_URL\" --stream " +
+      stream + " --max-bytes 1048576 --json > \"$TWO_HOSTS_DIR/out.log\" 2>&1 & o=$!; " +
+      "status=0; \"" + tool("sluice-producer") + "\" --channel " + names.from + work +
+      " --wait 120 " + producer_flags + " > \"$TWO_HOSTS_DIR/producer.log\" 2>&1 || status=$?; " +
+      "for i in $(seq 1 3000); do [ -f \"$TWO_HOSTS_DIR/consumer.done\" ] && break; "
+      "kill -0 $o 2>/dev/null || break; sleep 0.1; done; " +
+      "kill $o 2>/dev/null; wait $o; exit $status";
+  run.side_b =
+      ". \"" + script("jetstream_api.sh") + "\"; h=${NATS_URL#nats://}; " +
+      "for i in $(seq 1 600); do [[ \"$(js_request ${h%:*} ${h##*:} '$JS.API.STREAM.INFO." +
+      stream + "' '')\" == *'\"config\"'* ]] && break; sleep 0.1; done; \"" + bridge +
+      "\" in --stream " + stream + " --nats \"$NATS_URL\" --channel " + names.to +
+      " --json > \"$TWO_HOSTS_DIR/in.log\" 2>&1 & i=$!; status=0; \"" + tool("sluice-consumer") +
+      "\" --channel " + names.to + work + " --wait 120 " + consumer_flags +
+      " > \"$TWO_HOSTS_DIR/consumer.log\" 2>&1 || status=$?; " +
+      "touch \"$TWO_HOSTS_DIR/consumer.done\"; kill $i; wait $i; exit $status";
+  return run;
+}
+
+std::string quoted(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) {
+    out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  }
+  return out + "'";
+}
+
+TEST(NatsBridge, TwoHostsWithDelayAndLossFollowTheFarConsumersSchedule) {
+  SKIP_WITHOUT_BRIDGE(bridge);
+  TempDir dir;
+  ChannelNames names;
+  constexpr std::uint64_t kRecords = 400'000;
+  // The far consumer is throttled as in Flink's experiment (unthrottled,
+  // 30%-like phases, unthrottled); the near producer runs unthrottled and
+  // must follow it through the bridge's backpressure.
+  const TwoHostRun commands =
+      two_host_commands(*bridge, names, "HOSTS_" + std::to_string(::getpid()), kRecords, "",
+                        "--rate-schedule 2:0,3:20000,2:0,3:20000,1:0");
+  BackgroundProcess run("SLUICE_TCP_RELAY=" + tool("sluice-tcp-relay") + " " +
+                            script("two_hosts.sh") + " --delay-ms 5 --loss 0.01 --keep " +
+                            dir.path() + " --a " + quoted(commands.side_a) + " --b " +
+                            quoted(commands.side_b),
+                        dir.file("two_hosts.out"));
+  const int status = run.wait(300s);
+  if (status == 77) {
+    GTEST_SKIP() << run.output();
+  }
+  const std::string logs = run.output() + "\nconsumer:\n" +
+                           sluice::test::read_file(dir.file("consumer.log")) + "\nout:\n" +
+                           sluice::test::read_file(dir.file("out.log")) + "\nin:\n" +
+                           sluice::test::read_file(dir.file("in.log"));
+  EXPECT_EQ(status, 0) << logs;
+  expect_every_record_once(sluice::test::read_file(dir.file("consumer.log")), kRecords, logs);
+  write_rates_csv(std::string(SLUICE_BUILD_DIR) + "/nats-two-hosts-rates.csv",
+                  sluice::test::read_file(dir.file("producer.log")),
+                  sluice::test::read_file(dir.file("consumer.log")));
+}
+
+TEST(NatsBridge, TwoHostsRecoverFromAThreeSecondCutWithNothingLost) {
+  SKIP_WITHOUT_BRIDGE(bridge);
+  TempDir dir;
+  ChannelNames names;
+  constexpr std::uint64_t kRecords = 300'000;
+  // Paced so that the stream spans the cut (about 6 s; cut from 2 s to 5 s).
+  const TwoHostRun commands = two_host_commands(*bridge, names, "CUT_" + std::to_string(::getpid()),
+                                                kRecords, "--rate 50000", "");
+  BackgroundProcess run(
+      "SLUICE_TCP_RELAY=" + tool("sluice-tcp-relay") + " " + script("two_hosts.sh") +
+          " --delay-ms 5 --loss 0.01 --cut-after 2 --cut-for 3 --keep " + dir.path() + " --a " +
+          quoted(commands.side_a) + " --b " + quoted(commands.side_b),
+      dir.file("two_hosts.out"));
+  const int status = run.wait(300s);
+  if (status == 77) {
+    GTEST_SKIP() << run.output();
+  }
+  const std::string logs = run.output() + "\nconsumer:\n" +
+                           sluice::test::read_file(dir.file("consumer.log")) + "\nout:\n" +
+                           sluice::test::read_file(dir.file("out.log")) + "\nin:\n" +
+                           sluice::test::read_file(dir.file("in.log"));
+  EXPECT_EQ(status, 0) << logs;
+  EXPECT_NE(run.output().find("link cut"), std::string::npos) << logs;
+  EXPECT_NE(run.output().find("link restored"), std::string::npos) << logs;
+  expect_every_record_once(sluice::test::read_file(dir.file("consumer.log")), kRecords, logs);
+  write_rates_csv(std::string(SLUICE_BUILD_DIR) + "/nats-two-hosts-cut-rates.csv",
+                  sluice::test::read_file(dir.file("producer.log")),
+                  sluice::test::read_file(dir.file("consumer.log")));
+}
+
+}  // namespace
