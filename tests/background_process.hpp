@@ -22,7 +22,7 @@ class BackgroundProcess {
     pid_ = ::fork();
     if (pid_ == 0) {
       ::setpgid(0, 0);  // its own group: a signal reaches what the shell started too
-      const std::string line = "exec >'" + output_ + "' 2>&1; exec " + command;
+      const std::string line = "exec >'" + output_ + "' 2>&1; " + command;
       ::execl("/bin/sh", "sh", "-c", line.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
