@@ -27,7 +27,7 @@ namespace {
 const std::vector<std::string> kRows = {"nats-per-record", "jetstream-raw", "zeromq-tcp", "bridge"};
 
 struct Options {
-  std::uint64_t records = 1'000'000;
+  std::uint64_t records = 0;  // 0: by record size (records_for)
   std::uint64_t per_record_records = 200'000;
   int runs = 3;
   std::vector<std::size_t> sizes = {8, 64, 1024};
@@ -54,7 +54,9 @@ Every consumer checks each record's sequence number and bytes. Each run uses a
 fresh stream, deleted afterwards.
 
 options:
-  --records N             records per run (default 1000000)
+  --records N             records per run (default: 128 MiB of records, at least
+                          262144 and at most 8388608: the batched rows move a
+                          few hundred messages at least, so set-up does not dominate)
   --per-record-records N  records per run of nats-per-record (default 200000; its
                           rate does not depend on the count, its time does)
   --runs N                runs per row and size; the median is reported (default 3)
@@ -232,6 +234,13 @@ RowResult run_row(const std::string& row, const RowWork& work, const Options& op
   return run_bridge_chain(work, options.bin_dir);
 }
 
+std::uint64_t records_for(const Options& options, std::size_t size) {
+  if (options.records != 0) {
+    return options.records;
+  }
+  return std::clamp<std::uint64_t>((std::uint64_t{128} << 20) / size, 262'144, 8'388'608);
+}
+
 struct Target {
   std::string text;
   std::optional<double> measured;
@@ -254,7 +263,8 @@ int run(const Options& options) {
       Cell cell;
       cell.row = row;
       cell.size = size;
-      cell.records = row == "nats-per-record" ? options.per_record_records : options.records;
+      cell.records =
+          row == "nats-per-record" ? options.per_record_records : records_for(options, size);
       if (row == "bridge" && !missing.empty()) {
         cell.not_built = true;
         cell.problem = "not built (" + missing + " missing in " + options.bin_dir + ")";
@@ -301,7 +311,9 @@ int run(const Options& options) {
   std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   std::ostringstream md;
   md << "## The NATS bridge and what it is judged against\n\n"
-     << "Run " << date << "; median of " << options.runs << " runs; " << options.records
+     << "Run " << date << "; median of " << options.runs << " runs; "
+     << (options.records != 0 ? std::to_string(options.records)
+                              : std::string("128 MiB of (at least 262144, at most 8388608)"))
      << " records a run (" << options.per_record_records
      << " for nats-per-record); batched rows carry " << options.batch_bytes
      << " bytes of records a message; JetStream file storage, a fresh stream a run.\n\n"
@@ -350,8 +362,9 @@ int run(const Options& options) {
   if (!options.json_path.empty()) {
     std::ofstream json(options.json_path);
     json << "{\"tool\":\"sluice_bench_bridge\",\"date\":\"" << date
-         << "\",\"runs\":" << options.runs << ",\"batch_bytes\":" << options.batch_bytes
-         << ",\"rows\":[";
+         << "\",\"runs\":" << options.runs
+         << ",\"per_record_records\":" << options.per_record_records
+         << ",\"batch_bytes\":" << options.batch_bytes << ",\"rows\":[";
     for (std::size_t i = 0; i < cells.size(); ++i) {
       const Cell& c = cells[i];
       json << (i ? "," : "") << "{\"system\":\"" << c.row << "\",\"size\":" << c.size

@@ -57,6 +57,10 @@ int high_water_mark(const RowWork& work) {
 
 void produce(cmp::Link& link, const RowWork& work, const std::string& endpoint) {
   Zmq zmq(ZMQ_PUSH, high_water_mark(work));
+  // The consumer may bind after this connects: retry within a millisecond,
+  // not ZeroMQ's default 100 ms, which would fall inside a short run's timing.
+  const int retry_ms = 1;
+  zmq_setsockopt(zmq.socket(), ZMQ_RECONNECT_IVL, &retry_ms, sizeof(retry_ms));
   if (zmq_connect(zmq.socket(), endpoint.c_str()) != 0) {
     fail_zmq("zmq_connect");
   }
