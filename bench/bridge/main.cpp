@@ -311,11 +311,11 @@ int run(const Options& options) {
   std::strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
   std::ostringstream md;
   md << "## The NATS bridge and what it is judged against\n\n"
-     << "Run " << date << "; median of " << options.runs << " runs; "
+     << "Run " << date << "; median of " << options.runs << " runs; records a run: "
      << (options.records != 0 ? std::to_string(options.records)
-                              : std::string("128 MiB of (at least 262144, at most 8388608)"))
-     << " records a run (" << options.per_record_records
-     << " for nats-per-record); batched rows carry " << options.batch_bytes
+                              : std::string("128 MiB of them, 262144 to 8388608"))
+     << " (" << options.per_record_records << " for nats-per-record); batched rows carry "
+     << options.batch_bytes
      << " bytes of records a message; JetStream file storage, a fresh stream a run.\n\n"
      << "| system | record | records/s | MB/s | bridge ÷ row |\n|---|---:|---:|---:|---:|\n";
   for (const Cell& c : cells) {
