@@ -311,8 +311,18 @@ TEST(NatsScripts, TwoHostsJoinsTwoNamespacesThroughADelayedLink) {
   const auto at = run.out.find("INFO greeting_ms=");
   ASSERT_NE(at, std::string::npos) << run.out;
   EXPECT_GE(std::stol(run.out.substr(at + 17)), 50) << run.out;
-  // Cleaned up: no namespace of this run is left.
-  EXPECT_EQ(run_tool("ip netns list | grep -c sluice-[ab]-").out.substr(0, 1), "0");
+  // Cleaned up: the namespaces of this run are gone.
+  const auto named = run.out.find("namespaces ");
+  ASSERT_NE(named, std::string::npos) << run.out;
+  const std::vector<std::string> words =
+      split(run.out.substr(named, run.out.find('\n', named) - named), ' ');
+  ASSERT_EQ(words.size(), 4U) << run.out;
+  const std::string left = run_tool("ip netns list").out;
+  for (const std::string& line : split(left, '\n')) {
+    const std::string name = line.substr(0, line.find(' '));
+    EXPECT_NE(name, words[1]) << left;
+    EXPECT_NE(name, words[3]) << left;
+  }
 }
 
 TEST(NatsScripts, TwoHostsRejectsBadArguments) {

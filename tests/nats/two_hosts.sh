@@ -106,6 +106,7 @@ if ! ip netns add "$ns_a" 2>"$dir/netns.err" || ! ip netns add "$ns_b" 2>>"$dir/
   echo "two_hosts.sh: SKIP: cannot make network namespaces and a veth pair here (needs root or CAP_NET_ADMIN): $(head -1 "$dir/netns.err")" >&2
   exit 77
 fi
+echo "two_hosts.sh: namespaces $ns_a and $ns_b"
 ip link set "$veth_a" netns "$ns_a"
 ip link set "$veth_b" netns "$ns_b"
 ip -n "$ns_a" addr add "$addr_a/24" dev "$veth_a"
