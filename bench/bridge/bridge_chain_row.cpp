@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <nats/nats.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -296,6 +297,7 @@ RowResult run_bridge_chain(const RowWork& work, const std::string& bin_dir) {
   std::fflush(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // an interrupted benchmark leaves no orchestration behind
     ::close(pipe_fds[0]);
     RowResult result;
     run_chain(work, bin_dir, result);

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -60,6 +61,25 @@ bool answers_with_jetstream(std::uint16_t port) {
   return ready;
 }
 
+constexpr const char* kStorePrefix = "sluice-bench-nats-";
+
+// An interrupted benchmark cannot remove its store from a signal handler;
+// the next one removes the stores of benchmarks that are no longer running.
+void remove_stale_stores() {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator("/tmp", error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind(kStorePrefix, 0) != 0) {
+      continue;
+    }
+    const long pid = std::strtol(name.c_str() + std::strlen(kStorePrefix), nullptr, 10);
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      std::filesystem::remove_all(entry.path(), ignored);
+    }
+  }
+}
+
 std::string read_text(const std::string& path) {
   std::ifstream in(path);
   std::stringstream text;
@@ -84,8 +104,9 @@ std::uint16_t free_loopback_port() {
 }
 
 NatsServer::NatsServer(const std::string& program) {
-  char dir[] = "/tmp/sluice-bench-nats-XXXXXX";
-  if (::mkdtemp(dir) == nullptr) {
+  remove_stale_stores();
+  std::string dir = "/tmp/" + std::string(kStorePrefix) + std::to_string(::getpid()) + "-XXXXXX";
+  if (::mkdtemp(dir.data()) == nullptr) {
     throw std::runtime_error("cannot create a temporary store directory");
   }
   store_ = dir;
