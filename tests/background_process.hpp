@@ -50,14 +50,19 @@ class BackgroundProcess {
     }
     return poll();
   }
-  // SIGTERM to its group, SIGKILL after `grace`; its exit status.
+  // SIGTERM to its group, SIGKILL after `grace`; its exit status. Whatever
+  // it left running in its group goes too, also when it ended by itself.
   int stop(std::chrono::milliseconds grace) {
-    if (pid_ <= 0 || poll() >= 0) {
+    if (pid_ <= 0) {
       return status_;
     }
     ::kill(-pid_, SIGTERM);
-    if (wait(grace) < 0) {
-      ::kill(-pid_, SIGKILL);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
+    while ((poll() < 0 || ::kill(-pid_, 0) == 0) && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ::kill(-pid_, SIGKILL);
+    if (poll() < 0) {
       int status = 0;
       ::waitpid(pid_, &status, 0);
       status_ = 128 + SIGKILL;

@@ -87,12 +87,21 @@ fi
 pids=()
 
 cleanup() {
-  local pid
+  local pid ns
+  # Everything running in either namespace, whoever started it, then ours.
+  for ns in "$ns_a" "$ns_b"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -TERM 2>/dev/null || true
+  done
   for pid in "${pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || true
   done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    left=$(for ns in "$ns_a" "$ns_b"; do ip netns pids "$ns" 2>/dev/null; done)
+    [ -z "$left" ] && break
+    sleep 0.05
+  done
+  for ns in "$ns_a" "$ns_b"; do
+    ip netns pids "$ns" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
   done
   ip netns del "$ns_a" 2>/dev/null || true  # takes its end of the veth pair, and so both
   ip netns del "$ns_b" 2>/dev/null || true
