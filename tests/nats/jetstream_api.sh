@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by the NATS test scripts: JetStream API requests over the plain
 # NATS protocol through bash's /dev/tcp, so the scripts need no NATS command
 # line client.

@@ -61,7 +61,10 @@ while [ $# -gt 0 ]; do
     *) echo "two_hosts.sh: unknown argument $1" >&2; usage ;;
   esac
 done
-[ -n "$command_a" ] && [ -n "$command_b" ] || { echo "two_hosts.sh: --a and --b are required" >&2; usage; }
+if [ -z "$command_a" ] || [ -z "$command_b" ]; then
+  echo "two_hosts.sh: --a and --b are required" >&2
+  usage
+fi
 [[ "$delay_ms" =~ ^[0-9]+$ ]] || { echo "two_hosts.sh: --delay-ms expects whole milliseconds" >&2; exit 2; }
 [[ "$loss" =~ ^(0(\.[0-9]+)?|1(\.0+)?)$ ]] || { echo "two_hosts.sh: --loss expects 0..1" >&2; exit 2; }
 if { [ -n "$cut_after" ] && [ -z "$cut_for" ]; } || { [ -z "$cut_after" ] && [ -n "$cut_for" ]; }; then
@@ -86,6 +89,7 @@ else
 fi
 pids=()
 
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
   local pid ns
   # Everything running in either namespace, whoever started it, then ours.
