@@ -156,7 +156,10 @@ if [ $link = netem ]; then
   url_b="nats://$addr_a:4222"
   echo "two_hosts.sh: link: netem delay ${delay_ms}ms loss ${loss_percent}% on both ends of the veth pair"
 else
-  [ -n "$relay" ] && [ -x "$relay" ] || { echo "two_hosts.sh: SKIP: netem unavailable ($why_not_netem) and no sluice-tcp-relay (--relay PATH)" >&2; exit 77; }
+  if [ -z "$relay" ] || [ ! -x "$relay" ]; then
+    echo "two_hosts.sh: SKIP: netem unavailable ($why_not_netem) and no sluice-tcp-relay (--relay PATH)" >&2
+    exit 77
+  fi
   cut_flags=()
   [ -z "$cut_after" ] || cut_flags=(--cut-after "$cut_after" --cut-for "$cut_for")
   ip netns exec "$ns_b" "$relay" --listen 127.0.0.1:4222 --to "$addr_a:4222" --delay-ms "$delay_ms" \
