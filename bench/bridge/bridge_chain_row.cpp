@@ -163,7 +163,8 @@ class StreamProbe {
 };
 
 // The chain, run in a forked process; writes what it measured into `result`.
-void run_chain(const RowWork& work, const std::string& bin_dir, RowResult& result) {
+void run_chain(const RowWork& work, const std::string& bin_dir, const std::string& bridge,
+               RowResult& result) {
   char dir[] = "/tmp/sluice-bench-chain-XXXXXX";
   if (::mkdtemp(dir) == nullptr) {
     result.problem = "cannot create a temporary directory";
@@ -187,12 +188,12 @@ void run_chain(const RowWork& work, const std::string& bin_dir, RowResult& resul
       "--nats", work.nats_url, "--stream",
       stream,   "--max-bytes", std::to_string(std::uint64_t{1} << 30),
       "--json"};
-  auto out = std::make_unique<Program>(bin_dir + "/sluice-bridge", out_arguments, logs + "/out");
+  auto out = std::make_unique<Program>(bridge, out_arguments, logs + "/out");
   std::unique_ptr<Program> in;
   std::unique_ptr<Program> producer;
   const auto start_in = [&] {
     in = std::make_unique<Program>(
-        bin_dir + "/sluice-bridge",
+        bridge,
         std::vector<std::string>{"in", "--stream", stream, "--nats", work.nats_url, "--channel", to,
                                  "--json"},
         logs + "/in");
@@ -226,7 +227,7 @@ void run_chain(const RowWork& work, const std::string& bin_dir, RowResult& resul
         "set-up is inside the timing";
     start_producer();
     if (out->poll() >= 0) {
-      out = std::make_unique<Program>(bin_dir + "/sluice-bridge", out_arguments, logs + "/out");
+      out = std::make_unique<Program>(bridge, out_arguments, logs + "/out");
     }
     if (wait_for_stream(timeout)) {
       start_in();
@@ -274,17 +275,19 @@ void run_chain(const RowWork& work, const std::string& bin_dir, RowResult& resul
 
 }  // namespace
 
-std::string bridge_missing(const std::string& bin_dir) {
+std::string bridge_missing(const std::string& bin_dir, const std::string& bridge) {
   std::string missing;
-  for (const char* name : {"sluice-bridge", "sluice-producer", "sluice-consumer"}) {
-    if (::access((bin_dir + "/" + name).c_str(), X_OK) != 0) {
-      missing += (missing.empty() ? "" : ", ") + std::string(name);
+  for (const std::string& path :
+       {bridge, bin_dir + "/sluice-producer", bin_dir + "/sluice-consumer"}) {
+    if (::access(path.c_str(), X_OK) != 0) {
+      missing += (missing.empty() ? "" : ", ") + path;
     }
   }
   return missing;
 }
 
-RowResult run_bridge_chain(const RowWork& work, const std::string& bin_dir) {
+RowResult run_bridge_chain(const RowWork& work, const std::string& bin_dir,
+                           const std::string& bridge) {
   // The orchestration starts the NATS client library (to see the stream
   // appear), so it runs in a child: this process stays free of it for the
   // forks of the other rows.
@@ -300,7 +303,7 @@ RowResult run_bridge_chain(const RowWork& work, const std::string& bin_dir) {
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // an interrupted benchmark leaves no orchestration behind
     ::close(pipe_fds[0]);
     RowResult result;
-    run_chain(work, bin_dir, result);
+    run_chain(work, bin_dir, bridge, result);
     const std::string text =
         std::to_string(result.ok ? 1 : 0) + "\n" + std::to_string(result.seconds) + "\n" +
         std::to_string(result.received) + "\n" + result.note + "\n" + result.problem;

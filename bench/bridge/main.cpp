@@ -34,6 +34,7 @@ struct Options {
   std::size_t batch_bytes = 64 * 1024;
   std::string json_path;
   std::string bin_dir = SLUICE_TOOLS_DIR;
+  bool bin_dir_given = false;
   std::string nats_server = "nats-server";
   std::vector<std::string> rows = kRows;
   bool require_bridge = false;
@@ -66,7 +67,8 @@ options:
   --rows LIST             which of nats-per-record,jetstream-raw,zeromq-tcp,bridge
                           (default: all)
   --bin-dir DIR           where sluice-bridge, sluice-producer, sluice-consumer are
-                          (default: this build tree's tools)
+                          (default: this build tree's tools; sluice-bridge also
+                          in its nats/ when not among the tools)
   --require-bridge        exit 1 if the bridge row cannot run (not built)
   --nats-server PATH      the server program (default nats-server, from PATH)
   --timeout S             give up on a run after S seconds (default 300)
@@ -141,6 +143,7 @@ Options parse(int argc, char** argv) {
       }
     } else if (arg == "--bin-dir") {
       o.bin_dir = value();
+      o.bin_dir_given = true;
     } else if (arg == "--require-bridge") {
       o.require_bridge = true;
     } else if (arg == "--nats-server") {
@@ -221,6 +224,18 @@ std::string run_tag() {
   return std::to_string(::getpid()) + "_" + std::to_string(counter++);
 }
 
+// sluice-bridge: in --bin-dir, or by default among the tools or else in
+// the build tree's nats/ directory.
+std::string bridge_path(const Options& options) {
+  const std::string among_tools = options.bin_dir + "/sluice-bridge";
+  const std::string in_nats = std::string(SLUICE_BUILD_DIR) + "/nats/sluice-bridge";
+  if (!options.bin_dir_given && ::access(among_tools.c_str(), X_OK) != 0 &&
+      ::access(in_nats.c_str(), X_OK) == 0) {
+    return in_nats;
+  }
+  return among_tools;
+}
+
 RowResult run_row(const std::string& row, const RowWork& work, const Options& options) {
   if (row == "nats-per-record") {
     return run_jetstream(work, false);
@@ -231,7 +246,7 @@ RowResult run_row(const std::string& row, const RowWork& work, const Options& op
   if (row == "zeromq-tcp") {
     return run_zeromq_tcp(work);
   }
-  return run_bridge_chain(work, options.bin_dir);
+  return run_bridge_chain(work, options.bin_dir, bridge_path(options));
 }
 
 std::uint64_t records_for(const Options& options, std::size_t size) {
@@ -256,7 +271,7 @@ int run(const Options& options) {
     std::cerr << "sluice_bench_bridge: " << e.what() << "\n";
     return 2;
   }
-  const std::string missing = bridge_missing(options.bin_dir);
+  const std::string missing = bridge_missing(options.bin_dir, bridge_path(options));
   std::vector<Cell> cells;
   for (const std::size_t size : options.sizes) {
     for (const std::string& row : options.rows) {
@@ -267,7 +282,7 @@ int run(const Options& options) {
           row == "nats-per-record" ? options.per_record_records : records_for(options, size);
       if (row == "bridge" && !missing.empty()) {
         cell.not_built = true;
-        cell.problem = "not built (" + missing + " missing in " + options.bin_dir + ")";
+        cell.problem = "not built (no " + missing + ")";
         cells.push_back(cell);
         continue;
       }

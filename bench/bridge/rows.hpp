@@ -36,11 +36,13 @@ RowResult run_jetstream(const RowWork& work, bool batched);
 RowResult run_zeromq_tcp(const RowWork& work);
 
 // (d) sluice-producer -> sluice-bridge out -> nats-server -> sluice-bridge in
-// -> sluice-consumer, as processes from `bin_dir`.
-RowResult run_bridge_chain(const RowWork& work, const std::string& bin_dir);
+// -> sluice-consumer, as processes: the producer and consumer from `bin_dir`,
+// the bridge at path `bridge`.
+RowResult run_bridge_chain(const RowWork& work, const std::string& bin_dir,
+                           const std::string& bridge);
 
-// Whether the chain's programs are there; empty when they are, else what is missing.
-std::string bridge_missing(const std::string& bin_dir);
+// Whether the chain's programs are there; empty when they are, else which are missing.
+std::string bridge_missing(const std::string& bin_dir, const std::string& bridge);
 
 // Messages in flight for asynchronous publishing: about 8 MiB of payload,
 // at least 16, at most 4096.
