@@ -465,7 +465,11 @@ TwoHostOutcome run_two_hosts(const std::string& bridge, const std::string& label
   TwoHostOutcome outcome;
   outcome.status = run.wait(300s);
   sampler.stop();
-  sampler.write_csv(std::string(SLUICE_BUILD_DIR) + "/nats-two-hosts-" + label + ".csv");
+  const std::string csv = std::string(SLUICE_BUILD_DIR) + "/nats-two-hosts-" + label + ".csv";
+  sampler.write_csv(csv);
+  // The chart is for people; the test does not depend on it.
+  (void)run_tool(script("rates_chart.sh") + " " + csv + " " + csv.substr(0, csv.size() - 4) +
+                 ".svg");
   outcome.output = run.output();
   outcome.consumer = sluice::test::read_file(dir.file("consumer.log"));
   outcome.logs = outcome.output + "\nproducer:\n" +
