@@ -1,7 +1,7 @@
-// The NATS test scripts (tests/nats/) and the bridge across them: a
-// three-node JetStream cluster losing a node mid-stream, and two network
-// namespaces joined by a delayed, lossy link that is cut for a while. The
-// bridge tests run `sluice-bridge` as its command line promises:
+// The NATS bridge across a three-node JetStream cluster losing a node
+// mid-stream, and across two network namespaces joined by a delayed, lossy
+// link that is cut for a while (tests/nats/). They run `sluice-bridge` as its
+// command line promises:
 //   sluice-bridge out --channel NAME --nats URL --stream STREAM [--subject SUBJ]
 //                     [--max-bytes N] [--resume] [--json]
 //   sluice-bridge in  --stream STREAM --nats URL --channel NAME [--from-seq N |
@@ -10,45 +10,27 @@
 
 #include <gtest/gtest.h>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cmath>
-#include <condition_variable>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <map>
-#include <mutex>
 #include <optional>
-#include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "background_process.hpp"
+#include "nats_test_support.hpp"
+#include "rate_sampler.hpp"
 #include "sluice/transport/channel_metrics.hpp"
 #include "test_support.hpp"
 #include "tool_run.hpp"
 
 namespace {
 
+using namespace sluice::test::nats;
 using sluice::test::BackgroundProcess;
-using sluice::test::run_tool;
 using sluice::test::tool;
-using sluice::test::ToolRun;
 using namespace std::chrono_literals;
-
-std::string script(const std::string& name) {
-  return std::string(SLUICE_TESTS_SOURCE_DIR) + "/nats/" + name;
-}
-
-bool have_nats_server() {
-  return run_tool("command -v nats-server >/dev/null").status == 0;
-}
 
 // sluice-bridge: $SLUICE_BRIDGE, else next to the other programs, else in
 // the build tree's nats/ directory.
@@ -77,98 +59,6 @@ std::optional<std::string> bridge_program() {
     GTEST_SKIP() << "nats-server is not installed (tools/setup)";                     \
   }
 
-class TempDir {
- public:
-  TempDir() {
-    char pattern[] = "/tmp/sluice-nats-test-XXXXXX";
-    if (::mkdtemp(pattern) == nullptr) {
-      std::abort();
-    }
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  [[nodiscard]] const std::string& path() const { return path_; }
-  [[nodiscard]] std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// tests/nats/cluster.sh for one test: started here, stopped at the end.
-class Cluster {
- public:
-  explicit Cluster(const TempDir& dir) : dir_(dir.path()) {
-    started_ = run_tool(script("cluster.sh") + " start " + dir_);
-    std::string line = started_.out;
-    while (!line.empty() && line.back() == '\n') {
-      line.pop_back();
-    }
-    urls_ = line.substr(line.rfind('\n') == std::string::npos ? 0 : line.rfind('\n') + 1);
-  }
-  ~Cluster() { (void)run_tool(script("cluster.sh") + " stop " + dir_); }
-  Cluster(const Cluster&) = delete;
-  Cluster& operator=(const Cluster&) = delete;
-
-  [[nodiscard]] const ToolRun& started() const { return started_; }
-  [[nodiscard]] const std::string& urls() const { return urls_; }
-  ToolRun command(const std::string& arguments) const {
-    return run_tool(script("cluster.sh") + " " + arguments.substr(0, arguments.find(' ')) + " " +
-                    dir_ + arguments.substr(arguments.find(' ')));
-  }
-
- private:
-  std::string dir_;
-  ToolRun started_;
-  std::string urls_;
-};
-
-bool accepts(std::uint16_t port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(port);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
-  ::close(fd);
-  return ok;
-}
-
-std::vector<std::string> split(const std::string& text, char separator) {
-  std::vector<std::string> parts;
-  std::stringstream stream(text);
-  std::string part;
-  while (std::getline(stream, part, separator)) {
-    if (!part.empty()) {
-      parts.push_back(part);
-    }
-  }
-  return parts;
-}
-
-std::string last_line(const std::string& text) {
-  const auto lines = split(text, '\n');
-  return lines.empty() ? "" : lines.back();
-}
-
-// Polls `condition` every `period` until true or `timeout`.
-template <class Condition>
-bool eventually_every(Condition condition, std::chrono::milliseconds period,
-                      std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!condition()) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      return false;
-    }
-    std::this_thread::sleep_for(period);
-  }
-  return true;
-}
-
 void expect_every_record_once(const std::string& consumer_output, std::uint64_t records,
                               const std::string& context) {
   const std::string summary = last_line(consumer_output);
@@ -180,161 +70,6 @@ void expect_every_record_once(const std::string& consumer_output, std::uint64_t 
                                                     << context;
   }
 }
-
-// Samples, once a second, how many records the near producer committed to
-// the channel `out` reads and how many the far consumer read from the
-// channel `in` writes, through the channels' counters (read-only, without
-// attaching). Writes them as CSV for a chart and keeps the largest gap.
-class RateSampler {
- public:
-  RateSampler(std::string from, std::string to)
-      : from_(std::move(from)), to_(std::move(to)), thread_([this] { run(); }) {}
-  ~RateSampler() { stop(); }
-  RateSampler(const RateSampler&) = delete;
-  RateSampler& operator=(const RateSampler&) = delete;
-
-  void stop() {
-    {
-      const std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) {
-      thread_.join();
-    }
-  }
-  // Records produced but not yet consumed, the most seen in any sample.
-  [[nodiscard]] std::uint64_t largest_gap() const { return largest_gap_; }
-  [[nodiscard]] std::size_t samples() const { return rows_.size(); }
-  void write_csv(const std::string& path) const {
-    std::ofstream csv(path);
-    csv << "second,producer_records_per_sec,consumer_records_per_sec,produced,consumed\n";
-    for (std::size_t i = 1; i < rows_.size(); ++i) {
-      csv << i << "," << rows_[i].produced - rows_[i - 1].produced << ","
-          << rows_[i].consumed - rows_[i - 1].consumed << "," << rows_[i].produced << ","
-          << rows_[i].consumed << "\n";
-    }
-  }
-
- private:
-  struct Row {
-    std::uint64_t produced = 0;
-    std::uint64_t consumed = 0;
-  };
-  static std::optional<std::uint64_t> count(const std::string& channel, bool produced) {
-    try {
-      const sluice::transport::ChannelObserver observer(channel);
-      const auto snapshot = observer.snapshot();
-      return produced ? snapshot.produced.records : snapshot.consumed.records;
-    } catch (const std::exception&) {
-      return std::nullopt;  // not there yet, or already removed at the end
-    }
-  }
-  void run() {
-    Row last;
-    std::unique_lock lock(mutex_);
-    while (!stopping_) {
-      lock.unlock();
-      Row row;
-      row.produced = count(from_, true).value_or(last.produced);
-      row.consumed = count(to_, false).value_or(last.consumed);
-      if (row.produced >= row.consumed) {
-        largest_gap_ = std::max(largest_gap_, row.produced - row.consumed);
-      }
-      rows_.push_back(row);
-      last = row;
-      lock.lock();
-      wake_.wait_for(lock, 1s, [this] { return stopping_; });
-    }
-  }
-
-  std::string from_;
-  std::string to_;
-  std::vector<Row> rows_;
-  std::uint64_t largest_gap_ = 0;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool stopping_ = false;
-  std::thread thread_;
-};
-
-// ---------------------------------------------------------------------------
-// The scripts themselves.
-
-TEST(NatsScripts, ClusterStartsThreeNodesThatReplicateAndKillsOneByName) {
-  if (!have_nats_server()) {
-    GTEST_SKIP() << "nats-server is not installed (tools/setup)";
-  }
-  TempDir dir;
-  Cluster cluster(dir);
-  ASSERT_EQ(cluster.started().status, 0) << cluster.started().out;
-  const std::vector<std::string> urls = split(cluster.urls(), ',');
-  ASSERT_EQ(urls.size(), 3U) << cluster.started().out;
-  std::vector<std::uint16_t> ports;
-  for (const std::string& url : urls) {
-    ports.push_back(static_cast<std::uint16_t>(std::stoul(url.substr(url.rfind(':') + 1))));
-    EXPECT_TRUE(accepts(ports.back())) << url;
-  }
-  const ToolRun stream = cluster.command("stream R3 r3.records 3");
-  EXPECT_EQ(stream.status, 0) << stream.out;
-  const ToolRun messages = cluster.command("messages R3");
-  EXPECT_EQ(messages.status, 0) << messages.out;
-  EXPECT_EQ(last_line(messages.out), "0");
-
-  const ToolRun killed = cluster.command("kill n2");
-  EXPECT_EQ(killed.status, 0) << killed.out;
-  EXPECT_FALSE(accepts(ports[1]));
-  EXPECT_TRUE(accepts(ports[0]));
-  EXPECT_TRUE(accepts(ports[2]));
-  // The two left still answer for the replicated stream.
-  EXPECT_EQ(cluster.command("messages R3").status, 0);
-  EXPECT_EQ(cluster.command("kill n4").status, 2);
-}
-
-TEST(NatsScripts, TwoHostsJoinsTwoNamespacesThroughADelayedLink) {
-  TempDir dir;
-  // Side B times the server's greeting across the link: at least one delay.
-  const std::string measure =
-      "h=${NATS_URL#nats://}; s=$(date +%s%N); exec 3<>/dev/tcp/${h%:*}/${h##*:} && "
-      "head -c 4 <&3 && echo \" greeting_ms=$(( ($(date +%s%N) - s) / 1000000 ))\"";
-  const ToolRun run = run_tool("SLUICE_TCP_RELAY=" + tool("sluice-tcp-relay") + " " +
-                               script("two_hosts.sh") + " --delay-ms 50 --keep " + dir.path() +
-                               " --a 'echo side=$SIDE link=$TWO_HOSTS_LINK' --b '" + measure + "'");
-  if (run.status == 77) {
-    GTEST_SKIP() << run.out;
-  }
-  ASSERT_EQ(run.status, 0) << run.out;
-  EXPECT_TRUE(run.out.find("link: netem") != std::string::npos ||
-              run.out.find("link: sluice-tcp-relay") != std::string::npos)
-      << run.out;
-  EXPECT_NE(run.out.find("side=a link="), std::string::npos) << run.out;
-  const auto at = run.out.find("INFO greeting_ms=");
-  ASSERT_NE(at, std::string::npos) << run.out;
-  EXPECT_GE(std::stol(run.out.substr(at + 17)), 50) << run.out;
-  // Cleaned up: the namespaces of this run are gone.
-  const auto named = run.out.find("namespaces ");
-  ASSERT_NE(named, std::string::npos) << run.out;
-  const std::vector<std::string> words =
-      split(run.out.substr(named, run.out.find('\n', named) - named), ' ');
-  ASSERT_EQ(words.size(), 4U) << run.out;
-  const std::string left = run_tool("ip netns list").out;
-  for (const std::string& line : split(left, '\n')) {
-    const std::string name = line.substr(0, line.find(' '));
-    EXPECT_NE(name, words[1]) << left;
-    EXPECT_NE(name, words[3]) << left;
-  }
-}
-
-TEST(NatsScripts, TwoHostsRejectsBadArguments) {
-  for (const char* arguments : {"", "--a true", "--a true --b true --loss 2",
-                                "--a true --b true --cut-after 1", "--bogus"}) {
-    const ToolRun run = run_tool(script("two_hosts.sh") + " " + arguments);
-    EXPECT_EQ(run.status, 2) << arguments << "\n" << run.out;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// The bridge.
 
 // Channel names of one test: producer -> out reads `from`, in -> consumer writes `to`.
 struct ChannelNames {
