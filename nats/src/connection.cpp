@@ -255,4 +255,18 @@ StreamFacts require_stream(jsCtx* js, const std::string& name) {
   return facts;
 }
 
+StreamFacts wait_for_stream(jsCtx* js, const std::string& name, std::chrono::milliseconds wait) {
+  const auto deadline = std::chrono::steady_clock::now() + wait;
+  for (;;) {
+    try {
+      return require_stream(js, name);
+    } catch (const BridgeError&) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        throw;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // out creates it soon
+  }
+}
+
 }  // namespace sluice::nats

@@ -113,8 +113,9 @@ class Inbound {
         state_(options.state_path) {
     jsOptions_Init(&js_options_);
     js_.emplace(connection, js_options_);
-    const StreamFacts facts = require_stream(js_->get(), options.stream);
+    const StreamFacts facts = wait_for_stream(js_->get(), options.stream, options.wait_for_stream);
     subject_ = options.subject.empty() ? facts.first_subject : options.subject;
+    work_queue_ = facts.work_queue;
     if (subject_.empty()) {
       throw BridgeError("stream " + options.stream + " has no subject to read; give --subject");
     }
@@ -143,6 +144,9 @@ class Inbound {
       if (stop.load()) {
         fail("stopped");
         break;
+      }
+      if (end_msg_ != nullptr && !result_.end_seen) {
+        result_.end_seen = nothing_else_outstanding();
       }
       if (result_.end_seen ||
           (options_.max_records != 0 && result_.records >= options_.max_records)) {
@@ -176,8 +180,29 @@ class Inbound {
   void subscribe() {
     jsConsumerInfo* info = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
-    const natsStatus found = js_GetConsumerInfo(&info, js_->get(), options_.stream.c_str(),
-                                                options_.durable.c_str(), nullptr, &code);
+    natsStatus found = js_GetConsumerInfo(&info, js_->get(), options_.stream.c_str(),
+                                          options_.durable.c_str(), nullptr, &code);
+    std::optional<std::uint64_t> restart_at;
+    if (found == NATS_OK && options_.take_over && info->NumAckPending > 0) {
+      // Its dead reader's messages would come back only after their ack
+      // wait, behind later ones; recreated from the ack floor, the durable
+      // delivers them again now and in order (those acknowledged out of
+      // order come again too, and are recognised as written).
+      restart_at = info->AckFloor.Stream + 1;
+      options_.log("taking over durable consumer " + options_.durable + ": " +
+                   std::to_string(info->NumAckPending) +
+                   " unacknowledged messages delivered again from stream sequence " +
+                   std::to_string(*restart_at));
+      code = static_cast<jsErrCode>(0);
+      const natsStatus deleted = js_DeleteConsumer(js_->get(), options_.stream.c_str(),
+                                                   options_.durable.c_str(), nullptr, &code);
+      if (deleted != NATS_OK) {
+        jsConsumerInfo_Destroy(info);
+        throw BridgeError("cannot recreate durable consumer " + options_.durable + ": " +
+                          describe(deleted, code));
+      }
+      found = NATS_NOT_FOUND;
+    }
     jsConsumerInfo_Destroy(info);
     jsSubOptions sub_options;
     jsSubOptions_Init(&sub_options);
@@ -193,7 +218,14 @@ class Inbound {
       sub_options.Config.AckPolicy = js_AckExplicit;
       sub_options.Config.AckWait =
           std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait).count();
-      if (options_.from_sequence) {
+      if (restart_at) {
+        // A work queue holds only unacknowledged messages: all of them, from
+        // its start (the only policy it allows).
+        if (!work_queue_) {
+          sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+          sub_options.Config.OptStartSeq = *restart_at;
+        }
+      } else if (options_.from_sequence) {
         sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
         sub_options.Config.OptStartSeq = *options_.from_sequence;
       } else if (options_.from_time_ns) {
@@ -274,7 +306,7 @@ class Inbound {
       return;
     }
     if (headers.end) {
-      result_.end_seen = true;
+      natsMsg_Destroy(end_msg_);  // an earlier copy, delivered again
       end_msg_ = msg;
       return;
     }
@@ -406,6 +438,36 @@ class Inbound {
     return result_;
   }
 
+  // Whether the durable consumer holds no message for us but the end marker
+  // and those we hold: messages delivered to an earlier reader come back
+  // only after their ack wait, and the end must not overtake them.
+  bool nothing_else_outstanding() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_end_check_) {
+      return false;
+    }
+    next_end_check_ = now + std::chrono::milliseconds(50);
+    jsConsumerInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetConsumerInfo(&info, js_->get(), options_.stream.c_str(), options_.durable.c_str(),
+                           nullptr, &code) != NATS_OK) {
+      return false;
+    }
+    const std::int64_t others =
+        info->NumAckPending - static_cast<std::int64_t>(pending_.size()) - 1;
+    jsConsumerInfo_Destroy(info);
+    if (!end_seen_at_) {
+      end_seen_at_ = now;
+    }
+    // (Acknowledgements on their way count for a moment: not worth a line.)
+    if (others > 0 && !end_wait_logged_ && now - *end_seen_at_ > std::chrono::seconds(1)) {
+      options_.log("end marker seen; waiting for " + std::to_string(others) +
+                   " earlier messages to be delivered again");
+      end_wait_logged_ = true;
+    }
+    return others <= 0;
+  }
+
   static std::string stream_sequence(natsMsg* msg) {
     jsMsgMetaData* meta = nullptr;
     if (natsMsg_GetMetaData(&meta, msg) != NATS_OK || meta == nullptr) {
@@ -431,12 +493,16 @@ class Inbound {
   std::optional<JetStream> js_;
   natsSubscription* subscription_ = nullptr;
   std::string subject_;
+  bool work_queue_ = false;
   std::size_t capacity_ = 0;
   std::uint64_t buffer_count_ = 0;
   std::map<std::string, std::uint64_t> positions_;  // per origin: records written through
   std::deque<PendingAck> pending_;
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
+  bool end_wait_logged_ = false;
+  std::optional<std::chrono::steady_clock::time_point> end_seen_at_;
+  std::chrono::steady_clock::time_point next_end_check_{};
   InboundResult result_;
 };
 

@@ -1,5 +1,6 @@
 #include "sluice/nats/outbound.hpp"
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -186,17 +187,24 @@ class Outbound {
 
   void send_due() {
     const auto now = std::chrono::steady_clock::now();
+    std::size_t in_flight = 0;
     for (std::size_t i = 0; i < window_.size(); ++i) {
       Slot& slot = window_[i];
       if (slot.state == SlotState::kInFlight && now - slot.sent > options_.ack_timeout * 2) {
         // The library's timeout should have answered: treat it as lost.
         slot.state = SlotState::kToSend;
         ++result_.refusals;
+        probing_ = true;
+      }
+      if (slot.state == SlotState::kInFlight) {
+        ++in_flight;
       }
       if (slot.state != SlotState::kToSend) {
         continue;
       }
-      if (now < retry_at_) {
+      // After a refusal one message probes the stream, alone, until it is
+      // taken; the rest of the window would only be refused too.
+      if (now < retry_at_ || (probing_ && in_flight > 0)) {
         return;
       }
       // Expect the predecessor as the stream's last message while it is
@@ -210,6 +218,7 @@ class Outbound {
       }
       slot.state = SlotState::kInFlight;
       slot.sent = now;
+      ++in_flight;
     }
   }
 
@@ -271,19 +280,27 @@ class Outbound {
         slot->state = SlotState::kAcked;
         result_.duplicates += event.duplicate ? 1 : 0;
         if (refused_in_a_row_ > 0) {
-          options_.log("stream accepts messages again");
+          options_.log("stream accepts messages again after " +
+                       std::to_string(refused_in_a_row_) + " refusals");
         }
         refused_in_a_row_ = 0;
+        probing_ = false;
+        backoff_ = {};
         publish_failing_ = false;
         continue;
       }
       slot->state = SlotState::kToSend;
       ++result_.refusals;
-      // A message refused only because its predecessor was is not news.
-      if (event.code != JSStreamWrongLastMsgIDErr && refused_in_a_row_++ == 0) {
+      // A message refused only because its predecessor was is not news, and
+      // does not lengthen the back-off.
+      if (event.code == JSStreamWrongLastMsgIDErr) {
+        continue;
+      }
+      if (refused_in_a_row_++ == 0) {
         options_.log("stream refused a message (" + event.error + "); holding the channel's " +
                      "buffers and retrying");
       }
+      probing_ = true;
       back_off();
     }
   }
@@ -304,7 +321,6 @@ class Outbound {
   }
 
   void release_acked_front() {
-    bool released = false;
     while (!window_.empty() && window_.front().state == SlotState::kAcked) {
       Slot& slot = window_.front();
       if (slot.end) {
@@ -315,10 +331,6 @@ class Outbound {
         result_.bytes += slot.body.size();
       }
       window_.pop_front();  // the buffer goes back to the local producer
-      released = true;
-    }
-    if (released && refused_in_a_row_ == 0) {
-      backoff_ = {};
     }
   }
 
@@ -337,8 +349,12 @@ class Outbound {
     result_.ok = ok;
     // The library must not call back into a queue that is gone: take back
     // what is still pending (its acknowledgements are then dropped).
+    // (Only after a publish: libnats 3.4 crashes on a context that never published.)
+    const bool in_flight = std::any_of(window_.begin(), window_.end(), [](const Slot& slot) {
+      return slot.state == SlotState::kInFlight;
+    });
     natsMsgList pending{};
-    if (js_PublishAsyncGetPendingList(&pending, js_->get()) == NATS_OK) {
+    if (in_flight && js_PublishAsyncGetPendingList(&pending, js_->get()) == NATS_OK) {
       natsMsgList_Destroy(&pending);
     }
     js_.reset();
@@ -359,6 +375,7 @@ class Outbound {
   std::chrono::steady_clock::time_point retry_at_{};
   std::uint64_t refused_in_a_row_ = 0;
   bool publish_failing_ = false;
+  bool probing_ = false;  // the last answer was a refusal: one message at a time
   OutboundResult result_;
 };
 

@@ -65,6 +65,8 @@ constexpr const char* kUsage =
     "  --resume                 take over from a bridge that died (its buffers are received\n"
     "                           again) and wait for a new producer if the producer dies\n"
     "in options:\n"
+    "  --wait SEC               wait up to SEC for the stream to appear (default 0: a\n"
+    "                           missing stream fails at once)\n"
     "  --durable NAME           durable consumer name (default sluice-<channel>, '.' as '_');\n"
     "                           an existing one continues where it stood\n"
     "  --from-seq N             a new durable starts at stream sequence N\n"
@@ -312,7 +314,7 @@ int run_in(int argc, char** argv) {
   try {
     const sluice::tools::Arguments args(
         argc, argv, 2,
-        {"--channel", "--nats", "--stream", "--subject", "--connect-timeout", "--durable",
+        {"--channel", "--nats", "--stream", "--subject", "--connect-timeout", "--durable", "--wait",
          "--from-seq", "--from-time", "--records", "--ack-wait", "--state-file", "--buffer-size",
          "--buffers", "--mode", "--consumers", "--partition", "--max-queued-buffers"},
         {"--json", "--resume", "--help", "--replace-stale", "--wait-for-new-consumer"});
@@ -332,6 +334,7 @@ int run_in(int argc, char** argv) {
                        "records go to one subpartition together");
     }
     resume = args.has("--resume");
+    options.take_over = resume;
     if (resume && config.subpartitions > 1) {
       throw UsageError("--resume is not available for a fan-out channel (--consumers)");
     }
@@ -354,6 +357,7 @@ int run_in(int argc, char** argv) {
     options.ack_wait = seconds_flag(args, "--ack-wait", 60, 1, 86400);
     options.state_path = args.optional_text("--state-file").value_or(sn::default_state_path(channel));
     options.wait_for_new_consumer = args.has("--wait-for-new-consumer");
+    options.wait_for_stream = seconds_flag(args, "--wait", 0, 0, 86400);
     options.log = sn::stderr_log("sluice-bridge");
   } catch (const UsageError& e) {
     sluice::tools::report_failure("bridge", sluice::tools::command_line_has(argc, argv, "--json"),
@@ -368,7 +372,7 @@ int run_in(int argc, char** argv) {
     jsOptions js_options;
     jsOptions_Init(&js_options);
     const sn::JetStream js(*connection, js_options);
-    (void)sn::require_stream(js.get(), c.stream);
+    (void)sn::wait_for_stream(js.get(), c.stream, options.wait_for_stream);
   } catch (const sn::BridgeError& e) {
     sluice::tools::report_failure("bridge", c.json, e.what());
     return 1;
@@ -392,6 +396,10 @@ int run_in(int argc, char** argv) {
     result = sn::run_inbound(*producer, *connection, options, g_stop);
   } catch (const sn::BridgeError& e) {
     result.why = e.what();
+    if (!producer->resumed_stream()) {
+      producer.reset();
+      st::remove_channel(channel);  // created here, never written
+    }
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

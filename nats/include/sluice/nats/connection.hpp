@@ -107,6 +107,8 @@ struct StreamFacts {
   bool work_queue = false;
 };
 StreamFacts require_stream(jsCtx* js, const std::string& name);
+// The same, waiting up to `wait` for the stream to appear.
+StreamFacts wait_for_stream(jsCtx* js, const std::string& name, std::chrono::milliseconds wait);
 
 // "text (code N)" for a status, with the library's last error when there is one.
 std::string describe(natsStatus status, jsErrCode js_code = static_cast<jsErrCode>(0));

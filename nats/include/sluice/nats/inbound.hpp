@@ -36,8 +36,13 @@ struct InboundOptions {
   std::uint64_t max_records = 0;               // stop after this many (0: until the end marker)
   std::chrono::milliseconds ack_wait{60000};
   std::chrono::milliseconds fetch_wait{200};
+  std::chrono::milliseconds wait_for_stream{0};  // for the stream to appear
   std::string state_path;  // dedup state across restarts; empty: none
   bool wait_for_new_consumer = false;
+  // Take over the durable consumer of an in that died (--resume): the
+  // messages it held unacknowledged are delivered again at once, in order,
+  // instead of after their ack wait.
+  bool take_over = false;
   LogLine log;
 };
 

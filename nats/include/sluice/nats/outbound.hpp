@@ -32,8 +32,8 @@ struct OutboundOptions {
   // A publish not acknowledged within this time is published again.
   std::chrono::milliseconds ack_timeout{5000};
   // Back-off after a refused publish (stream full): doubles up to retry_max.
-  std::chrono::milliseconds retry_first{2};
-  std::chrono::milliseconds retry_max{250};
+  std::chrono::milliseconds retry_first{1};
+  std::chrono::milliseconds retry_max{20};
   LogLine log;
 };
 
