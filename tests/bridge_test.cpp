@@ -246,7 +246,8 @@ TEST_F(Bridge, ServerKilledMidStreamAndRestartedOnItsStore) {
   constexpr std::uint64_t kRecords = 150'000;
   Process producer(producer_command(kRecords, "--rate 60000"), log("producer"));
   Process out(out_command("--ack-timeout 1"), log("out"));
-  Process in(in_command(), log("in"));
+  // Messages delivered as the server died come again after the ack wait.
+  Process in(in_command("--ack-wait 2"), log("in"));
   Process consumer(consumer_command(kRecords), log("consumer"));
   ASSERT_TRUE(eventually([&] { return channel_records(far_, st::Role::kProducer) >= 30'000; }))
       << in.err();
@@ -259,6 +260,31 @@ TEST_F(Bridge, ServerKilledMidStreamAndRestartedOnItsStore) {
   ASSERT_EQ(in.wait(), 0) << in.err();
   EXPECT_NE(out.err().find("reconnected"), std::string::npos) << out.err();
   EXPECT_NE(in.err().find("reconnected"), std::string::npos) << in.err();
+}
+
+TEST_F(Bridge, LimitsRetentionKeepsHistoryToReplayFromASequence) {
+  constexpr std::uint64_t kRecords = 50'000;
+  Process producer(producer_command(kRecords), log("producer"));
+  Process out(out_command("--retention limits"), log("out"));
+  Process in(in_command(), log("in"));
+  Process consumer(consumer_command(kRecords), log("consumer"));
+  expect_every_record_once(consumer, kRecords);
+  ASSERT_EQ(out.wait(), 0) << out.err();
+  ASSERT_EQ(in.wait(), 0) << in.err();
+  EXPECT_GT(stream_bytes(), 0U) << "limits retention keeps what was read";
+
+  // A second reader with a durable of its own reads it all again.
+  const std::string replay = sluice::test::unique_channel("bridge-replay");
+  sluice::test::ChannelGuard guard(replay);
+  Process again(tool("sluice-bridge") + " in --channel " + replay + " --nats " + server_.url() +
+                    " --stream " + stream_ + " --durable replay --from-seq 1 --json",
+                log("in-replay"));
+  Process reader(tool("sluice-consumer") + " --channel " + replay + " --records " +
+                     std::to_string(kRecords) + " --size 64 --wait 30 --json",
+                 log("consumer-replay"));
+  expect_every_record_once(reader, kRecords);
+  ASSERT_EQ(again.wait(), 0) << again.err();
+  std::remove(sn::default_state_path(replay).c_str());
 }
 
 TEST_F(Bridge, UnreachableServerFailsAfterTheConnectTimeout) {

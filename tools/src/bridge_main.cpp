@@ -69,12 +69,14 @@ constexpr const char* kUsage =
     "                           missing stream fails at once)\n"
     "  --durable NAME           durable consumer name (default sluice-<channel>, '.' as '_');\n"
     "                           an existing one continues where it stood\n"
-    "  --from-seq N             a new durable starts at stream sequence N\n"
+    "  --from-seq N             a new durable starts at stream sequence N (replay needs a\n"
+    "                           stream of limits retention; a work queue holds only what\n"
+    "                           is not yet acknowledged)\n"
     "  --from-time T            a new durable starts at time T: Unix seconds or\n"
     "                           YYYY-MM-DDTHH:MM:SSZ\n"
     "  --records N              stop after N records (at a message boundary)\n"
     "  --ack-wait SEC           server redelivers a message unacknowledged this long\n"
-    "                           (default 60; redeliveries are recognised and skipped)\n"
+    "                           (default 30; redeliveries are recognised and skipped)\n"
     "  --resume                 attach to the channel left by an in that died, skipping\n"
     "                           records it already wrote (state file)\n"
     "  --state-file PATH        where in notes its position (default\n"
@@ -354,7 +356,7 @@ int run_in(int argc, char** argv) {
       options.from_time_ns = parse_time(*time);
     }
     options.max_records = args.has("--records") ? args.unsigned_number("--records", 1, UINT64_MAX) : 0;
-    options.ack_wait = seconds_flag(args, "--ack-wait", 60, 1, 86400);
+    options.ack_wait = seconds_flag(args, "--ack-wait", 30, 1, 86400);
     options.state_path = args.optional_text("--state-file").value_or(sn::default_state_path(channel));
     options.wait_for_new_consumer = args.has("--wait-for-new-consumer");
     options.wait_for_stream = seconds_flag(args, "--wait", 0, 0, 86400);

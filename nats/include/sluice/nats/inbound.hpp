@@ -34,7 +34,7 @@ struct InboundOptions {
   std::optional<std::uint64_t> from_sequence;  // DeliverByStartSequence
   std::optional<std::int64_t> from_time_ns;    // DeliverByStartTime (Unix ns)
   std::uint64_t max_records = 0;               // stop after this many (0: until the end marker)
-  std::chrono::milliseconds ack_wait{60000};
+  std::chrono::milliseconds ack_wait{30000};
   std::chrono::milliseconds fetch_wait{200};
   std::chrono::milliseconds wait_for_stream{0};  // for the stream to appear
   std::string state_path;  // dedup state across restarts; empty: none
