@@ -304,8 +304,8 @@ TEST_F(Bridge, MissingStreamFails) {
              log("in"));
   EXPECT_EQ(in.wait(), 1);
   EXPECT_NE(in.err().find("stream " + stream_ + " does not exist"), std::string::npos) << in.err();
-  EXPECT_FALSE(sluice::test::eventually([&] { return channel_records(far_, st::Role::kProducer) > 0; },
-                                        std::chrono::milliseconds(1)))
+  EXPECT_FALSE(sluice::test::eventually(
+      [&] { return channel_records(far_, st::Role::kProducer) > 0; }, std::chrono::milliseconds(1)))
       << "no local channel is left behind";
 }
 
@@ -367,6 +367,15 @@ TEST_F(Bridge, RecordLargerThanABufferIsRefused) {
   Process out(out_command(), log("out"));
   EXPECT_EQ(out.wait(), 1);
   EXPECT_NE(out.err().find("spans buffers"), std::string::npos) << out.err();
+}
+
+TEST_F(Bridge, RecordsPublishedInPlaceAreRefused) {
+  Process producer(tool("sluice-producer") + " --channel " + near_ +
+                       " --records 1000 --size 64 --flush-timeout-us 0 --wait 30",
+                   log("producer"));
+  Process out(out_command(), log("out"));
+  EXPECT_EQ(out.wait(), 1);
+  EXPECT_NE(out.err().find("publishes records in place"), std::string::npos) << out.err();
 }
 
 TEST_F(Bridge, BadArgumentsExitTwo) {

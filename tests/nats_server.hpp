@@ -172,13 +172,12 @@ class NatsServer {
   [[nodiscard]] bool start() {
     ++starts_;
     const std::string log = dir_ + "/server-" + std::to_string(starts_);
-    process_.start(binary_ + " -js -a 127.0.0.1 -p " + std::to_string(port_) + " -sd " + dir_ +
-                       "/store",
-                   log);
+    process_.start(
+        binary_ + " -js -a 127.0.0.1 -p " + std::to_string(port_) + " -sd " + dir_ + "/store", log);
     // Ready once it logs so: JetStream has recovered its store by then.
     return eventually(
-        [&] { return read_file(log + ".err").find("Server is ready") != std::string::npos; },
-        std::chrono::seconds(30)) &&
+               [&] { return read_file(log + ".err").find("Server is ready") != std::string::npos; },
+               std::chrono::seconds(30)) &&
            accepts_connection(port_);
   }
   void kill_now() { process_.kill_now(SIGKILL); }

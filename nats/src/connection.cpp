@@ -221,8 +221,8 @@ std::string ensure_stream(jsCtx* js, const StreamSpec& spec) {
   config.Discard = js_DiscardNew;  // a full stream refuses: the publisher waits (backpressure)
   config.MaxBytes = spec.max_bytes > 0 ? spec.max_bytes : -1;
   config.Storage = js_FileStorage;
-  config.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicate_window)
-                          .count();
+  config.Duplicates =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicate_window).count();
   jsStreamInfo* created = nullptr;
   jsErrCode code = static_cast<jsErrCode>(0);
   const natsStatus s = js_AddStream(&created, js, &config, nullptr, &code);

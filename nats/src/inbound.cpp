@@ -68,10 +68,12 @@ class StateFile {
   // The last record, if the file holds a whole, well-formed one.
   std::optional<StateRecord> load() const {
     StateRecord record{};
-    if (fd_ < 0 || ::pread(fd_, &record, sizeof(record), 0) != static_cast<ssize_t>(sizeof(record)) ||
+    if (fd_ < 0 ||
+        ::pread(fd_, &record, sizeof(record), 0) != static_cast<ssize_t>(sizeof(record)) ||
         std::memcmp(record.magic, kStateMagic, sizeof(kStateMagic)) != 0 ||
         record.origin_length > sizeof(record.origin) ||
-        record.position_before > record.position_after || record.local_before > record.local_after) {
+        record.position_before > record.position_after ||
+        record.local_before > record.local_after) {
       return std::nullopt;
     }
     return record;
@@ -173,7 +175,8 @@ class Inbound {
     const std::uint64_t local = producer_.records_committed();
     // The commit noted last either happened (the channel holds its records)
     // or not; nothing in between.
-    positions_[origin] = local >= saved->local_after ? saved->position_after : saved->position_before;
+    positions_[origin] =
+        local >= saved->local_after ? saved->position_after : saved->position_before;
     options_.log("resuming " + origin + " after record " + std::to_string(positions_[origin]));
   }
 
@@ -234,8 +237,9 @@ class Inbound {
       }
     }
     code = static_cast<jsErrCode>(0);
-    const natsStatus s = js_PullSubscribe(&subscription_, js_->get(), subject_.c_str(),
-                                          options_.durable.c_str(), &js_options_, &sub_options, &code);
+    const natsStatus s =
+        js_PullSubscribe(&subscription_, js_->get(), subject_.c_str(), options_.durable.c_str(),
+                         &js_options_, &sub_options, &code);
     if (s != NATS_OK) {
       subscription_ = nullptr;
       throw BridgeError("cannot create the pull consumer " + options_.durable + " on stream " +
@@ -416,8 +420,8 @@ class Inbound {
       if (tracker_.outstanding() == 0) {
         continue;
       }
-      const bool alive = producer_.mapping().probe_role(st::Role::kConsumer) ==
-                         sluice::shm::LockProbe::kHeld;
+      const bool alive =
+          producer_.mapping().probe_role(st::Role::kConsumer) == sluice::shm::LockProbe::kHeld;
       consumer_seen = consumer_seen || alive;
       if (consumer_seen && !alive && !options_.wait_for_new_consumer) {
         fail("the local consumer went away before it took every record");

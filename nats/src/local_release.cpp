@@ -26,7 +26,8 @@ std::uint64_t ReleaseTracker::released_prefix() {
     if (!entry.released && entry.index < count) {
       // The consumer marks a buffer free before it returns it; relaxed: the
       // answer only times an acknowledgement, it guards no data.
-      const std::uint32_t word = mapping.buffer_states()[entry.index].load(std::memory_order_relaxed);
+      const std::uint32_t word =
+          mapping.buffer_states()[entry.index].load(std::memory_order_relaxed);
       entry.released = st::state_kind(word) == static_cast<std::uint32_t>(st::BufferState::kFree);
     }
   }

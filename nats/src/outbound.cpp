@@ -123,11 +123,9 @@ class Outbound {
     st::ReadableBuffer buffer;
     const st::Status status = consumer_.receive_for(buffer, wait);
     switch (status) {
-      case st::Status::kOk:
-        return accept(std::move(buffer));
+      case st::Status::kOk: return accept(std::move(buffer));
       case st::Status::kTimeout:
-      case st::Status::kWouldBlock:
-        return true;
+      case st::Status::kWouldBlock: return true;
       case st::Status::kClosed: {
         // Everything was received: the end marker follows the last buffer.
         Slot end;
@@ -150,8 +148,9 @@ class Outbound {
 
   bool accept(st::ReadableBuffer&& buffer) {
     if (buffer.open()) {
-      fail("the channel's producer publishes records in place (open buffers); sluice-bridge "
-           "carries whole buffers only");
+      fail(
+          "the channel's producer publishes records in place (open buffers); sluice-bridge "
+          "carries whole buffers only");
       return false;
     }
     Slot slot;
@@ -258,8 +257,7 @@ class Outbound {
     }
     natsMsg_Destroy(msg);  // no effect once the library took it
     if (s != NATS_OK && !publish_failing_) {
-      options_.log("publishing to " + options_.subject + " failed: " + describe(s) +
-                   "; retrying");
+      options_.log("publishing to " + options_.subject + " failed: " + describe(s) + "; retrying");
       publish_failing_ = true;
     }
     return s == NATS_OK;
@@ -280,8 +278,8 @@ class Outbound {
         slot->state = SlotState::kAcked;
         result_.duplicates += event.duplicate ? 1 : 0;
         if (refused_in_a_row_ > 0) {
-          options_.log("stream accepts messages again after " +
-                       std::to_string(refused_in_a_row_) + " refusals");
+          options_.log("stream accepts messages again after " + std::to_string(refused_in_a_row_) +
+                       " refusals");
         }
         refused_in_a_row_ = 0;
         probing_ = false;
@@ -306,8 +304,8 @@ class Outbound {
   }
 
   void back_off() {
-    backoff_ = backoff_.count() == 0 ? options_.retry_first
-                                     : std::min(backoff_ * 2, options_.retry_max);
+    backoff_ =
+        backoff_.count() == 0 ? options_.retry_first : std::min(backoff_ * 2, options_.retry_max);
     retry_at_ = std::chrono::steady_clock::now() + backoff_;
   }
 

@@ -259,9 +259,9 @@ int run_out(int argc, char** argv) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!result.ok) {
-    sluice::tools::report_failure("bridge", c.json,
-                                  "out stopped after " + std::to_string(result.records) +
-                                      " records: " + result.why);
+    sluice::tools::report_failure(
+        "bridge", c.json,
+        "out stopped after " + std::to_string(result.records) + " records: " + result.why);
   }
   JsonLine json;
   json.add("role", "bridge-out")
@@ -332,8 +332,9 @@ int run_in(int argc, char** argv) {
     sluice::tools::channel_options_from(args, config, create);
     if (sluice::tools::partition_options_from(args, config) &&
         config.partitioner == st::Partitioner::kKey) {
-      throw UsageError("--partition key is not available in sluice-bridge in: a message's "
-                       "records go to one subpartition together");
+      throw UsageError(
+          "--partition key is not available in sluice-bridge in: a message's "
+          "records go to one subpartition together");
     }
     resume = args.has("--resume");
     options.take_over = resume;
@@ -355,9 +356,11 @@ int run_in(int argc, char** argv) {
     if (auto time = args.optional_text("--from-time")) {
       options.from_time_ns = parse_time(*time);
     }
-    options.max_records = args.has("--records") ? args.unsigned_number("--records", 1, UINT64_MAX) : 0;
+    options.max_records =
+        args.has("--records") ? args.unsigned_number("--records", 1, UINT64_MAX) : 0;
     options.ack_wait = seconds_flag(args, "--ack-wait", 30, 1, 86400);
-    options.state_path = args.optional_text("--state-file").value_or(sn::default_state_path(channel));
+    options.state_path =
+        args.optional_text("--state-file").value_or(sn::default_state_path(channel));
     options.wait_for_new_consumer = args.has("--wait-for-new-consumer");
     options.wait_for_stream = seconds_flag(args, "--wait", 0, 0, 86400);
     options.log = sn::stderr_log("sluice-bridge");
@@ -406,9 +409,9 @@ int run_in(int argc, char** argv) {
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!result.ok) {
-    sluice::tools::report_failure("bridge", c.json,
-                                  "in stopped after " + std::to_string(result.records) +
-                                      " records: " + result.why);
+    sluice::tools::report_failure(
+        "bridge", c.json,
+        "in stopped after " + std::to_string(result.records) + " records: " + result.why);
   }
   JsonLine json;
   json.add("role", "bridge-in")
@@ -457,9 +460,9 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
-  sluice::tools::report_failure("bridge", sluice::tools::command_line_has(argc, argv, "--json"),
-                                mode.empty() ? "say out or in"
-                                             : "unknown mode \"" + mode + "\": say out or in");
+  sluice::tools::report_failure(
+      "bridge", sluice::tools::command_line_has(argc, argv, "--json"),
+      mode.empty() ? "say out or in" : "unknown mode \"" + mode + "\": say out or in");
   std::fprintf(stderr, "\n%s", kUsage);
   return 2;
 }

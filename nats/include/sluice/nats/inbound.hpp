@@ -37,7 +37,7 @@ struct InboundOptions {
   std::chrono::milliseconds ack_wait{30000};
   std::chrono::milliseconds fetch_wait{200};
   std::chrono::milliseconds wait_for_stream{0};  // for the stream to appear
-  std::string state_path;  // dedup state across restarts; empty: none
+  std::string state_path;                        // dedup state across restarts; empty: none
   bool wait_for_new_consumer = false;
   // Take over the durable consumer of an in that died (--resume): the
   // messages it held unacknowledged are delivered again at once, in order,

@@ -41,11 +41,11 @@ struct OutboundResult {
   bool ok = false;
   std::string why;  // when !ok
   bool end_published = false;
-  std::uint64_t buffers = 0;     // acknowledged and released
-  std::uint64_t records = 0;     // in those buffers
-  std::uint64_t bytes = 0;       // message bodies acknowledged
-  std::uint64_t duplicates = 0;  // acknowledged as duplicates (already stored)
-  std::uint64_t refusals = 0;    // publishes refused (stream full) or timed out, then retried
+  std::uint64_t buffers = 0;         // acknowledged and released
+  std::uint64_t records = 0;         // in those buffers
+  std::uint64_t bytes = 0;           // message bodies acknowledged
+  std::uint64_t duplicates = 0;      // acknowledged as duplicates (already stored)
+  std::uint64_t refusals = 0;        // publishes refused (stream full) or timed out, then retried
   std::uint64_t first_sequence = 0;  // commit sequence of the first buffer (diagnostics)
 };
 
