@@ -4,8 +4,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 namespace sluice::nats {
@@ -41,14 +43,32 @@ struct Connection::State {
   std::chrono::milliseconds reconnect_max{};
   std::atomic<std::uint64_t> reconnects{0};
   std::atomic<bool> closing{false};
+  // The library calls back on a thread of its own, also after
+  // natsConnection_Destroy: the closed callback comes last, so this state
+  // lives until it came.
+  std::mutex mutex;
+  std::condition_variable changed;
+  bool closed = false;
 
   ~State() {
     closing.store(true);  // closing disconnects too: not worth a line
     if (connection != nullptr) {
+      natsConnection_Close(connection);
+      std::unique_lock<std::mutex> lock(mutex);
+      changed.wait_for(lock, std::chrono::seconds(10), [this] { return closed; });
+      lock.unlock();
       natsConnection_Destroy(connection);
     }
   }
 
+  static void on_closed(natsConnection* /*nc*/, void* closure) {
+    auto* self = static_cast<State*>(closure);
+    // Notified under the lock: the waiter cannot destroy the state before
+    // this call is done with it.
+    const std::lock_guard<std::mutex> lock(self->mutex);
+    self->closed = true;
+    self->changed.notify_all();
+  }
   static void on_disconnected(natsConnection* /*nc*/, void* closure) {
     auto* self = static_cast<State*>(closure);
     if (!self->closing.load()) {
@@ -119,6 +139,9 @@ Connection Connection::connect(const ConnectOptions& options) {
   }
   if (s == NATS_OK) {
     s = natsOptions_SetReconnectedCB(opts.get(), &State::on_reconnected, state.get());
+  }
+  if (s == NATS_OK) {
+    s = natsOptions_SetClosedCB(opts.get(), &State::on_closed, state.get());
   }
   if (s == NATS_OK) {
     s = natsOptions_SetPingInterval(opts.get(), options.ping_interval.count());
