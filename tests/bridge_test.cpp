@@ -88,6 +88,9 @@ class Bridge : public ::testing::Test {
     st::remove_channel(near_);
     st::remove_channel(far_);
     std::remove(sn::default_state_path(far_).c_str());
+    // Left by a bridge killed on purpose, if its successor did not remove it.
+    std::remove(("/dev/shm/.sluice-bridge-out." + near_ + ".status").c_str());
+    std::remove(("/dev/shm/.sluice-bridge-in." + far_ + ".status").c_str());
   }
 
   std::string log(const std::string& name) const { return server_.dir() + "/" + name; }
@@ -156,6 +159,7 @@ TEST_F(Bridge, RoundTripDeliversEveryRecordOnce) {
   EXPECT_EQ(json_value(in_summary, "skipped_records"), 0) << in_summary;
   // Work-queue retention: what in acknowledged is gone from the stream.
   EXPECT_EQ(stream_bytes(), 0U);
+  EXPECT_NE(access(sn::default_state_path(far_).c_str(), F_OK), 0) << "state file left behind";
 }
 
 TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
@@ -180,10 +184,23 @@ TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
   Process consumer(consumer_command(kRecords, "--rate " + std::to_string(kRate)), log("consumer"));
 
   std::uint64_t largest = 0;
+  bool stat_shows_bridges = false;
   while (consumer.running()) {
     largest = std::max(largest, stream_bytes());
+    if (!stat_shows_bridges) {
+      // Each bridge is a stage of its channel, with its stream beside it.
+      const std::string near_stat =
+          sluice::test::run_tool(tool("sluice") + " stat " + near_ + " --json --interval 0.05").out;
+      const std::string far_stat =
+          sluice::test::run_tool(tool("sluice") + " stat " + far_ + " --json --interval 0.05").out;
+      stat_shows_bridges =
+          near_stat.find("\"bridges\":[{\"direction\":\"out\"") != std::string::npos &&
+          near_stat.find("\"stream\":\"" + stream_ + "\"") != std::string::npos &&
+          far_stat.find("\"bridges\":[{\"direction\":\"in\"") != std::string::npos;
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
+  EXPECT_TRUE(stat_shows_bridges) << "sluice stat --json never listed both bridges";
   expect_every_record_once(consumer, kRecords);
   ASSERT_EQ(producer.wait(), 0) << producer.err();
   ASSERT_EQ(out.wait(), 0) << out.err();

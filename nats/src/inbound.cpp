@@ -162,6 +162,7 @@ class Inbound {
       fetch(static_cast<int>(std::min<std::uint64_t>(buffer_count_ - outstanding, 256)), stop);
     }
     result_.ok = false;
+    report_status(true);
     return result_;
   }
 
@@ -315,6 +316,11 @@ class Inbound {
       return;
     }
     ++result_.messages;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta != nullptr) {
+      lag_ = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+    }
     std::uint64_t skip = 0;
     const auto known = positions_.find(headers.origin);
     if (known != positions_.end() && known->second > headers.first) {
@@ -398,7 +404,25 @@ class Inbound {
     return true;
   }
 
+  void report_status(bool now) {
+    if (!options_.on_status) {
+      return;
+    }
+    const auto time = std::chrono::steady_clock::now();
+    if (!now && time < next_status_) {
+      return;
+    }
+    next_status_ = time + std::chrono::milliseconds(200);
+    InboundStatus status;
+    status.records = result_.records;
+    status.acknowledged = result_.acknowledged;
+    status.pending = pending_.size();
+    status.lag = lag_;
+    options_.on_status(status);
+  }
+
   void settle_acks() {
+    report_status(false);
     const std::uint64_t released = tracker_.released_prefix();
     while (!pending_.empty() && pending_.front().commits_needed <= released) {
       natsMsg* msg = pending_.front().msg;
@@ -439,6 +463,7 @@ class Inbound {
     }
     (void)natsConnection_FlushTimeout(connection_.get(), 5000);
     result_.ok = true;
+    report_status(true);
     return result_;
   }
 
@@ -505,6 +530,8 @@ class Inbound {
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
   bool end_wait_logged_ = false;
+  std::uint64_t lag_ = 0;
+  std::chrono::steady_clock::time_point next_status_{};
   std::optional<std::chrono::steady_clock::time_point> end_seen_at_;
   std::chrono::steady_clock::time_point next_end_check_{};
   InboundResult result_;

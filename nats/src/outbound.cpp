@@ -91,6 +91,7 @@ class Outbound {
     for (;;) {
       take_events();
       release_acked_front();
+      report_status(false);
       if (!input_open && window_.empty()) {
         return finish(result_.why.empty() && result_.end_published);
       }
@@ -343,8 +344,27 @@ class Outbound {
     }
   }
 
+  void report_status(bool now) {
+    if (!options_.on_status) {
+      return;
+    }
+    const auto time = std::chrono::steady_clock::now();
+    if (!now && time < next_status_) {
+      return;
+    }
+    next_status_ = time + std::chrono::milliseconds(200);
+    OutboundStatus status;
+    status.acknowledged_messages = result_.buffers;
+    status.acknowledged_records = result_.records;
+    status.pending_messages = window_.size();
+    status.refusals = result_.refusals;
+    status.stream_full = probing_;
+    options_.on_status(status);
+  }
+
   OutboundResult finish(bool ok) {
     result_.ok = ok;
+    report_status(true);
     // The library must not call back into a queue that is gone: take back
     // what is still pending (its acknowledgements are then dropped).
     // (Only after a publish: libnats 3.4 crashes on a context that never published.)
@@ -373,7 +393,9 @@ class Outbound {
   std::chrono::steady_clock::time_point retry_at_{};
   std::uint64_t refused_in_a_row_ = 0;
   bool publish_failing_ = false;
-  bool probing_ = false;  // the last answer was a refusal: one message at a time
+  bool probing_ = false;
+  std::chrono::steady_clock::time_point
+      next_status_{};  // the last answer was a refusal: one message at a time
   OutboundResult result_;
 };
 

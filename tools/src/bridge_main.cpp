@@ -3,12 +3,15 @@
 // into the stream; "in" reads the stream (a durable pull consumer) and writes
 // into a local channel (its producer). See nats/include/sluice/nats/.
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <ctime>
 #include <optional>
 
 #include "../common/arguments.hpp"
+#include "../common/bridge_status.hpp"
 #include "../common/channel_list.hpp"
 #include "../common/channel_options.hpp"
 #include "../common/json_line.hpp"
@@ -254,8 +257,29 @@ int run_out(int argc, char** argv) {
     return 2;
   }
 
+  // The status beside the channel, for `sluice stat` (removed at the end).
+  const std::string status_file = sluice::tools::status_path(input.channel, "out");
+  auto status_line = [&](const sn::OutboundStatus& status, const char* state) {
+    return sluice::tools::StatusLine()
+        .add("direction", "out")
+        .add("state", state)
+        .add("pid", static_cast<std::uint64_t>(getpid()))
+        .add("subpartition", std::uint64_t{input.subpartition})
+        .add("stream", c.stream)
+        .add("subject", options.subject)
+        .add("acknowledged_messages", status.acknowledged_messages)
+        .add("acknowledged_records", status.acknowledged_records)
+        .add("pending_messages", status.pending_messages)
+        .add("refusals", status.refusals)
+        .add("stream_full", std::uint64_t{status.stream_full ? 1U : 0U})
+        .str();
+  };
+  options.on_status = [&](const sn::OutboundStatus& status) {
+    sluice::tools::write_status(status_file, status_line(status, "running"));
+  };
   const auto started = std::chrono::steady_clock::now();
   const sn::OutboundResult result = sn::run_outbound(*consumer, *connection, options, g_stop);
+  std::remove(status_file.c_str());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   if (!result.ok) {
@@ -395,6 +419,21 @@ int run_in(int argc, char** argv) {
     return 2;
   }
 
+  // The status beside the channel, for `sluice stat` (removed at the end).
+  const std::string status_file = sluice::tools::status_path(channel, "in");
+  options.on_status = [&](const sn::InboundStatus& status) {
+    sluice::tools::write_status(status_file, sluice::tools::StatusLine()
+                                                 .add("direction", "in")
+                                                 .add("state", "running")
+                                                 .add("pid", static_cast<std::uint64_t>(getpid()))
+                                                 .add("stream", c.stream)
+                                                 .add("durable", options.durable)
+                                                 .add("records", status.records)
+                                                 .add("acknowledged_messages", status.acknowledged)
+                                                 .add("pending_messages", status.pending)
+                                                 .add("lag_messages", status.lag)
+                                                 .str());
+  };
   const auto started = std::chrono::steady_clock::now();
   sn::InboundResult result;
   try {
@@ -405,6 +444,10 @@ int run_in(int argc, char** argv) {
       producer.reset();
       st::remove_channel(channel);  // created here, never written
     }
+  }
+  std::remove(status_file.c_str());
+  if (result.ok) {
+    std::remove(options.state_path.c_str());  // the local stream is closed: nothing to resume
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -26,6 +27,14 @@
 #include "sluice/transport/producer.hpp"
 
 namespace sluice::nats {
+
+// What in reports while it runs (InboundOptions::on_status).
+struct InboundStatus {
+  std::uint64_t records = 0;       // written to the local channel
+  std::uint64_t acknowledged = 0;  // messages
+  std::uint64_t pending = 0;       // messages written, waiting for the local consumer
+  std::uint64_t lag = 0;           // messages in the stream after the last one taken
+};
 
 struct InboundOptions {
   std::string stream;
@@ -44,6 +53,8 @@ struct InboundOptions {
   // instead of after their ack wait.
   bool take_over = false;
   LogLine log;
+  // Called from the bridge's loop a few times a second, and once at the end.
+  std::function<void(const InboundStatus&)> on_status;
 };
 
 struct InboundResult {

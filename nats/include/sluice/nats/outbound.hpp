@@ -19,12 +19,22 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "sluice/nats/connection.hpp"
 #include "sluice/transport/consumer.hpp"
 
 namespace sluice::nats {
+
+// What out reports while it runs (OutboundOptions::on_status).
+struct OutboundStatus {
+  std::uint64_t acknowledged_messages = 0;
+  std::uint64_t acknowledged_records = 0;
+  std::uint64_t pending_messages = 0;  // received, not yet acknowledged
+  std::uint64_t refusals = 0;
+  bool stream_full = false;  // the last answer was a refusal
+};
 
 struct OutboundOptions {
   std::string subject;
@@ -35,6 +45,8 @@ struct OutboundOptions {
   std::chrono::milliseconds retry_first{1};
   std::chrono::milliseconds retry_max{20};
   LogLine log;
+  // Called from the bridge's loop a few times a second, and once at the end.
+  std::function<void(const OutboundStatus&)> on_status;
 };
 
 struct OutboundResult {
