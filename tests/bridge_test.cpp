@@ -160,6 +160,7 @@ TEST_F(Bridge, RoundTripDeliversEveryRecordOnce) {
   // Work-queue retention: what in acknowledged is gone from the stream.
   EXPECT_EQ(stream_bytes(), 0U);
   EXPECT_NE(access(sn::default_state_path(far_).c_str(), F_OK), 0) << "state file left behind";
+  EXPECT_NE(access(("/dev/shm/sluice." + near_).c_str(), F_OK), 0) << "out removes its channel";
 }
 
 TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
@@ -302,6 +303,29 @@ TEST_F(Bridge, LimitsRetentionKeepsHistoryToReplayFromASequence) {
   expect_every_record_once(reader, kRecords);
   ASSERT_EQ(again.wait(), 0) << again.err();
   std::remove(sn::default_state_path(replay).c_str());
+}
+
+TEST_F(Bridge, InFansOutMessagesToSeveralConsumers) {
+  constexpr std::uint64_t kRecords = 100'000;
+  Process producer(producer_command(kRecords), log("producer"));
+  Process out(out_command(), log("out"));
+  Process in(in_command("--consumers 2 --partition least-loaded"), log("in"));
+  Process first(
+      tool("sluice-consumer") + " --channel " + far_ + " --subpartition 0 --wait 30 --json",
+      log("consumer-0"));
+  Process second(
+      tool("sluice-consumer") + " --channel " + far_ + " --subpartition 1 --wait 30 --json",
+      log("consumer-1"));
+  ASSERT_EQ(first.wait(), 0) << first.out() << first.err();
+  ASSERT_EQ(second.wait(), 0) << second.out() << second.err();
+  ASSERT_EQ(in.wait(), 0) << in.err();
+  ASSERT_EQ(out.wait(), 0) << out.err();
+  const std::string a = summary_of(first.out());
+  const std::string b = summary_of(second.out());
+  // Least-loaded: each in increasing order without duplicates; together all.
+  EXPECT_EQ(json_value(a, "duplicated") + json_value(b, "duplicated"), 0) << a << b;
+  EXPECT_EQ(json_value(a, "records") + json_value(b, "records"), static_cast<double>(kRecords))
+      << a << b;
 }
 
 TEST_F(Bridge, UnreachableServerFailsAfterTheConnectTimeout) {

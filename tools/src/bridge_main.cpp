@@ -15,6 +15,7 @@
 #include "../common/channel_list.hpp"
 #include "../common/channel_options.hpp"
 #include "../common/json_line.hpp"
+#include "../common/last_consumer.hpp"
 #include "../common/report.hpp"
 #include "sluice/nats/connection.hpp"
 #include "sluice/nats/inbound.hpp"
@@ -65,6 +66,8 @@ constexpr const char* kUsage =
     "  --max-pending N          messages in flight at once (default 64)\n"
     "  --ack-timeout SEC        republish a message not acknowledged within SEC (default 5)\n"
     "  --wait SEC               how long to wait for the channel to appear (default 10)\n"
+    "  --keep                   leave the channel in place at the end (default: remove it\n"
+    "                           once its stream closed and everything was acknowledged)\n"
     "  --resume                 take over from a bridge that died (its buffers are received\n"
     "                           again) and wait for a new producer if the producer dies\n"
     "in options:\n"
@@ -88,8 +91,9 @@ constexpr const char* kUsage =
     "  --buffer-size BYTES, --buffers COUNT, --mode OCTAL, --replace-stale\n"
     "                           the local channel, as for sluice-producer\n"
     "  --consumers K, --partition round-robin|least-loaded|broadcast, --max-queued-buffers N\n"
-    "                           a fan-out channel (each message's records go to one\n"
-    "                           subpartition; not with --resume)\n"
+    "                           a fan-out channel: each message's records go to one\n"
+    "                           subpartition together (so round-robin deals out\n"
+    "                           messages, not records); not with --resume\n"
     "\n"
     "exit status: 0 done (out: the channel closed and everything was acknowledged; in: the\n"
     "end marker or --records reached and the local consumer took everything); 1 runtime\n"
@@ -176,12 +180,13 @@ int run_out(int argc, char** argv) {
   st::GateInput input;
   double wait_seconds = 10;
   bool resume = false;
+  bool keep = false;
   try {
     const sluice::tools::Arguments args(
         argc, argv, 2,
         {"--channel", "--nats", "--stream", "--subject", "--connect-timeout", "--max-bytes",
          "--retention", "--duplicate-window", "--max-pending", "--ack-timeout", "--wait"},
-        {"--json", "--resume", "--help"});
+        {"--json", "--resume", "--keep", "--help"});
     if (args.has("--help")) {
       std::fputs(kUsage, stdout);
       return 0;
@@ -221,6 +226,7 @@ int run_out(int argc, char** argv) {
       wait_seconds = args.real_number("--wait", 0, 86400);
     }
     resume = args.has("--resume");
+    keep = args.has("--keep");
   } catch (const UsageError& e) {
     sluice::tools::report_failure("bridge", sluice::tools::command_line_has(argc, argv, "--json"),
                                   e.what());
@@ -314,6 +320,12 @@ int run_out(int argc, char** argv) {
                 static_cast<unsigned long long>(result.refusals),
                 static_cast<unsigned long long>(connection->reconnects()));
   print_summary(c, json, text);
+  // Read to its end and carried over: the channel's name goes, as after a
+  // consumer (a fan-out's with its last consumer).
+  if (result.ok && !keep &&
+      (consumer->mapping().subpartitions() == 1 || sluice::tools::last_consumer_out(*consumer))) {
+    st::remove_channel(input.channel);
+  }
   return result.ok ? 0 : 1;
 }
 
