@@ -206,6 +206,12 @@ class Inbound {
                           describe(deleted, code));
       }
       found = NATS_NOT_FOUND;
+    } else if (found == NATS_OK && info->NumAckPending > 0) {
+      options_.log("durable consumer " + options_.durable + " has " +
+                   std::to_string(info->NumAckPending) +
+                   " messages delivered to an earlier reader and not acknowledged: they come "
+                   "again after the ack wait, behind newer ones (after a crash, --resume takes "
+                   "the durable over in order)");
     }
     jsConsumerInfo_Destroy(info);
     jsSubOptions sub_options;
@@ -252,9 +258,20 @@ class Inbound {
     natsMsgList list{};
     jsFetchRequest request;
     jsFetchRequest_Init(&request);
+    // libnats 3.4 overruns its message array when a fetch starts with more
+    // than half its batch already queued (messages that came after an
+    // earlier fetch gave up): ask for more than twice what is queued.
+    int queued = 0;
+    int queued_bytes = 0;
+    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) == NATS_OK &&
+        queued > 0) {
+      batch = std::max(batch, 2 * queued + 1);
+    }
     request.Batch = batch;
-    // Short while acknowledgements wait on local releases, so they go out soon.
-    const auto wait = pending_.empty() ? options_.fetch_wait : std::chrono::milliseconds(5);
+    // Shorter while acknowledgements wait on local releases, so they go out
+    // soon; never under 20 ms, so that the server ends the request (10 ms
+    // before the client does) and nothing for it arrives after.
+    const auto wait = pending_.empty() ? options_.fetch_wait : std::chrono::milliseconds(25);
     request.Expires = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const natsStatus s = natsSubscription_FetchRequest(&list, subscription_, &request);
     if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
@@ -278,7 +295,9 @@ class Inbound {
       const bool stopped = !result_.why.empty() || result_.end_seen || stop.load() ||
                            (options_.max_records != 0 && result_.records >= options_.max_records);
       if (stopped) {
-        natsMsg_Destroy(msg);  // not acknowledged: the server delivers it again later
+        // Handed back at once, so that the next reader gets it before newer ones.
+        (void)natsMsg_Nak(msg, nullptr);
+        natsMsg_Destroy(msg);
         continue;
       }
       take(msg);
