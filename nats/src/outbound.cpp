@@ -49,10 +49,10 @@ struct AckQueue {
       event.error = error->ErrText != nullptr ? error->ErrText : natsStatus_GetText(error->Err);
     }
     natsMsg_Destroy(msg);
-    {
-      const std::lock_guard<std::mutex> lock(self->mutex);
-      self->events.push_back(std::move(event));
-    }
+    // Notified under the lock: once the loop has seen the event it may
+    // destroy the queue, so nothing here may touch it after the unlock.
+    const std::lock_guard<std::mutex> lock(self->mutex);
+    self->events.push_back(std::move(event));
     self->changed.notify_one();
   }
 };
@@ -82,9 +82,13 @@ class Outbound {
     // The library's own bound sits above ours, so it never stalls a publish.
     js_options_.PublishAsync.MaxPending = static_cast<std::int64_t>(options.max_in_flight) * 2 + 16;
     js_options_.PublishAsync.AckHandler = &AckQueue::on_ack;
-    js_options_.PublishAsync.AckHandlerClosure = &acks_;
+    js_options_.PublishAsync.AckHandlerClosure = acks_;
     js_.emplace(connection, js_options_);
   }
+
+  Outbound(const Outbound&) = delete;
+  Outbound& operator=(const Outbound&) = delete;
+  ~Outbound() = default;
 
   OutboundResult run(const std::atomic<bool>& stop) {
     bool input_open = true;
@@ -267,8 +271,8 @@ class Outbound {
   void take_events() {
     std::vector<AckEvent> events;
     {
-      const std::lock_guard<std::mutex> lock(acks_.mutex);
-      events.swap(acks_.events);
+      const std::lock_guard<std::mutex> lock(acks_->mutex);
+      events.swap(acks_->events);
     }
     for (AckEvent& event : events) {
       Slot* slot = find(event.id);
@@ -334,8 +338,8 @@ class Outbound {
   }
 
   void wait_for_events(std::chrono::milliseconds timeout) {
-    std::unique_lock<std::mutex> lock(acks_.mutex);
-    acks_.changed.wait_for(lock, timeout, [this] { return !acks_.events.empty(); });
+    std::unique_lock<std::mutex> lock(acks_->mutex);
+    acks_->changed.wait_for(lock, timeout, [this] { return !acks_->events.empty(); });
   }
 
   void fail(const std::string& why) {
@@ -376,6 +380,10 @@ class Outbound {
       natsMsgList_Destroy(&pending);
     }
     js_.reset();
+    if (!in_flight) {
+      delete acks_;  // every answer came: the library calls back no more
+    }
+    acks_ = nullptr;
     return result_;
   }
 
@@ -383,7 +391,9 @@ class Outbound {
   const OutboundOptions& options_;
   std::string origin_;
   jsOptions js_options_{};
-  AckQueue acks_;
+  // Heap-allocated: given up (left allocated) when messages are still in
+  // flight at the end, since the library may still answer them.
+  AckQueue* acks_ = new AckQueue;
   std::optional<JetStream> js_;
   std::deque<Slot> window_;
   std::optional<std::uint64_t> last_sequence_;
