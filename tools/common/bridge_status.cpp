@@ -119,8 +119,8 @@ bool parse_status(std::string_view line, std::vector<std::pair<std::string, std:
                      std::string(line.substr(value_start, value_end - value_start)));
     at = value_end;
     if (at < end) {
-      if (line[at] != ',') {
-        return false;
+      if (line[at] != ',' || at + 1 >= end) {
+        return false;  // pairs are separated by one comma, none trails
       }
       ++at;
     }
