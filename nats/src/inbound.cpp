@@ -1,8 +1,5 @@
 #include "sluice/nats/inbound.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <deque>
@@ -12,6 +9,7 @@
 
 #include "sluice/nats/local_release.hpp"
 #include "sluice/nats/message_format.hpp"
+#include "sluice/nats/resume_state.hpp"
 #include "sluice/shm/role_lock.hpp"
 #include "sluice/transport/channel_layout.hpp"
 
@@ -31,74 +29,6 @@ std::string default_state_path(const std::string& channel) {
 }
 
 namespace {
-
-// Written before every local commit: the origin positions a commit carries
-// and the channel's record count before and after it. A successor compares
-// the channel's exact count with it to learn whether that commit happened.
-struct StateRecord {
-  char magic[8];
-  std::uint64_t position_before;
-  std::uint64_t position_after;
-  std::uint64_t local_before;
-  std::uint64_t local_after;
-  std::uint32_t origin_length;
-  char origin[228];
-};
-static_assert(sizeof(StateRecord) == 272);
-constexpr char kStateMagic[8] = {'S', 'L', 'B', 'R', 'I', 'N', '0', '1'};
-
-class StateFile {
- public:
-  explicit StateFile(const std::string& path) {
-    if (!path.empty()) {
-      fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-      if (fd_ < 0) {
-        throw BridgeError("cannot open state file " + path + ": " + std::strerror(errno));
-      }
-    }
-  }
-  StateFile(const StateFile&) = delete;
-  StateFile& operator=(const StateFile&) = delete;
-  ~StateFile() {
-    if (fd_ >= 0) {
-      ::close(fd_);
-    }
-  }
-
-  // The last record, if the file holds a whole, well-formed one.
-  std::optional<StateRecord> load() const {
-    StateRecord record{};
-    if (fd_ < 0 ||
-        ::pread(fd_, &record, sizeof(record), 0) != static_cast<ssize_t>(sizeof(record)) ||
-        std::memcmp(record.magic, kStateMagic, sizeof(kStateMagic)) != 0 ||
-        record.origin_length > sizeof(record.origin) ||
-        record.position_before > record.position_after ||
-        record.local_before > record.local_after) {
-      return std::nullopt;
-    }
-    return record;
-  }
-
-  void save(const std::string& origin, std::uint64_t position_before, std::uint64_t position_after,
-            std::uint64_t local_before, std::uint64_t local_after) {
-    if (fd_ < 0 || origin.size() > sizeof(StateRecord::origin)) {
-      return;  // an origin too long to note is simply not deduplicated across restarts
-    }
-    StateRecord record{};
-    std::memcpy(record.magic, kStateMagic, sizeof(kStateMagic));
-    record.position_before = position_before;
-    record.position_after = position_after;
-    record.local_before = local_before;
-    record.local_after = local_after;
-    record.origin_length = static_cast<std::uint32_t>(origin.size());
-    std::memcpy(record.origin, origin.data(), origin.size());
-    // One small write to tmpfs: a process that dies leaves it whole.
-    (void)!::pwrite(fd_, &record, sizeof(record), 0);
-  }
-
- private:
-  int fd_ = -1;
-};
 
 struct PendingAck {
   natsMsg* msg;
@@ -168,7 +98,7 @@ class Inbound {
 
  private:
   void recover_position() {
-    const std::optional<StateRecord> saved = state_.load();
+    const std::optional<ResumeState::Record> saved = state_.load();
     if (!saved || !producer_.resumed_stream()) {
       return;
     }
@@ -542,7 +472,7 @@ class Inbound {
   const Connection& connection_;
   const InboundOptions& options_;
   ReleaseTracker tracker_;
-  StateFile state_;
+  ResumeState state_;
   jsOptions js_options_{};
   std::optional<JetStream> js_;
   natsSubscription* subscription_ = nullptr;
