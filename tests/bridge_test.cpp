@@ -419,6 +419,15 @@ TEST_F(Bridge, RecordsPublishedInPlaceAreRefused) {
   EXPECT_NE(out.err().find("publishes records in place"), std::string::npos) << out.err();
 }
 
+TEST_F(Bridge, BuffersLargerThanTheServersMaxPayloadAreRefused) {
+  Process producer(tool("sluice-producer") + " --channel " + near_ +
+                       " --records 10 --size 64 --buffer-size 2M --buffers 2 --wait 30",
+                   log("producer"));
+  Process out(out_command(), log("out"));
+  EXPECT_EQ(out.wait(), 1);
+  EXPECT_NE(out.err().find("max_payload"), std::string::npos) << out.err();
+}
+
 TEST_F(Bridge, BadArgumentsExitTwo) {
   Process no_mode(tool("sluice-bridge"), log("no-mode"));
   EXPECT_EQ(no_mode.wait(), 2);

@@ -30,6 +30,10 @@ std::string default_state_path(const std::string& channel) {
 
 namespace {
 
+// How many origins the bridge remembers positions for (to skip what it
+// already wrote), so that a stream of many origins cannot grow it without end.
+constexpr std::size_t kMaxOrigins = 1024;
+
 struct PendingAck {
   natsMsg* msg;
   std::uint64_t commits_needed;  // released local commits before it may be acknowledged
@@ -279,6 +283,9 @@ class Inbound {
     if (skip < headers.records && !write(headers, body, skip)) {
       natsMsg_Destroy(msg);
       return;
+    }
+    if (positions_.size() >= kMaxOrigins && positions_.count(headers.origin) == 0) {
+      positions_.erase(positions_.begin());  // bounded, whatever a stream holds
     }
     std::uint64_t& position = positions_[headers.origin];
     position = std::max(position, headers.first + headers.records);

@@ -264,6 +264,18 @@ int run_out(int argc, char** argv) {
     sluice::tools::report_failure("bridge", c.json, e.what());
     return 2;
   }
+  // A full buffer and its headers must fit one message, or it would be
+  // refused for ever.
+  const std::int64_t max_payload = natsConnection_GetMaxPayload(connection->get());
+  const std::int64_t largest = static_cast<std::int64_t>(consumer->config().buffer_bytes) + 1024;
+  if (largest > max_payload) {
+    sluice::tools::report_failure(
+        "bridge", c.json,
+        "the channel's buffers (" + std::to_string(consumer->config().buffer_bytes) +
+            " bytes, plus headers) do not fit a message of the server's max_payload (" +
+            std::to_string(max_payload) + " bytes): use smaller buffers or raise max_payload");
+    return 1;
+  }
 
   // The status beside the channel, for `sluice stat` (removed at the end).
   const std::string status_file = sluice::tools::status_path(input.channel, "out");
