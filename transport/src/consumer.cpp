@@ -453,8 +453,13 @@ Status Consumer::receive_until(ReadableBuffer& out, const Deadline& deadline) no
   if (status == Status::kOk) {
     const bool open = length == kOpenBufferBytes;
     const std::size_t visible = open ? s.buffer_bytes : length;
+    // Written by the producer before the buffer's descriptor was published:
+    // the ring's acquire (or, for a buffer taken over, the role lock) orders
+    // these relaxed loads after its stores.
+    const BufferCommit& commit = s.commits[index];
     out = ReadableBuffer(&s, index, std::span<const std::byte>(s.mapping.buffer(index), visible),
-                         open);
+                         open, commit.sequence.load(std::memory_order_relaxed),
+                         commit.records_through.load(std::memory_order_relaxed));
     ConsumerCounters& c = s.control->consumer_counters;
     if (!open) {
       c.bytes.store(s.bytes += length, std::memory_order_relaxed);

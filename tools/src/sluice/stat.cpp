@@ -1,11 +1,14 @@
 // sluice stat NAME: one channel's configuration, endpoints, counters and the
 // rates derived over the last interval.
 
+#include <signal.h>
+
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <thread>
 
+#include "../../common/bridge_status.hpp"
 #include "channel_json.hpp"
 #include "commands.hpp"
 #include "pipeline.hpp"
@@ -25,6 +28,51 @@ std::string local_time(std::uint64_t unix_ns) {
   char text[32];
   std::strftime(text, sizeof(text), "%Y-%m-%d %H:%M:%S", &parts);
   return text;
+}
+
+using StatusPairs = std::vector<std::pair<std::string, std::string>>;
+
+// The sluice-bridge processes attached to channel NAME that are running,
+// from the status files they keep beside it (sluice-bridge out reads the
+// channel, in writes it): checked, since another process wrote them.
+std::vector<StatusPairs> running_bridges(const std::string& name) {
+  std::vector<StatusPairs> bridges;
+  for (const char* direction : {"out", "in"}) {
+    StatusPairs pairs;
+    if (!parse_status(read_status(status_path(name, direction)), pairs)) {
+      continue;
+    }
+    for (const auto& [key, value] : pairs) {
+      const bool number = !value.empty() && value.size() < 10 &&
+                          value.find_first_not_of("0123456789") == std::string::npos;
+      if (key == "pid" && number && std::stoi(value) > 0 && kill(std::stoi(value), 0) == 0) {
+        bridges.push_back(pairs);
+      }
+    }
+  }
+  return bridges;
+}
+
+std::string bridges_json(const std::vector<StatusPairs>& bridges) {
+  std::string json = "[";
+  for (const StatusPairs& pairs : bridges) {
+    json += json.size() == 1 ? "{" : ",{";
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      json += (i == 0 ? "\"" : ",\"") + pairs[i].first + "\":" + pairs[i].second;
+    }
+    json += "}";
+  }
+  return json + "]";
+}
+
+void print_bridges(const std::vector<StatusPairs>& bridges) {
+  for (const StatusPairs& pairs : bridges) {
+    std::string line = "bridge  ";
+    for (const auto& [key, value] : pairs) {
+      line += " " + key + "=" + value;
+    }
+    std::printf("%s\n", line.c_str());
+  }
 }
 
 void print_text(const std::string& name, const st::ChannelObserver& observer,
@@ -103,6 +151,7 @@ int run_stat(int argc, char** argv) {
   if (args.has("--json")) {
     const PipelineReport report = analyse_pipeline({{name, after, rates}});
     std::printf("%s\n", channel_json(name, observer, after, rates)
+                            .add_raw("bridges", bridges_json(running_bridges(name)))
                             .add_raw("stages", stages_json(report))
                             .add_raw("links", links_json(report))
                             .add_raw("bottleneck", bottleneck_json(report))
@@ -110,6 +159,7 @@ int run_stat(int argc, char** argv) {
                             .c_str());
   } else {
     print_text(name, observer, after, rates);
+    print_bridges(running_bridges(name));
   }
   return 0;
 }

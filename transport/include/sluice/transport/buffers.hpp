@@ -76,6 +76,8 @@ class ReadableBuffer {
       index_ = other.index_;
       data_ = std::exchange(other.data_, {});
       open_ = other.open_;
+      commit_sequence_ = other.commit_sequence_;
+      records_through_ = other.records_through_;
     }
     return *this;
   }
@@ -91,6 +93,14 @@ class ReadableBuffer {
   [[nodiscard]] bool open() const noexcept { return open_; }
   [[nodiscard]] std::size_t size() const noexcept { return data_.size(); }
   [[nodiscard]] std::uint32_t index() const noexcept { return index_; }
+  // What the producer recorded when it committed the buffer (BufferCommit),
+  // copied once on receipt: its position in the subpartition's data ring
+  // (consecutive commits have consecutive numbers, also across a producer's
+  // takeover) and the stream's record count after its records. Untrusted:
+  // the producer's process wrote them, so a caller that relies on them
+  // checks them (e.g. that sequences only grow).
+  [[nodiscard]] std::uint64_t commit_sequence() const noexcept { return commit_sequence_; }
+  [[nodiscard]] std::uint64_t records_through() const noexcept { return records_through_; }
 
   // Returns the buffer to the producer.
   void reset() noexcept {
@@ -103,12 +113,19 @@ class ReadableBuffer {
  private:
   friend class Consumer;
   ReadableBuffer(detail::ConsumerState* owner, std::uint32_t index, std::span<const std::byte> data,
-                 bool open) noexcept
-      : owner_(owner), index_(index), data_(data), open_(open) {}
+                 bool open, std::uint64_t commit_sequence, std::uint64_t records_through) noexcept
+      : owner_(owner),
+        index_(index),
+        data_(data),
+        open_(open),
+        commit_sequence_(commit_sequence),
+        records_through_(records_through) {}
   detail::ConsumerState* owner_ = nullptr;
   std::uint32_t index_ = 0;
   std::span<const std::byte> data_;
   bool open_ = false;
+  std::uint64_t commit_sequence_ = 0;
+  std::uint64_t records_through_ = 0;
 };
 
 }  // namespace sluice::transport

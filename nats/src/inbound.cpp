@@ -1,0 +1,510 @@
+#include "sluice/nats/inbound.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <optional>
+#include <thread>
+
+#include "sluice/nats/local_release.hpp"
+#include "sluice/nats/message_format.hpp"
+#include "sluice/nats/resume_state.hpp"
+#include "sluice/shm/role_lock.hpp"
+#include "sluice/transport/channel_layout.hpp"
+
+namespace sluice::nats {
+
+namespace st = sluice::transport;
+
+std::string default_durable(const std::string& channel) {
+  std::string name = "sluice-" + channel;
+  std::replace(name.begin(), name.end(), '.', '_');
+  return name;
+}
+
+std::string default_state_path(const std::string& channel) {
+  // Hidden, so that tools listing channels in /dev/shm pass it by.
+  return "/dev/shm/.sluice-bridge-in." + channel;
+}
+
+namespace {
+
+// How many origins the bridge remembers positions for (to skip what it
+// already wrote), so that a stream of many origins cannot grow it without end.
+constexpr std::size_t kMaxOrigins = 1024;
+
+struct PendingAck {
+  natsMsg* msg;
+  std::uint64_t commits_needed;  // released local commits before it may be acknowledged
+};
+
+class Inbound {
+ public:
+  Inbound(st::Producer& producer, const Connection& connection, const InboundOptions& options)
+      : producer_(producer),
+        connection_(connection),
+        options_(options),
+        tracker_(producer),
+        state_(options.state_path) {
+    jsOptions_Init(&js_options_);
+    js_.emplace(connection, js_options_);
+    const StreamFacts facts = wait_for_stream(js_->get(), options.stream, options.wait_for_stream);
+    subject_ = options.subject.empty() ? facts.first_subject : options.subject;
+    work_queue_ = facts.work_queue;
+    if (subject_.empty()) {
+      throw BridgeError("stream " + options.stream + " has no subject to read; give --subject");
+    }
+    capacity_ = producer.config().buffer_bytes;
+    buffer_count_ = producer.config().buffer_count;
+    recover_position();
+    subscribe();
+  }
+
+  Inbound(const Inbound&) = delete;
+  Inbound& operator=(const Inbound&) = delete;
+
+  ~Inbound() {
+    for (PendingAck& pending : pending_) {
+      natsMsg_Destroy(pending.msg);
+    }
+    natsMsg_Destroy(end_msg_);
+    if (subscription_ != nullptr) {
+      natsSubscription_Destroy(subscription_);  // the durable consumer stays on the server
+    }
+  }
+
+  InboundResult run(const std::atomic<bool>& stop) {
+    while (result_.why.empty()) {
+      settle_acks();
+      if (stop.load()) {
+        fail("stopped");
+        break;
+      }
+      if (end_msg_ != nullptr && !result_.end_seen) {
+        result_.end_seen = nothing_else_outstanding();
+      }
+      if (result_.end_seen ||
+          (options_.max_records != 0 && result_.records >= options_.max_records)) {
+        return finish();
+      }
+      const std::uint64_t outstanding = tracker_.outstanding();
+      if (outstanding >= buffer_count_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polled: no one wakes us
+        continue;
+      }
+      fetch(static_cast<int>(std::min<std::uint64_t>(buffer_count_ - outstanding, 256)), stop);
+    }
+    result_.ok = false;
+    report_status(true);
+    return result_;
+  }
+
+ private:
+  void recover_position() {
+    const std::optional<ResumeState::Record> saved = state_.load();
+    if (!saved || !producer_.resumed_stream()) {
+      return;
+    }
+    const std::string origin(saved->origin, saved->origin_length);
+    const std::uint64_t local = producer_.records_committed();
+    // The commit noted last either happened (the channel holds its records)
+    // or not; nothing in between.
+    positions_[origin] =
+        local >= saved->local_after ? saved->position_after : saved->position_before;
+    options_.log("resuming " + origin + " after record " + std::to_string(positions_[origin]));
+  }
+
+  void subscribe() {
+    jsConsumerInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    natsStatus found = js_GetConsumerInfo(&info, js_->get(), options_.stream.c_str(),
+                                          options_.durable.c_str(), nullptr, &code);
+    std::optional<std::uint64_t> restart_at;
+    if (found == NATS_OK && options_.take_over && info->NumAckPending > 0) {
+      // Its dead reader's messages would come back only after their ack
+      // wait, behind later ones; recreated from the ack floor, the durable
+      // delivers them again now and in order (those acknowledged out of
+      // order come again too, and are recognised as written).
+      restart_at = info->AckFloor.Stream + 1;
+      options_.log("taking over durable consumer " + options_.durable + ": " +
+                   std::to_string(info->NumAckPending) +
+                   " unacknowledged messages delivered again from stream sequence " +
+                   std::to_string(*restart_at));
+      code = static_cast<jsErrCode>(0);
+      const natsStatus deleted = js_DeleteConsumer(js_->get(), options_.stream.c_str(),
+                                                   options_.durable.c_str(), nullptr, &code);
+      if (deleted != NATS_OK) {
+        jsConsumerInfo_Destroy(info);
+        throw BridgeError("cannot recreate durable consumer " + options_.durable + ": " +
+                          describe(deleted, code));
+      }
+      found = NATS_NOT_FOUND;
+    } else if (found == NATS_OK && info->NumAckPending > 0) {
+      options_.log("durable consumer " + options_.durable + " has " +
+                   std::to_string(info->NumAckPending) +
+                   " messages delivered to an earlier reader and not acknowledged: they come "
+                   "again after the ack wait, behind newer ones (after a crash, --resume takes "
+                   "the durable over in order)");
+    }
+    jsConsumerInfo_Destroy(info);
+    jsSubOptions sub_options;
+    jsSubOptions_Init(&sub_options);
+    sub_options.Stream = options_.stream.c_str();
+    if (found == NATS_OK) {
+      // The durable consumer remembers where it stood: bind to it as it is.
+      sub_options.Consumer = options_.durable.c_str();
+      if (options_.from_sequence || options_.from_time_ns) {
+        options_.log("durable consumer " + options_.durable + " exists and continues where it " +
+                     "stood; --from-seq/--from-time apply to a new one (give another --durable)");
+      }
+    } else {
+      sub_options.Config.AckPolicy = js_AckExplicit;
+      sub_options.Config.AckWait =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait).count();
+      if (restart_at) {
+        // A work queue holds only unacknowledged messages: all of them, from
+        // its start (the only policy it allows).
+        if (!work_queue_) {
+          sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+          sub_options.Config.OptStartSeq = *restart_at;
+        }
+      } else if (options_.from_sequence) {
+        sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
+        sub_options.Config.OptStartSeq = *options_.from_sequence;
+      } else if (options_.from_time_ns) {
+        sub_options.Config.DeliverPolicy = js_DeliverByStartTime;
+        sub_options.Config.OptStartTime = *options_.from_time_ns;
+      }
+    }
+    code = static_cast<jsErrCode>(0);
+    const natsStatus s =
+        js_PullSubscribe(&subscription_, js_->get(), subject_.c_str(), options_.durable.c_str(),
+                         &js_options_, &sub_options, &code);
+    if (s != NATS_OK) {
+      subscription_ = nullptr;
+      throw BridgeError("cannot create the pull consumer " + options_.durable + " on stream " +
+                        options_.stream + ": " + describe(s, code));
+    }
+  }
+
+  void fetch(int batch, const std::atomic<bool>& stop) {
+    natsMsgList list{};
+    jsFetchRequest request;
+    jsFetchRequest_Init(&request);
+    // libnats 3.4 overruns its message array when a fetch starts with more
+    // than half its batch already queued (messages that came after an
+    // earlier fetch gave up): ask for more than twice what is queued.
+    int queued = 0;
+    int queued_bytes = 0;
+    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) == NATS_OK &&
+        queued > 0) {
+      batch = std::max(batch, 2 * queued + 1);
+    }
+    request.Batch = batch;
+    // Shorter while acknowledgements wait on local releases, so they go out
+    // soon; never under 20 ms, so that the server ends the request (10 ms
+    // before the client does) and nothing for it arrives after.
+    const auto wait = pending_.empty() ? options_.fetch_wait : std::chrono::milliseconds(25);
+    request.Expires = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
+    const natsStatus s = natsSubscription_FetchRequest(&list, subscription_, &request);
+    if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
+      natsMsgList_Destroy(&list);
+      return;
+    }
+    if (s != NATS_OK) {
+      natsMsgList_Destroy(&list);
+      if (!fetch_failing_) {
+        options_.log("fetching from stream " + options_.stream + " failed: " + describe(s) +
+                     "; retrying");
+        fetch_failing_ = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      return;
+    }
+    fetch_failing_ = false;
+    for (int i = 0; i < list.Count; ++i) {
+      natsMsg* msg = list.Msgs[i];
+      list.Msgs[i] = nullptr;  // ours now
+      const bool stopped = !result_.why.empty() || result_.end_seen || stop.load() ||
+                           (options_.max_records != 0 && result_.records >= options_.max_records);
+      if (stopped) {
+        // Handed back at once, so that the next reader gets it before newer ones.
+        (void)natsMsg_Nak(msg, nullptr);
+        natsMsg_Destroy(msg);
+        continue;
+      }
+      take(msg);
+    }
+    natsMsgList_Destroy(&list);
+  }
+
+  // Takes ownership of `msg`.
+  void take(natsMsg* msg) {
+    const char* values[5] = {};
+    const char* names[5] = {kFormatHeader, kOriginHeader, kFirstHeader, kRecordsHeader, kEndHeader};
+    for (int i = 0; i < 5; ++i) {
+      if (natsMsgHeader_Get(msg, names[i], &values[i]) != NATS_OK) {
+        values[i] = nullptr;
+      }
+    }
+    MessageHeaders headers;
+    std::string problem =
+        parse_headers(values[0], values[1], values[2], values[3], values[4], headers);
+    const auto body = std::span<const std::byte>(
+        reinterpret_cast<const std::byte*>(natsMsg_GetData(msg)),
+        static_cast<std::size_t>(std::max(natsMsg_GetDataLength(msg), 0)));
+    if (problem.empty()) {
+      problem = check_body(body, headers.records);
+    }
+    if (!problem.empty()) {
+      fail("message " + stream_sequence(msg) + " of stream " + options_.stream +
+           " is not in sluice-bridge format " + kFormatVersion + ": " + problem);
+      natsMsg_Destroy(msg);  // left unacknowledged: it stays in the stream
+      return;
+    }
+    if (headers.end) {
+      natsMsg_Destroy(end_msg_);  // an earlier copy, delivered again
+      end_msg_ = msg;
+      return;
+    }
+    ++result_.messages;
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) == NATS_OK && meta != nullptr) {
+      lag_ = meta->NumPending;
+      jsMsgMetaData_Destroy(meta);
+    }
+    std::uint64_t skip = 0;
+    const auto known = positions_.find(headers.origin);
+    if (known != positions_.end() && known->second > headers.first) {
+      skip = std::min(known->second - headers.first, headers.records);
+    }
+    result_.skipped_records += skip;
+    if (skip < headers.records && !write(headers, body, skip)) {
+      natsMsg_Destroy(msg);
+      return;
+    }
+    if (positions_.size() >= kMaxOrigins && positions_.count(headers.origin) == 0) {
+      positions_.erase(positions_.begin());  // bounded, whatever a stream holds
+    }
+    std::uint64_t& position = positions_[headers.origin];
+    position = std::max(position, headers.first + headers.records);
+    pending_.push_back({msg, tracker_.committed_count()});
+  }
+
+  // Writes records [skip, records) of a checked body into local buffers,
+  // each buffer as full as it gets, none shared with another message.
+  bool write(const MessageHeaders& headers, std::span<const std::byte> body, std::uint64_t skip) {
+    std::uint64_t index = 0;
+    std::size_t start = 0;  // first byte of the records gathered for the next buffer
+    std::size_t end = 0;
+    std::uint64_t gathered = 0;
+    std::uint64_t position = headers.first + skip;
+    bool ok = true;
+    for_each_record(body, [&](std::size_t at, std::size_t length) {
+      if (!ok || index++ < skip) {
+        start = end = at + 4 + length;
+        return;
+      }
+      const std::size_t frame = 4 + length;
+      if (frame > capacity_) {
+        fail("a record of " + std::to_string(length) + " bytes does not fit a local buffer of " +
+             std::to_string(capacity_) + " bytes (--buffer-size)");
+        ok = false;
+        return;
+      }
+      if (end + frame - start > capacity_) {
+        ok = commit(headers.origin, body.subspan(start, end - start), gathered, position);
+        position += gathered;
+        start = end;
+        gathered = 0;
+      }
+      end = at + frame;
+      ++gathered;
+    });
+    if (ok && gathered > 0) {
+      ok = commit(headers.origin, body.subspan(start, end - start), gathered, position);
+    }
+    return ok;
+  }
+
+  bool commit(const std::string& origin, std::span<const std::byte> frames, std::uint64_t records,
+              std::uint64_t first_position) {
+    st::WritableBuffer buffer;
+    for (;;) {
+      const st::Status status = producer_.acquire_for(buffer, std::chrono::milliseconds(20));
+      if (status == st::Status::kOk) {
+        break;
+      }
+      if (status == st::Status::kTimeout || status == st::Status::kWouldBlock) {
+        settle_acks();  // the local consumer is behind: acknowledge what it did take
+        continue;
+      }
+      fail(status == st::Status::kPeerDied ? std::string("the local consumer went away")
+                                           : "the local channel failed: " + producer_.corruption());
+      return false;
+    }
+    tracker_.acquired(buffer.index());
+    std::memcpy(buffer.data().data(), frames.data(), frames.size());
+    const std::uint64_t local_before = producer_.records_committed();
+    state_.save(origin, first_position, first_position + records, local_before,
+                local_before + records);
+    const std::uint32_t index = buffer.index();
+    const st::Status status = producer_.commit(std::move(buffer), frames.size(), records);
+    if (status != st::Status::kOk) {
+      fail("committing to the local channel failed: " + std::string(st::to_string(status)));
+      return false;
+    }
+    tracker_.committed(index);
+    result_.records += records;
+    return true;
+  }
+
+  void report_status(bool now) {
+    if (!options_.on_status) {
+      return;
+    }
+    const auto time = std::chrono::steady_clock::now();
+    if (!now && time < next_status_) {
+      return;
+    }
+    next_status_ = time + std::chrono::milliseconds(200);
+    InboundStatus status;
+    status.records = result_.records;
+    status.acknowledged = result_.acknowledged;
+    status.pending = pending_.size();
+    status.lag = lag_;
+    options_.on_status(status);
+  }
+
+  void settle_acks() {
+    report_status(false);
+    const std::uint64_t released = tracker_.released_prefix();
+    while (!pending_.empty() && pending_.front().commits_needed <= released) {
+      natsMsg* msg = pending_.front().msg;
+      pending_.pop_front();
+      // Fire and forget: a lost acknowledgement means a redelivery, which is skipped.
+      (void)natsMsg_Ack(msg, nullptr);
+      natsMsg_Destroy(msg);
+      ++result_.acknowledged;
+    }
+  }
+
+  // The stream (or --records) ended: close the local stream, wait until the
+  // local consumer took everything, acknowledge it all.
+  InboundResult finish() {
+    producer_.close();
+    bool consumer_seen = false;
+    while (tracker_.outstanding() > 0 || !pending_.empty()) {
+      settle_acks();
+      if (tracker_.outstanding() == 0) {
+        continue;
+      }
+      const bool alive =
+          producer_.mapping().probe_role(st::Role::kConsumer) == sluice::shm::LockProbe::kHeld;
+      consumer_seen = consumer_seen || alive;
+      if (consumer_seen && !alive && !options_.wait_for_new_consumer) {
+        // Looked at again after the death was seen: a consumer that released
+        // everything and then left is not one that went away early.
+        settle_acks();
+        if (tracker_.outstanding() > 0) {
+          fail("the local consumer went away before it took every record");
+          return result_;
+        }
+        continue;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polled: no one wakes us
+    }
+    if (end_msg_ != nullptr) {
+      jsErrCode code = static_cast<jsErrCode>(0);
+      const natsStatus s = natsMsg_AckSync(end_msg_, nullptr, &code);
+      if (s != NATS_OK) {
+        options_.log("acknowledging the end marker failed: " + describe(s, code) +
+                     " (a later run sees it again)");
+      }
+    }
+    (void)natsConnection_FlushTimeout(connection_.get(), 5000);
+    result_.ok = true;
+    report_status(true);
+    return result_;
+  }
+
+  // Whether the durable consumer holds no message for us but the end marker
+  // and those we hold: messages delivered to an earlier reader come back
+  // only after their ack wait, and the end must not overtake them.
+  bool nothing_else_outstanding() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_end_check_) {
+      return false;
+    }
+    next_end_check_ = now + std::chrono::milliseconds(50);
+    jsConsumerInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    if (js_GetConsumerInfo(&info, js_->get(), options_.stream.c_str(), options_.durable.c_str(),
+                           nullptr, &code) != NATS_OK) {
+      return false;
+    }
+    const std::int64_t others =
+        info->NumAckPending - static_cast<std::int64_t>(pending_.size()) - 1;
+    jsConsumerInfo_Destroy(info);
+    if (!end_seen_at_) {
+      end_seen_at_ = now;
+    }
+    // (Acknowledgements on their way count for a moment: not worth a line.)
+    if (others > 0 && !end_wait_logged_ && now - *end_seen_at_ > std::chrono::seconds(1)) {
+      options_.log("end marker seen; waiting for " + std::to_string(others) +
+                   " earlier messages to be delivered again");
+      end_wait_logged_ = true;
+    }
+    return others <= 0;
+  }
+
+  static std::string stream_sequence(natsMsg* msg) {
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK || meta == nullptr) {
+      return "?";
+    }
+    const std::string text = "#" + std::to_string(meta->Sequence.Stream);
+    jsMsgMetaData_Destroy(meta);
+    return text;
+  }
+
+  void fail(const std::string& why) {
+    if (result_.why.empty()) {
+      result_.why = why;
+    }
+  }
+
+  st::Producer& producer_;
+  const Connection& connection_;
+  const InboundOptions& options_;
+  ReleaseTracker tracker_;
+  ResumeState state_;
+  jsOptions js_options_{};
+  std::optional<JetStream> js_;
+  natsSubscription* subscription_ = nullptr;
+  std::string subject_;
+  bool work_queue_ = false;
+  std::size_t capacity_ = 0;
+  std::uint64_t buffer_count_ = 0;
+  std::map<std::string, std::uint64_t> positions_;  // per origin: records written through
+  std::deque<PendingAck> pending_;
+  natsMsg* end_msg_ = nullptr;
+  bool fetch_failing_ = false;
+  bool end_wait_logged_ = false;
+  std::uint64_t lag_ = 0;
+  std::chrono::steady_clock::time_point next_status_{};
+  std::optional<std::chrono::steady_clock::time_point> end_seen_at_;
+  std::chrono::steady_clock::time_point next_end_check_{};
+  InboundResult result_;
+};
+
+}  // namespace
+
+InboundResult run_inbound(st::Producer& producer, const Connection& connection,
+                          const InboundOptions& options, const std::atomic<bool>& stop) {
+  Inbound inbound(producer, connection, options);
+  return inbound.run(stop);
+}
+
+}  // namespace sluice::nats

@@ -1,0 +1,42 @@
+#pragma once
+
+// A bridge's status, kept in a small file beside its channel so that
+// `sluice stat` can show the bridge as a stage together with its stream: one
+// line of flat JSON (string and whole-number values only), replaced whole
+// (write, then rename) a few times a second and at the end.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sluice::tools {
+
+// "out" for the bridge that reads channel NAME, "in" for the one that writes it.
+std::string status_path(std::string_view channel, std::string_view direction);
+
+class StatusLine {
+ public:
+  StatusLine& add(std::string_view key, std::string_view value);
+  StatusLine& add(std::string_view key, std::uint64_t value);
+  [[nodiscard]] std::string str() const { return text_ + "}"; }
+
+ private:
+  void key(std::string_view key);
+  std::string text_ = "{";
+};
+
+// Replaces the file at `path` with `line` (no effect if `path` is empty;
+// failures are ignored: the status is for display only).
+void write_status(const std::string& path, const std::string& line);
+
+// The file's first line (empty if there is none).
+std::string read_status(const std::string& path);
+
+// Parses a line written by StatusLine: the key/value pairs in order, values
+// as their JSON text (strings quoted). False for anything else: the file is
+// another process's, so it is checked, not trusted.
+bool parse_status(std::string_view line, std::vector<std::pair<std::string, std::string>>& out);
+
+}  // namespace sluice::tools
