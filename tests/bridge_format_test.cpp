@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../tools/common/bridge_status.hpp"
@@ -37,9 +38,63 @@ TEST(BridgeFormat, ABufferOfWholeRecordsIsItsOwnBody) {
   EXPECT_EQ(body.body.size(), buffer.size());
   EXPECT_EQ(sn::check_body(body.body, 3), "");
   std::vector<std::size_t> lengths;
-  sn::for_each_record(body.body,
-                      [&](std::size_t, std::size_t length) { lengths.push_back(length); });
+  sn::for_each_frame(body.body, [&](const sn::BodyFrame& f) {
+    EXPECT_FALSE(f.run);
+    EXPECT_EQ(f.count, 1U);
+    lengths.push_back(f.length);
+  });
   EXPECT_EQ(lengths, (std::vector<std::size_t>{3, 0, 5}));
+}
+
+// A run frame: kRun | length, a count, then count records of length bytes.
+void append_run(std::vector<std::byte>& to, std::uint32_t length, std::uint32_t count,
+                const std::string& bytes) {
+  const std::uint32_t words[2] = {frame::kRun | length, count};
+  const auto* raw = reinterpret_cast<const std::byte*>(words);
+  to.insert(to.end(), raw, raw + sizeof(words));
+  const auto* data = reinterpret_cast<const std::byte*>(bytes.data());
+  to.insert(to.end(), data, data + bytes.size());
+}
+
+TEST(BridgeFormat, RunsGoAsTheyAreAndCountEachRecord) {
+  std::vector<std::byte> buffer;
+  append_frame(buffer, 1, "z");
+  append_run(buffer, 2, 3, "aabbcc");
+  append_frame(buffer, 4, "wxyz");
+  std::vector<std::byte> scratch;
+  sn::BufferBody body;
+  ASSERT_EQ(sn::body_from_buffer(buffer, scratch, body), "");
+  EXPECT_EQ(body.records, 5U);
+  EXPECT_EQ(body.body.data(), buffer.data());
+  EXPECT_EQ(sn::check_body(body.body, 5), "");
+  EXPECT_NE(sn::check_body(body.body, 3), "");
+  std::vector<std::string> frames;
+  sn::for_each_frame(body.body, [&](const sn::BodyFrame& f) {
+    frames.push_back(std::to_string(f.run) + ":" + std::to_string(f.length) + "x" +
+                     std::to_string(f.count) + "@" + std::to_string(f.records_at));
+  });
+  EXPECT_EQ(frames, (std::vector<std::string>{"0:1x1@4", "1:2x3@13", "0:4x1@23"}));
+  // With a discard frame first, the run is copied whole.
+  std::vector<std::byte> resumed;
+  append_frame(resumed, frame::kDiscard, "");
+  append_run(resumed, 2, 2, "ppqq");
+  ASSERT_EQ(sn::body_from_buffer(resumed, scratch, body), "");
+  EXPECT_EQ(body.records, 2U);
+  EXPECT_EQ(body.body.size(), 12U);
+  EXPECT_EQ(sn::check_body(body.body, 2), "");
+}
+
+TEST(BridgeFormat, EmptyOrOverlongRunsAreRefused) {
+  std::vector<std::byte> scratch;
+  sn::BufferBody body;
+  for (const auto& [length, count, bytes] :
+       std::vector<std::tuple<std::uint32_t, std::uint32_t, std::string>>{
+           {2, 3, "aabbc"}, {0, 3, ""}, {2, 0, ""}, {2, 0xFFFFFFFFU, "aa"}}) {
+    std::vector<std::byte> buffer;
+    append_run(buffer, length, count, bytes);
+    EXPECT_NE(sn::body_from_buffer(buffer, scratch, body), "") << length << "x" << count;
+    EXPECT_NE(sn::check_body(buffer, count), "") << length << "x" << count;
+  }
 }
 
 TEST(BridgeFormat, ADiscardFrameIsLeftOut) {

@@ -8,7 +8,9 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <string>
 #include <thread>
+#include <vector>
 
 namespace sluice::nats {
 
@@ -120,7 +122,30 @@ Connection Connection::connect(const ConnectOptions& options) {
   std::unique_ptr<natsOptions, void (*)(natsOptions*)> opts(raw, natsOptions_Destroy);
   const auto attempt_timeout = std::clamp(options.connect_timeout, std::chrono::milliseconds(100),
                                           std::chrono::milliseconds(5000));
-  natsStatus s = natsOptions_SetURL(opts.get(), options.url.c_str());
+  // A comma-separated list names the servers of a cluster: the client
+  // library takes a list only through SetServers, and one URL through SetURL.
+  std::vector<std::string> servers;
+  for (std::size_t from = 0;;) {
+    const std::size_t comma = options.url.find(',', from);
+    servers.push_back(options.url.substr(from, comma == std::string::npos ? comma : comma - from));
+    if (comma == std::string::npos) {
+      break;
+    }
+    from = comma + 1;
+  }
+  natsStatus s = NATS_OK;
+  if (servers.size() == 1) {
+    s = natsOptions_SetURL(opts.get(), options.url.c_str());
+  } else {
+    std::vector<const char*> list;
+    for (const std::string& server : servers) {
+      if (server.empty()) {
+        throw BridgeError("bad NATS URL \"" + options.url + "\": an empty server in the list");
+      }
+      list.push_back(server.c_str());
+    }
+    s = natsOptions_SetServers(opts.get(), list.data(), static_cast<int>(list.size()));
+  }
   if (s != NATS_OK) {
     throw BridgeError("bad NATS URL \"" + options.url + "\": " + describe(s));
   }

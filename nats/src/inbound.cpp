@@ -12,10 +12,12 @@
 #include "sluice/nats/resume_state.hpp"
 #include "sluice/shm/role_lock.hpp"
 #include "sluice/transport/channel_layout.hpp"
+#include "sluice/transport/record_frame.hpp"
 
 namespace sluice::nats {
 
 namespace st = sluice::transport;
+namespace frame = sluice::transport::frame;
 
 std::string default_durable(const std::string& channel) {
   std::string name = "sluice-" + channel;
@@ -56,9 +58,10 @@ class Inbound {
       throw BridgeError("stream " + options.stream + " has no subject to read; give --subject");
     }
     capacity_ = producer.config().buffer_bytes;
+    staged_.reserve(capacity_);
     buffer_count_ = producer.config().buffer_count;
     recover_position();
-    subscribe();
+    subscribe(options_.take_over);
   }
 
   Inbound(const Inbound&) = delete;
@@ -115,13 +118,15 @@ class Inbound {
     options_.log("resuming " + origin + " after record " + std::to_string(positions_[origin]));
   }
 
-  void subscribe() {
+  // take_over: a durable with unacknowledged messages is recreated from its
+  // ack floor, so that they come again now and in order.
+  void subscribe(bool take_over) {
     jsConsumerInfo* info = nullptr;
     jsErrCode code = static_cast<jsErrCode>(0);
     natsStatus found = js_GetConsumerInfo(&info, js_->get(), options_.stream.c_str(),
                                           options_.durable.c_str(), nullptr, &code);
     std::optional<std::uint64_t> restart_at;
-    if (found == NATS_OK && options_.take_over && info->NumAckPending > 0) {
+    if (found == NATS_OK && take_over && info->NumAckPending > 0) {
       // Its dead reader's messages would come back only after their ack
       // wait, behind later ones; recreated from the ack floor, the durable
       // delivers them again now and in order (those acknowledged out of
@@ -189,17 +194,38 @@ class Inbound {
   }
 
   void fetch(int batch, const std::atomic<bool>& stop) {
+    if (resubscribe_) {
+      // Messages went missing in flight (a gap in an origin's positions):
+      // their redelivery would wait for the ack wait and come behind later
+      // ones, so the durable starts again from its ack floor instead.
+      natsSubscription_Destroy(subscription_);
+      subscription_ = nullptr;
+      subscribe(true);
+      resubscribe_ = false;
+      unanswered_ = 0;
+    }
+    // A pull request made while disconnected waits in the client library's
+    // reconnect buffer and goes out on reconnection, long after its fetch
+    // gave up: its messages then arrive unasked (see below). So none is made.
+    if (natsConnection_Status(connection_.get()) != NATS_CONN_STATUS_CONNECTED) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      return;
+    }
     natsMsgList list{};
     jsFetchRequest request;
     jsFetchRequest_Init(&request);
     // libnats 3.4 overruns its message array when a fetch starts with more
-    // than half its batch already queued (messages that came after an
-    // earlier fetch gave up): ask for more than twice what is queued.
+    // than half its batch already queued: messages that came for an earlier
+    // fetch after it gave up. Ask for more than twice what is queued and what
+    // may still come for the last fetch that gave up short (at most what it
+    // asked for and did not get).
     int queued = 0;
     int queued_bytes = 0;
-    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) == NATS_OK &&
-        queued > 0) {
-      batch = std::max(batch, 2 * queued + 1);
+    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) != NATS_OK) {
+      queued = 0;
+    }
+    if (queued > 0 || unanswered_ > 0) {
+      batch = std::max(batch, 2 * (queued + unanswered_) + 1);
     }
     request.Batch = batch;
     // Shorter while acknowledgements wait on local releases, so they go out
@@ -208,6 +234,7 @@ class Inbound {
     const auto wait = pending_.empty() ? options_.fetch_wait : std::chrono::milliseconds(25);
     request.Expires = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const natsStatus s = natsSubscription_FetchRequest(&list, subscription_, &request);
+    unanswered_ = s == NATS_OK ? std::max(0, batch - list.Count) : batch;
     if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
       natsMsgList_Destroy(&list);
       return;
@@ -226,6 +253,10 @@ class Inbound {
     for (int i = 0; i < list.Count; ++i) {
       natsMsg* msg = list.Msgs[i];
       list.Msgs[i] = nullptr;  // ours now
+      if (resubscribe_) {
+        natsMsg_Destroy(msg);  // comes again from the recreated durable
+        continue;
+      }
       const bool stopped = !result_.why.empty() || result_.end_seen || stop.load() ||
                            (options_.max_records != 0 && result_.records >= options_.max_records);
       if (stopped) {
@@ -276,6 +307,18 @@ class Inbound {
     }
     std::uint64_t skip = 0;
     const auto known = positions_.find(headers.origin);
+    if (known != positions_.end() && headers.first > known->second) {
+      // Records between were in messages lost in flight (a link cut): this
+      // one must wait for them, or the stream's order breaks.
+      options_.log("records " + std::to_string(known->second) + " to " +
+                   std::to_string(headers.first - 1) + " of " + headers.origin +
+                   " were lost in flight; reading the stream again from its first "
+                   "unacknowledged message");
+      --result_.messages;
+      resubscribe_ = true;
+      natsMsg_Destroy(msg);
+      return;
+    }
     if (known != positions_.end() && known->second > headers.first) {
       skip = std::min(known->second - headers.first, headers.records);
     }
@@ -293,37 +336,68 @@ class Inbound {
   }
 
   // Writes records [skip, records) of a checked body into local buffers,
-  // each buffer as full as it gets, none shared with another message.
+  // each buffer as full as it gets, none shared with another message. Plain
+  // records are copied as they are, runs in pieces that fit (a run is cut
+  // where a buffer ends or where the skipped records end).
   bool write(const MessageHeaders& headers, std::span<const std::byte> body, std::uint64_t skip) {
-    std::uint64_t index = 0;
-    std::size_t start = 0;  // first byte of the records gathered for the next buffer
-    std::size_t end = 0;
+    staged_.clear();
     std::uint64_t gathered = 0;
     std::uint64_t position = headers.first + skip;
+    std::uint64_t passed = 0;  // records of the body before the current frame
     bool ok = true;
-    for_each_record(body, [&](std::size_t at, std::size_t length) {
-      if (!ok || index++ < skip) {
-        start = end = at + 4 + length;
-        return;
-      }
-      const std::size_t frame = 4 + length;
-      if (frame > capacity_) {
-        fail("a record of " + std::to_string(length) + " bytes does not fit a local buffer of " +
-             std::to_string(capacity_) + " bytes (--buffer-size)");
-        ok = false;
-        return;
-      }
-      if (end + frame - start > capacity_) {
-        ok = commit(headers.origin, body.subspan(start, end - start), gathered, position);
+    const auto commit_staged = [&] {
+      if (gathered > 0) {
+        ok = commit(headers.origin, staged_, gathered, position);
         position += gathered;
-        start = end;
         gathered = 0;
+        staged_.clear();
       }
-      end = at + frame;
-      ++gathered;
+    };
+    const auto append = [&](const std::byte* from, std::size_t size) {
+      staged_.insert(staged_.end(), from, from + size);
+    };
+    const auto append_word = [&](std::uint32_t word) {
+      std::byte bytes[frame::kHeaderBytes];
+      frame::write_header(bytes, word);
+      append(bytes, sizeof(bytes));
+    };
+    for_each_frame(body, [&](const BodyFrame& f) {
+      const std::uint64_t skipped = passed < skip ? std::min(f.count, skip - passed) : 0;
+      passed += f.count;
+      std::uint64_t left = f.count - skipped;
+      const std::byte* next = body.data() + f.records_at + skipped * f.length;
+      while (ok && left > 0) {
+        if (4 + f.length > capacity_) {
+          fail("a record of " + std::to_string(f.length) +
+               " bytes does not fit a local buffer of " + std::to_string(capacity_) +
+               " bytes (--buffer-size)");
+          ok = false;
+          return;
+        }
+        const std::size_t room = capacity_ - staged_.size();
+        const std::uint64_t in_run = f.run && room >= 8 + f.length
+                                         ? std::min<std::uint64_t>(left, (room - 8) / f.length)
+                                         : 0;
+        if (in_run >= 2) {
+          append_word(frame::kRun | static_cast<std::uint32_t>(f.length));
+          append_word(static_cast<std::uint32_t>(in_run));
+          append(next, in_run * f.length);
+          next += in_run * f.length;
+          left -= in_run;
+          gathered += in_run;
+        } else if (room >= 4 + f.length) {
+          append_word(static_cast<std::uint32_t>(f.length));
+          append(next, f.length);
+          next += f.length;
+          --left;
+          ++gathered;
+        } else {
+          commit_staged();
+        }
+      }
     });
-    if (ok && gathered > 0) {
-      ok = commit(headers.origin, body.subspan(start, end - start), gathered, position);
+    if (ok) {
+      commit_staged();
     }
     return ok;
   }
@@ -486,11 +560,14 @@ class Inbound {
   std::string subject_;
   bool work_queue_ = false;
   std::size_t capacity_ = 0;
+  std::vector<std::byte> staged_;  // the frames of the next local buffer
   std::uint64_t buffer_count_ = 0;
   std::map<std::string, std::uint64_t> positions_;  // per origin: records written through
   std::deque<PendingAck> pending_;
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
+  int unanswered_ = 0;        // messages the last fetch asked for and did not get
+  bool resubscribe_ = false;  // a gap was seen: recreate the durable before the next fetch
   bool end_wait_logged_ = false;
   std::uint64_t lag_ = 0;
   std::chrono::steady_clock::time_point next_status_{};

@@ -23,49 +23,93 @@ std::string end_message_id(std::string_view origin) {
   return std::string(origin) + ":end";
 }
 
+namespace {
+
+// The frame at `at` of a committed buffer or a body: how many bytes it takes
+// and how many records it holds, or why it is refused. Shared by the two
+// checks below so that what out sends and what in accepts are the same.
+struct FrameCheck {
+  std::size_t bytes = 0;
+  std::uint64_t records = 0;
+  bool discard = false;
+  const char* problem = nullptr;
+};
+
+FrameCheck check_frame(std::span<const std::byte> data, std::size_t at) {
+  FrameCheck check;
+  const std::size_t left = data.size() - at;
+  if (left < frame::kHeaderBytes) {
+    check.problem = "a frame header runs past the end";
+    return check;
+  }
+  const std::uint32_t word = frame::read_header(data.data() + at);
+  const std::size_t length = word & frame::kLengthMask;
+  const std::uint32_t flags = word & ~frame::kLengthMask;
+  if (flags == frame::kRun) {
+    if (left < frame::kRunHeaderBytes) {
+      check.problem = "a run's count runs past the end";
+      return check;
+    }
+    const std::uint32_t count = frame::read_header(data.data() + at + frame::kHeaderBytes);
+    // Division, not multiplication: count * length could overflow.
+    if (length == 0 || count == 0 || count > (left - frame::kRunHeaderBytes) / length) {
+      check.problem = "a run of records is empty or runs past the end";
+      return check;
+    }
+    check.bytes = frame::kRunHeaderBytes + length * count;
+    check.records = count;
+    return check;
+  }
+  if (length > left - frame::kHeaderBytes) {
+    check.problem = "a record's length runs past the end";
+    return check;
+  }
+  check.bytes = frame::kHeaderBytes + length;
+  if (flags == frame::kDiscard && length == 0) {
+    check.discard = true;  // a producer that took over starts with this; nothing to carry
+  } else if ((flags & (frame::kMoreFollows | frame::kContinuation)) != 0) {
+    check.problem =
+        "a record spans buffers (larger than a buffer): sluice-bridge carries whole "
+        "records only; give the channel buffers larger than its largest record";
+  } else if (flags != 0) {
+    check.problem = "unexpected frame flags";
+  } else {
+    check.records = 1;
+  }
+  return check;
+}
+
+}  // namespace
+
 std::string body_from_buffer(std::span<const std::byte> buffer, std::vector<std::byte>& scratch,
                              BufferBody& out) {
   std::size_t at = 0;
   std::uint64_t records = 0;
   bool discarded = false;
   while (at < buffer.size()) {
-    if (buffer.size() - at < frame::kHeaderBytes) {
-      return "a frame header runs past the end of the buffer";
+    const FrameCheck check = check_frame(buffer, at);
+    if (check.problem != nullptr) {
+      return std::string(check.problem) + " of the buffer";
     }
-    const std::uint32_t word = frame::read_header(buffer.data() + at);
-    const std::uint32_t length = word & frame::kLengthMask;
-    const std::uint32_t flags = word & ~frame::kLengthMask;
-    if (length > buffer.size() - at - frame::kHeaderBytes) {
-      return "a record's length runs past the end of the buffer";
-    }
-    if (flags == frame::kDiscard && length == 0) {
-      discarded = true;  // a producer that took over starts with this; nothing to carry
-    } else if ((flags & (frame::kMoreFollows | frame::kContinuation)) != 0) {
-      return "a record spans buffers (larger than a buffer): sluice-bridge carries whole "
-             "records only; give the channel buffers larger than its largest record";
-    } else if (flags != 0) {
-      return "unexpected frame flags in a committed buffer";
-    } else {
-      ++records;
-    }
-    at += frame::kHeaderBytes + length;
+    discarded = discarded || check.discard;
+    records += check.records;
+    at += check.bytes;
   }
   out.records = records;
   if (!discarded) {
     out.body = buffer;
     return {};
   }
-  // Copy every plain frame, leaving the discard frames out.
+  // Copy every record and run, leaving the discard frames out.
   scratch.clear();
   at = 0;
   while (at < buffer.size()) {
-    const std::uint32_t word = frame::read_header(buffer.data() + at);
-    const std::size_t frame_bytes = frame::kHeaderBytes + (word & frame::kLengthMask);
-    if ((word & ~frame::kLengthMask) == 0) {
+    const FrameCheck check = check_frame(buffer, at);
+    if (!check.discard) {
       scratch.insert(scratch.end(), buffer.begin() + static_cast<std::ptrdiff_t>(at),
-                     buffer.begin() + static_cast<std::ptrdiff_t>(at + frame_bytes));
+                     buffer.begin() + static_cast<std::ptrdiff_t>(at + check.bytes));
     }
-    at += frame_bytes;
+    at += check.bytes;
   }
   out.body = scratch;
   return {};
@@ -114,18 +158,15 @@ std::string check_body(std::span<const std::byte> body, std::uint64_t records) {
   std::size_t at = 0;
   std::uint64_t seen = 0;
   while (at < body.size()) {
-    if (body.size() - at < frame::kHeaderBytes) {
-      return "a record length runs past the end of the message";
+    const FrameCheck check = check_frame(body, at);
+    if (check.problem != nullptr) {
+      return std::string(check.problem) + " of the message";
     }
-    const std::uint32_t length = frame::read_header(body.data() + at);
-    if (length > frame::kLengthMask) {
-      return "a record length in the message is larger than any record can be";
+    if (check.discard) {
+      return "a discard frame in the message";
     }
-    if (length > body.size() - at - frame::kHeaderBytes) {
-      return "a record runs past the end of the message";
-    }
-    at += frame::kHeaderBytes + length;
-    ++seen;
+    seen += check.records;
+    at += check.bytes;
   }
   if (seen != records) {
     return "the message holds " + std::to_string(seen) + " records, its header says " +

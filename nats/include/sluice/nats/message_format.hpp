@@ -14,8 +14,14 @@
 //   Sluice-Records  how many records the body holds
 //   Sluice-End      "1" on the end-of-stream marker (body empty, Records 0)
 //   Nats-Msg-Id     <origin>:<commit sequence of the buffer>, or <origin>:end
-// Body: the records, each a 4-byte little-endian length and its bytes, no
-// padding (the frame format of a local buffer whose frames carry no flags).
+// Body: the records in the framing of a committed local buffer without its
+// spanning and discard frames, no padding: a 4-byte little-endian word, then
+//   - if its top four bits are 0: a record of that many bytes;
+//   - if they are 0x9 (kRun): a run, `length` = the low 28 bits (>= 1),
+//     then a 4-byte little-endian count (>= 1) and `count` records of
+//     `length` bytes back to back.
+// Anything else is refused. A buffer goes out as it is (no copy), unless it
+// starts with a discard frame.
 
 #include <cstddef>
 #include <cstdint>
@@ -32,6 +38,7 @@ inline constexpr const char* kOriginHeader = "Sluice-Origin";
 inline constexpr const char* kFirstHeader = "Sluice-First";
 inline constexpr const char* kRecordsHeader = "Sluice-Records";
 inline constexpr const char* kEndHeader = "Sluice-End";
+inline constexpr std::uint32_t kLengthMask = (1U << 28) - 1;
 
 // The origin of a channel's records: the same for every message a bridge
 // (or its successor) publishes from one subpartition of one channel.
@@ -71,17 +78,35 @@ std::string parse_headers(const char* format, const char* origin, const char* fi
 // exactly `records` records, nothing left over. Empty string on success.
 std::string check_body(std::span<const std::byte> body, std::uint64_t records);
 
-// Calls on_record(offset, length) for each record of a checked body.
-template <class OnRecord>
-void for_each_record(std::span<const std::byte> body, OnRecord&& on_record) {
+// One frame of a checked body: `count` records of `length` bytes each, back
+// to back from byte `records_at` (a plain record: count 1, run false).
+struct BodyFrame {
+  std::size_t records_at = 0;
+  std::size_t length = 0;
+  std::uint64_t count = 0;
+  bool run = false;
+};
+
+// Calls on_frame(BodyFrame) for each frame of a body check_body accepted.
+template <class OnFrame>
+void for_each_frame(std::span<const std::byte> body, OnFrame&& on_frame) {
+  const auto word_at = [&](std::size_t at) {
+    std::uint32_t word = 0;
+    for (int i = 3; i >= 0; --i) {
+      word = (word << 8) | static_cast<std::uint32_t>(body[at + static_cast<std::size_t>(i)]);
+    }
+    return word;
+  };
   std::size_t at = 0;
   while (at + 4 <= body.size()) {
-    std::uint32_t length = 0;
-    for (int i = 3; i >= 0; --i) {
-      length = (length << 8) | static_cast<std::uint32_t>(body[at + static_cast<std::size_t>(i)]);
-    }
-    on_record(at, static_cast<std::size_t>(length));
-    at += 4 + length;
+    const std::uint32_t word = word_at(at);
+    BodyFrame frame;
+    frame.length = word & kLengthMask;
+    frame.run = (word & ~kLengthMask) != 0;
+    frame.count = frame.run ? word_at(at + 4) : 1;
+    frame.records_at = at + (frame.run ? 8 : 4);
+    on_frame(frame);
+    at = frame.records_at + frame.length * frame.count;
   }
 }
 
