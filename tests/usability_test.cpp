@@ -223,6 +223,30 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
   EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
 }
 
+TEST(Usability, TheDemoProducerSizesBuffersToHoldARecordLargerThanTheDefault) {
+  // A 100000-byte record would be split over four 32 KiB buffers and copied
+  // piecewise at both ends; by default the producer gives each buffer room
+  // for one record instead (2 MiB of them, at least 8), unless told a size.
+  ChannelGuard guard(unique_channel("big-records"));
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 2 --size 100000 --no-wait-for-consumer")
+                .status,
+            0);
+  {
+    const auto consumer = sluice::transport::Consumer::open(guard.name());
+    EXPECT_EQ(consumer.config().buffer_bytes, 100004U);
+    EXPECT_EQ(consumer.config().buffer_count, 20U);
+  }
+  ASSERT_EQ(run(tool("sluice") + " rm --force --stale " + guard.name()).status, 0);
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 2 --size 100000 --buffer-size 32K --no-wait-for-consumer")
+                .status,
+            0);
+  const auto consumer = sluice::transport::Consumer::open(guard.name());
+  EXPECT_EQ(consumer.config().buffer_bytes, 32U * 1024);
+  EXPECT_EQ(consumer.config().buffer_count, 64U);
+}
+
 // A command started in the background; its stdout and stderr are collected
 // when it is waited for.
 class Background {
