@@ -202,7 +202,6 @@ class Inbound {
       subscription_ = nullptr;
       subscribe(true);
       resubscribe_ = false;
-      unanswered_ = 0;
     }
     // A pull request made while disconnected waits in the client library's
     // reconnect buffer and goes out on reconnection, long after its fetch
@@ -215,17 +214,15 @@ class Inbound {
     jsFetchRequest request;
     jsFetchRequest_Init(&request);
     // libnats 3.4 overruns its message array when a fetch starts with more
-    // than half its batch already queued: messages that came for an earlier
-    // fetch after it gave up. Ask for more than twice what is queued and what
-    // may still come for the last fetch that gave up short (at most what it
-    // asked for and did not get).
+    // than half its batch already queued (messages that came for an earlier
+    // fetch after it gave up): ask for more than twice what is queued. The
+    // server ends each request before the client gives up on it, so only a
+    // request sent late (after a reconnection, see above) could leave more.
     int queued = 0;
     int queued_bytes = 0;
-    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) != NATS_OK) {
-      queued = 0;
-    }
-    if (queued > 0 || unanswered_ > 0) {
-      batch = std::max(batch, 2 * (queued + unanswered_) + 1);
+    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) == NATS_OK &&
+        queued > 0) {
+      batch = std::max(batch, 2 * std::min(queued, 1 << 20) + 1);
     }
     request.Batch = batch;
     // Shorter while acknowledgements wait on local releases, so they go out
@@ -234,7 +231,6 @@ class Inbound {
     const auto wait = pending_.empty() ? options_.fetch_wait : std::chrono::milliseconds(25);
     request.Expires = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
     const natsStatus s = natsSubscription_FetchRequest(&list, subscription_, &request);
-    unanswered_ = s == NATS_OK ? std::max(0, batch - list.Count) : batch;
     if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
       natsMsgList_Destroy(&list);
       return;
@@ -566,7 +562,6 @@ class Inbound {
   std::deque<PendingAck> pending_;
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
-  int unanswered_ = 0;        // messages the last fetch asked for and did not get
   bool resubscribe_ = false;  // a gap was seen: recreate the durable before the next fetch
   bool end_wait_logged_ = false;
   std::uint64_t lag_ = 0;
