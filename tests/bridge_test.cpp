@@ -186,7 +186,15 @@ TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
 
   std::uint64_t largest = 0;
   bool stat_shows_bridges = false;
+  bool top_shows_bridges = false;
   while (consumer.running()) {
+    if (!top_shows_bridges) {
+      const std::string top =
+          sluice::test::run_tool(tool("sluice") + " top --interval 0.05 --iterations 2").out;
+      top_shows_bridges = top.find("direction=\"out\"") != std::string::npos &&
+                          top.find("direction=\"in\"") != std::string::npos &&
+                          top.find("stream=\"" + stream_ + "\"") != std::string::npos;
+    }
     largest = std::max(largest, stream_bytes());
     if (!stat_shows_bridges) {
       // Each bridge is a stage of its channel, with its stream beside it.
@@ -202,6 +210,7 @@ TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   EXPECT_TRUE(stat_shows_bridges) << "sluice stat --json never listed both bridges";
+  EXPECT_TRUE(top_shows_bridges) << "sluice top never listed both bridges under their channels";
   expect_every_record_once(consumer, kRecords);
   ASSERT_EQ(producer.wait(), 0) << producer.err();
   ASSERT_EQ(out.wait(), 0) << out.err();

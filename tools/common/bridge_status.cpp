@@ -1,5 +1,6 @@
 #include "bridge_status.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -126,6 +127,32 @@ bool parse_status(std::string_view line, std::vector<std::pair<std::string, std:
     }
   }
   return !out.empty();
+}
+
+std::vector<StatusPairs> running_bridges(const std::string& channel) {
+  std::vector<StatusPairs> bridges;
+  for (const char* direction : {"out", "in"}) {
+    StatusPairs pairs;
+    if (!parse_status(read_status(status_path(channel, direction)), pairs)) {
+      continue;
+    }
+    for (const auto& [key, value] : pairs) {
+      const bool number = !value.empty() && value.size() < 10 &&
+                          value.find_first_not_of("0123456789") == std::string::npos;
+      if (key == "pid" && number && std::stoi(value) > 0 && kill(std::stoi(value), 0) == 0) {
+        bridges.push_back(pairs);
+      }
+    }
+  }
+  return bridges;
+}
+
+std::string bridge_text(const StatusPairs& pairs) {
+  std::string line = "bridge  ";
+  for (const auto& [key, value] : pairs) {
+    line += " " + key + "=" + value;
+  }
+  return line;
 }
 
 }  // namespace sluice::tools

@@ -39,4 +39,14 @@ std::string read_status(const std::string& path);
 // another process's, so it is checked, not trusted.
 bool parse_status(std::string_view line, std::vector<std::pair<std::string, std::string>>& out);
 
+using StatusPairs = std::vector<std::pair<std::string, std::string>>;
+
+// The sluice-bridge processes attached to channel NAME that are running
+// (their pid alive), from the status files they keep beside it (out reads
+// the channel, in writes it).
+std::vector<StatusPairs> running_bridges(const std::string& channel);
+
+// One line for a bridge: "bridge  key=value ..." in the file's order.
+std::string bridge_text(const StatusPairs& pairs);
+
 }  // namespace sluice::tools

@@ -30,29 +30,6 @@ std::string local_time(std::uint64_t unix_ns) {
   return text;
 }
 
-using StatusPairs = std::vector<std::pair<std::string, std::string>>;
-
-// The sluice-bridge processes attached to channel NAME that are running,
-// from the status files they keep beside it (sluice-bridge out reads the
-// channel, in writes it): checked, since another process wrote them.
-std::vector<StatusPairs> running_bridges(const std::string& name) {
-  std::vector<StatusPairs> bridges;
-  for (const char* direction : {"out", "in"}) {
-    StatusPairs pairs;
-    if (!parse_status(read_status(status_path(name, direction)), pairs)) {
-      continue;
-    }
-    for (const auto& [key, value] : pairs) {
-      const bool number = !value.empty() && value.size() < 10 &&
-                          value.find_first_not_of("0123456789") == std::string::npos;
-      if (key == "pid" && number && std::stoi(value) > 0 && kill(std::stoi(value), 0) == 0) {
-        bridges.push_back(pairs);
-      }
-    }
-  }
-  return bridges;
-}
-
 std::string bridges_json(const std::vector<StatusPairs>& bridges) {
   std::string json = "[";
   for (const StatusPairs& pairs : bridges) {
@@ -67,11 +44,7 @@ std::string bridges_json(const std::vector<StatusPairs>& bridges) {
 
 void print_bridges(const std::vector<StatusPairs>& bridges) {
   for (const StatusPairs& pairs : bridges) {
-    std::string line = "bridge  ";
-    for (const auto& [key, value] : pairs) {
-      line += " " + key + "=" + value;
-    }
-    std::printf("%s\n", line.c_str());
+    std::printf("%s\n", bridge_text(pairs).c_str());
   }
 }
 

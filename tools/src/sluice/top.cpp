@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "../../common/bridge_status.hpp"
 #include "commands.hpp"
 #include "pipeline.hpp"
 #include "sluice/shm/segment.hpp"
@@ -139,6 +140,9 @@ std::vector<std::string> render(const std::map<std::string, Watched>& watched) {
                   std::string(st::to_string(r.level)).c_str(), endpoint_text(s.producer).c_str(),
                   endpoint_text(s.consumer).c_str());
     lines.emplace_back(line);
+    for (const StatusPairs& bridge : running_bridges(name)) {
+      lines.push_back("  " + bridge_text(bridge));  // its stream, acknowledged, pending, lag
+    }
   }
   if (watched.empty()) {
     lines.emplace_back("(no channels)");
