@@ -191,9 +191,20 @@ class Inbound {
       throw BridgeError("cannot create the pull consumer " + options_.durable + " on stream " +
                         options_.stream + ": " + describe(s, code));
     }
+    fresh_durable_ = found != NATS_OK;
+    last_delivery_ = 0;
   }
 
   void fetch(int batch, const std::atomic<bool>& stop) {
+    if (connection_.reconnects() != reconnects_seen_) {
+      // Replies to pull requests made before the reconnection may still come
+      // to this subscription's inbox, unasked, and libnats 3.4 writes past its
+      // message array when a fetch meets more than it asked for. A new
+      // subscription has a new inbox; what went to the old one is delivered
+      // again from the ack floor.
+      reconnects_seen_ = connection_.reconnects();
+      resubscribe_ = true;
+    }
     if (resubscribe_) {
       // Messages went missing in flight (a gap in an origin's positions):
       // their redelivery would wait for the ack wait and come behind later
@@ -266,8 +277,35 @@ class Inbound {
     natsMsgList_Destroy(&list);
   }
 
+  // Whether a delivery before `msg` never reached this reader: the durable
+  // numbers its deliveries (redeliveries too) 1, 2, 3, ..., and one that came
+  // after its fetch gave up is dropped by the client library (or was lost in
+  // a cut). Its redelivery would wait for the ack wait, behind later ones.
+  bool missed_a_delivery(natsMsg* msg) {
+    jsMsgMetaData* meta = nullptr;
+    if (natsMsg_GetMetaData(&meta, msg) != NATS_OK || meta == nullptr) {
+      return false;
+    }
+    const std::uint64_t delivery = meta->Sequence.Consumer;
+    jsMsgMetaData_Destroy(meta);
+    const std::uint64_t expected = last_delivery_ != 0 ? last_delivery_ + 1
+                                   : fresh_durable_    ? 1
+                                                       : 0;
+    last_delivery_ = std::max(last_delivery_, delivery);
+    return expected != 0 && delivery > expected;
+  }
+
   // Takes ownership of `msg`.
   void take(natsMsg* msg) {
+    if (missed_a_delivery(msg)) {
+      options_.log("a delivery of stream " + options_.stream + " before message " +
+                   stream_sequence(msg) +
+                   " never arrived; reading the stream again from its first unacknowledged "
+                   "message");
+      resubscribe_ = true;
+      natsMsg_Destroy(msg);
+      return;
+    }
     const char* values[5] = {};
     const char* names[5] = {kFormatHeader, kOriginHeader, kFirstHeader, kRecordsHeader, kEndHeader};
     for (int i = 0; i < 5; ++i) {
@@ -562,7 +600,12 @@ class Inbound {
   std::deque<PendingAck> pending_;
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
-  bool resubscribe_ = false;  // a gap was seen: recreate the durable before the next fetch
+  bool resubscribe_ = false;
+  std::uint64_t reconnects_seen_ = 0;  // the connection's reconnections when last fetched
+  // The last delivery number seen from the durable (0: none yet), and whether
+  // this reader created it (its deliveries then start at 1).
+  std::uint64_t last_delivery_ = 0;
+  bool fresh_durable_ = false;  // a gap was seen: recreate the durable before the next fetch
   bool end_wait_logged_ = false;
   std::uint64_t lag_ = 0;
   std::chrono::steady_clock::time_point next_status_{};
