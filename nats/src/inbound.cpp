@@ -75,6 +75,9 @@ class Inbound {
     if (subscription_ != nullptr) {
       natsSubscription_Destroy(subscription_);  // the durable consumer stays on the server
     }
+    for (natsSubscription* retired : retired_) {
+      natsSubscription_Destroy(retired);
+    }
   }
 
   InboundResult run(const std::atomic<bool>& stop) {
@@ -196,23 +199,26 @@ class Inbound {
   }
 
   void fetch(int batch, const std::atomic<bool>& stop) {
-    if (connection_.reconnects() != reconnects_seen_) {
-      // Replies to pull requests made before the reconnection may still come
-      // to this subscription's inbox, unasked, and libnats 3.4 writes past its
-      // message array when a fetch meets more than it asked for. A new
-      // subscription has a new inbox; what went to the old one is delivered
-      // again from the ack floor.
-      reconnects_seen_ = connection_.reconnects();
-      resubscribe_ = true;
-    }
     if (resubscribe_) {
       // Messages went missing in flight (a gap in an origin's positions):
       // their redelivery would wait for the ack wait and come behind later
       // ones, so the durable starts again from its ack floor instead.
-      natsSubscription_Destroy(subscription_);
-      subscription_ = nullptr;
-      subscribe(true);
-      resubscribe_ = false;
+      if (subscription_ != nullptr) {
+        // Kept until the messages taken from it are acknowledged: a message
+        // acknowledges through its subscription.
+        retired_.push_back(subscription_);
+        subscription_ = nullptr;
+      }
+      try {
+        subscribe(true);
+        resubscribe_ = false;
+      } catch (const BridgeError& error) {
+        // Right after a reconnection the cluster may still be choosing the
+        // consumer's leader: tried again until it answers.
+        options_.log(std::string(error.what()) + "; trying again");
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        return;
+      }
     }
     // A pull request made while disconnected waits in the client library's
     // reconnect buffer and goes out on reconnection, long after its fetch
@@ -591,6 +597,7 @@ class Inbound {
   jsOptions js_options_{};
   std::optional<JetStream> js_;
   natsSubscription* subscription_ = nullptr;
+  std::vector<natsSubscription*> retired_;  // replaced after a gap, kept for their messages' acks
   std::string subject_;
   bool work_queue_ = false;
   std::size_t capacity_ = 0;
@@ -601,7 +608,6 @@ class Inbound {
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
   bool resubscribe_ = false;
-  std::uint64_t reconnects_seen_ = 0;  // the connection's reconnections when last fetched
   // The last delivery number seen from the durable (0: none yet), and whether
   // this reader created it (its deliveries then start at 1).
   std::uint64_t last_delivery_ = 0;
