@@ -4,9 +4,11 @@
 #include <cstring>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <thread>
 
+#include "pull_reader.hpp"
 #include "sluice/nats/local_release.hpp"
 #include "sluice/nats/message_format.hpp"
 #include "sluice/nats/resume_state.hpp"
@@ -72,12 +74,8 @@ class Inbound {
       natsMsg_Destroy(pending.msg);
     }
     natsMsg_Destroy(end_msg_);
-    if (subscription_ != nullptr) {
-      natsSubscription_Destroy(subscription_);  // the durable consumer stays on the server
-    }
-    for (natsSubscription* retired : retired_) {
-      natsSubscription_Destroy(retired);
-    }
+    // The durable consumer stays on the server; the readers go after the
+    // messages taken from them.
   }
 
   InboundResult run(const std::atomic<bool>& stop) {
@@ -156,46 +154,52 @@ class Inbound {
                    "the durable over in order)");
     }
     jsConsumerInfo_Destroy(info);
-    jsSubOptions sub_options;
-    jsSubOptions_Init(&sub_options);
-    sub_options.Stream = options_.stream.c_str();
     if (found == NATS_OK) {
-      // The durable consumer remembers where it stood: bind to it as it is.
-      sub_options.Consumer = options_.durable.c_str();
+      // The durable consumer remembers where it stood: read it as it is.
       if (options_.from_sequence || options_.from_time_ns) {
         options_.log("durable consumer " + options_.durable + " exists and continues where it " +
                      "stood; --from-seq/--from-time apply to a new one (give another --durable)");
       }
     } else {
-      sub_options.Config.AckPolicy = js_AckExplicit;
-      sub_options.Config.AckWait =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait).count();
-      if (restart_at) {
-        // A work queue holds only unacknowledged messages: all of them, from
-        // its start (the only policy it allows).
-        if (!work_queue_) {
-          sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-          sub_options.Config.OptStartSeq = *restart_at;
-        }
-      } else if (options_.from_sequence) {
-        sub_options.Config.DeliverPolicy = js_DeliverByStartSequence;
-        sub_options.Config.OptStartSeq = *options_.from_sequence;
-      } else if (options_.from_time_ns) {
-        sub_options.Config.DeliverPolicy = js_DeliverByStartTime;
-        sub_options.Config.OptStartTime = *options_.from_time_ns;
-      }
+      create_durable(restart_at);
     }
-    code = static_cast<jsErrCode>(0);
+    reader_ = std::make_unique<PullReader>(connection_.get(), options_.stream, options_.durable);
+    fresh_durable_ = found != NATS_OK;
+    last_delivery_ = 0;
+  }
+
+  // A durable pull consumer of the stream's subject, explicit acks.
+  void create_durable(std::optional<std::uint64_t> restart_at) {
+    jsConsumerConfig config;
+    jsConsumerConfig_Init(&config);
+    config.Durable = options_.durable.c_str();
+    config.FilterSubject = subject_.c_str();
+    config.AckPolicy = js_AckExplicit;
+    config.AckWait =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(options_.ack_wait).count();
+    if (restart_at) {
+      // A work queue holds only unacknowledged messages: all of them, from
+      // its start (the only policy it allows).
+      if (!work_queue_) {
+        config.DeliverPolicy = js_DeliverByStartSequence;
+        config.OptStartSeq = *restart_at;
+      }
+    } else if (options_.from_sequence) {
+      config.DeliverPolicy = js_DeliverByStartSequence;
+      config.OptStartSeq = *options_.from_sequence;
+    } else if (options_.from_time_ns) {
+      config.DeliverPolicy = js_DeliverByStartTime;
+      config.OptStartTime = *options_.from_time_ns;
+    }
+    jsConsumerInfo* created = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
     const natsStatus s =
-        js_PullSubscribe(&subscription_, js_->get(), subject_.c_str(), options_.durable.c_str(),
-                         &js_options_, &sub_options, &code);
+        js_AddConsumer(&created, js_->get(), options_.stream.c_str(), &config, nullptr, &code);
+    jsConsumerInfo_Destroy(created);
     if (s != NATS_OK) {
-      subscription_ = nullptr;
       throw BridgeError("cannot create the pull consumer " + options_.durable + " on stream " +
                         options_.stream + ": " + describe(s, code));
     }
-    fresh_durable_ = found != NATS_OK;
-    last_delivery_ = 0;
   }
 
   void fetch(int batch, const std::atomic<bool>& stop) {
@@ -203,11 +207,11 @@ class Inbound {
       // Messages went missing in flight (a gap in an origin's positions):
       // their redelivery would wait for the ack wait and come behind later
       // ones, so the durable starts again from its ack floor instead.
-      if (subscription_ != nullptr) {
-        // Kept until the messages taken from it are acknowledged: a message
-        // acknowledges through its subscription.
-        retired_.push_back(subscription_);
-        subscription_ = nullptr;
+      if (reader_ != nullptr) {
+        // Kept (unsubscribed) while messages taken from it are held: they
+        // name its subscription.
+        reader_->unsubscribe();
+        retired_.push_back(std::move(reader_));
       }
       try {
         subscribe(true);
@@ -221,41 +225,38 @@ class Inbound {
       }
     }
     // A pull request made while disconnected waits in the client library's
-    // reconnect buffer and goes out on reconnection, long after its fetch
-    // gave up: its messages then arrive unasked (see below). So none is made.
+    // reconnect buffer and goes out on reconnection, long after it was given
+    // up on: its messages would then come beyond the credit. So none is made.
     if (natsConnection_Status(connection_.get()) != NATS_CONN_STATUS_CONNECTED) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       return;
     }
-    natsMsgList list{};
-    jsFetchRequest request;
-    jsFetchRequest_Init(&request);
-    // libnats 3.4 overruns its message array when a fetch starts with more
-    // than half its batch already queued (messages that came for an earlier
-    // fetch after it gave up): ask for more than twice what is queued. The
-    // server ends each request before the client gives up on it, so only a
-    // request sent late (after a reconnection, see above) could leave more.
-    int queued = 0;
-    int queued_bytes = 0;
-    if (natsSubscription_GetPending(subscription_, &queued, &queued_bytes) == NATS_OK &&
-        queued > 0) {
-      batch = std::max(batch, 2 * std::min(queued, 1 << 20) + 1);
-    }
-    request.Batch = batch;
     // Shorter while acknowledgements wait on local releases, so they go out
-    // soon; never under 20 ms, so that the server ends the request (10 ms
-    // before the client does) and nothing for it arrives after.
+    // soon.
     const auto wait = pending_.empty() ? options_.fetch_wait : std::chrono::milliseconds(25);
-    request.Expires = std::chrono::duration_cast<std::chrono::nanoseconds>(wait).count();
-    const natsStatus s = natsSubscription_FetchRequest(&list, subscription_, &request);
-    if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
-      natsMsgList_Destroy(&list);
+    const PullOutcome outcome = reader_->pull(batch, wait, [&](natsMsg* msg) {
+      if (resubscribe_) {
+        natsMsg_Destroy(msg);  // comes again from the recreated durable
+        return;
+      }
+      const bool stopped = !result_.why.empty() || result_.end_seen || stop.load() ||
+                           (options_.max_records != 0 && result_.records >= options_.max_records);
+      if (stopped) {
+        // Handed back at once, so that the next reader gets it before newer ones.
+        (void)hand_back(connection_.get(), msg);
+        natsMsg_Destroy(msg);
+        return;
+      }
+      take(msg);
+    });
+    if (outcome == PullOutcome::kConsumerGone) {
+      options_.log(reader_->error() + "; creating durable consumer " + options_.durable + " again");
+      resubscribe_ = true;
       return;
     }
-    if (s != NATS_OK) {
-      natsMsgList_Destroy(&list);
+    if (outcome == PullOutcome::kFailed) {
       if (!fetch_failing_) {
-        options_.log("fetching from stream " + options_.stream + " failed: " + describe(s) +
+        options_.log("fetching from stream " + options_.stream + " failed: " + reader_->error() +
                      "; retrying");
         fetch_failing_ = true;
       }
@@ -263,24 +264,6 @@ class Inbound {
       return;
     }
     fetch_failing_ = false;
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* msg = list.Msgs[i];
-      list.Msgs[i] = nullptr;  // ours now
-      if (resubscribe_) {
-        natsMsg_Destroy(msg);  // comes again from the recreated durable
-        continue;
-      }
-      const bool stopped = !result_.why.empty() || result_.end_seen || stop.load() ||
-                           (options_.max_records != 0 && result_.records >= options_.max_records);
-      if (stopped) {
-        // Handed back at once, so that the next reader gets it before newer ones.
-        (void)natsMsg_Nak(msg, nullptr);
-        natsMsg_Destroy(msg);
-        continue;
-      }
-      take(msg);
-    }
-    natsMsgList_Destroy(&list);
   }
 
   // Whether a delivery before `msg` never reached this reader: the durable
@@ -498,7 +481,7 @@ class Inbound {
       natsMsg* msg = pending_.front().msg;
       pending_.pop_front();
       // Fire and forget: a lost acknowledgement means a redelivery, which is skipped.
-      (void)natsMsg_Ack(msg, nullptr);
+      (void)acknowledge(connection_.get(), msg);
       natsMsg_Destroy(msg);
       ++result_.acknowledged;
     }
@@ -530,10 +513,10 @@ class Inbound {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));  // polled: no one wakes us
     }
     if (end_msg_ != nullptr) {
-      jsErrCode code = static_cast<jsErrCode>(0);
-      const natsStatus s = natsMsg_AckSync(end_msg_, nullptr, &code);
+      const natsStatus s =
+          acknowledge_confirmed(connection_.get(), end_msg_, std::chrono::milliseconds(5000));
       if (s != NATS_OK) {
-        options_.log("acknowledging the end marker failed: " + describe(s, code) +
+        options_.log("acknowledging the end marker failed: " + describe(s) +
                      " (a later run sees it again)");
       }
     }
@@ -596,8 +579,10 @@ class Inbound {
   ResumeState state_;
   jsOptions js_options_{};
   std::optional<JetStream> js_;
-  natsSubscription* subscription_ = nullptr;
-  std::vector<natsSubscription*> retired_;  // replaced after a gap, kept for their messages' acks
+  std::unique_ptr<PullReader> reader_;
+  // Replaced after a gap; declared before pending_ so that they outlive the
+  // messages taken from them.
+  std::vector<std::unique_ptr<PullReader>> retired_;
   std::string subject_;
   bool work_queue_ = false;
   std::size_t capacity_ = 0;

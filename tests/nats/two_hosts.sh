@@ -73,6 +73,16 @@ if { [ -n "$cut_after" ] && [ -z "$cut_for" ]; } || { [ -z "$cut_after" ] && [ -
 fi
 command -v nats-server >/dev/null || { echo "two_hosts.sh: SKIP: nats-server is not installed" >&2; exit 77; }
 
+# A run killed outright (SIGKILL, a test runner's timeout) had no chance to
+# clean up: its namespaces are named by its process id, so those of a
+# process that is gone are removed here, with whatever still runs in them.
+for stale in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^sluice-[ab]-[0-9]+$' || true); do
+  kill -0 "${stale##*-}" 2>/dev/null && continue
+  ip netns pids "$stale" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+  ip netns del "$stale" 2>/dev/null || true
+  echo "two_hosts.sh: removed $stale, left by a run that was killed" >&2
+done
+
 id=$$
 ns_a="sluice-a-$id"
 ns_b="sluice-b-$id"
