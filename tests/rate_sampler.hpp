@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <fstream>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -20,10 +21,12 @@ namespace sluice::test::nats {
 
 using namespace std::chrono_literals;
 
-// Samples, once a second, how many records the near producer committed to
+// Samples, every 100 ms, how many records the near producer committed to
 // the channel `out` reads and how many the far consumer read from the
 // channel `in` writes, through the channels' counters (read-only, without
-// attaching). Writes them as CSV for a chart and keeps the largest gap.
+// attaching). Gives both rates over any stretch of the run, writes them per
+// second from the far consumer's first record as CSV for a chart, and keeps
+// the largest gap.
 class RateSampler {
  public:
   RateSampler(std::string from, std::string to)
@@ -45,21 +48,73 @@ class RateSampler {
   // Records produced but not yet consumed, the most seen in any sample.
   [[nodiscard]] std::uint64_t largest_gap() const { return largest_gap_; }
   [[nodiscard]] std::size_t samples() const { return rows_.size(); }
+
+  // Seconds from the start of sampling to the far consumer's first record
+  // (the midpoint of the two samples around it; nothing if none came).
+  [[nodiscard]] std::optional<double> first_consumed_at() const {
+    for (std::size_t i = 1; i < rows_.size(); ++i) {
+      if (rows_[i].consumed > 0) {
+        return (rows_[i - 1].at + rows_[i].at) / 2;
+      }
+    }
+    return std::nullopt;
+  }
+
+  struct Rates {
+    double producer = 0;  // records/s
+    double consumer = 0;
+  };
+  // Both rates between the samples nearest to `from` and `to` (seconds).
+  [[nodiscard]] Rates rates(double from, double to) const {
+    const Row& a = nearest(from);
+    const Row& b = nearest(to);
+    Rates r;
+    if (b.at > a.at) {
+      r.producer = static_cast<double>(b.produced - a.produced) / (b.at - a.at);
+      r.consumer = static_cast<double>(b.consumed - a.consumed) / (b.at - a.at);
+    }
+    return r;
+  }
+
   void write_csv(const std::string& path) const {
     std::ofstream csv(path);
     csv << "second,producer_records_per_sec,consumer_records_per_sec,produced,consumed\n";
-    for (std::size_t i = 1; i < rows_.size(); ++i) {
-      csv << i << "," << rows_[i].produced - rows_[i - 1].produced << ","
-          << rows_[i].consumed - rows_[i - 1].consumed << "," << rows_[i].produced << ","
-          << rows_[i].consumed << "\n";
+    // Seconds counted from the far consumer's first record, as its schedule is.
+    std::size_t first = 0;
+    if (const std::optional<double> start = first_consumed_at()) {
+      first = static_cast<std::size_t>(&nearest(*start) - rows_.data());
+    }
+    for (std::size_t i = first + kPerSecond, second = 1; i < rows_.size();
+         i += kPerSecond, ++second) {
+      const Row& before = rows_[i - kPerSecond];
+      const Row& now = rows_[i];
+      csv << second << "," << now.produced - before.produced << ","
+          << now.consumed - before.consumed << "," << now.produced << "," << now.consumed << "\n";
     }
   }
 
  private:
+  static constexpr std::size_t kPerSecond = 10;
   struct Row {
+    double at = 0;  // seconds since sampling began
     std::uint64_t produced = 0;
     std::uint64_t consumed = 0;
   };
+  [[nodiscard]] const Row& nearest(double at) const {
+    static const Row kNone;
+    if (rows_.empty()) {
+      return kNone;
+    }
+    const auto after = std::lower_bound(rows_.begin(), rows_.end(), at,
+                                        [](const Row& row, double t) { return row.at < t; });
+    if (after == rows_.end()) {
+      return rows_.back();
+    }
+    if (after != rows_.begin() && at - std::prev(after)->at < after->at - at) {
+      return *std::prev(after);
+    }
+    return *after;
+  }
   static std::optional<std::uint64_t> count(const std::string& channel, bool produced) {
     try {
       const sluice::transport::ChannelObserver observer(channel);
@@ -71,10 +126,13 @@ class RateSampler {
   }
   void run() {
     Row last;
+    const auto began = std::chrono::steady_clock::now();
+    auto next = began;
     std::unique_lock lock(mutex_);
     while (!stopping_) {
       lock.unlock();
       Row row;
+      row.at = std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
       row.produced = count(from_, true).value_or(last.produced);
       row.consumed = count(to_, false).value_or(last.consumed);
       if (row.produced >= row.consumed) {
@@ -83,7 +141,8 @@ class RateSampler {
       rows_.push_back(row);
       last = row;
       lock.lock();
-      wake_.wait_for(lock, 1s, [this] { return stopping_; });
+      next += 100ms;  // a steady beat, whatever a sample took
+      wake_.wait_until(lock, next, [this] { return stopping_; });
     }
   }
 
