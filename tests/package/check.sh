@@ -18,3 +18,14 @@ export PKG_CONFIG_PATH="$scratch/prefix/lib/pkgconfig"
 # shellcheck disable=SC2046
 c++ "$source_dir/main.cpp" -o "$scratch/pkgconfig-user" $(pkg-config --cflags --libs sluice)
 "$scratch/pkgconfig-user"
+
+# The bridge library through pkg-config, where it was built.
+if [ -f "$scratch/prefix/lib/pkgconfig/sluice-nats.pc" ]; then
+  cat >"$scratch/nats_user.cpp" <<'CPP'
+#include <sluice/nats/inbound.hpp>
+int main() { return sluice::nats::default_durable("orders.eu") == "sluice-orders_eu" ? 0 : 1; }
+CPP
+  # shellcheck disable=SC2046
+  c++ "$scratch/nats_user.cpp" -o "$scratch/pkgconfig-nats-user" $(pkg-config --cflags --libs sluice-nats)
+  "$scratch/pkgconfig-nats-user"
+fi
