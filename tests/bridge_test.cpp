@@ -14,6 +14,9 @@
 #include "sluice/nats/connection.hpp"
 #include "sluice/nats/inbound.hpp"
 #include "sluice/transport/channel.hpp"
+#include "sluice/transport/consumer.hpp"
+#include "sluice/transport/record_reader.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
 
 namespace {
 
@@ -312,6 +315,54 @@ TEST_F(Bridge, LimitsRetentionKeepsHistoryToReplayFromASequence) {
   expect_every_record_once(reader, kRecords);
   ASSERT_EQ(again.wait(), 0) << again.err();
   std::remove(sn::default_state_path(replay).c_str());
+}
+
+TEST_F(Bridge, InStopsAfterRecordsAtAMessageBoundaryAndTheNextReaderContinues) {
+  constexpr std::uint64_t kRecords = 50'000;
+  constexpr std::uint64_t kFirst = 20'000;
+  Process producer(producer_command(kRecords), log("producer"));
+  Process out(out_command(), log("out"));
+  Process in(in_command("--records " + std::to_string(kFirst)), log("in"));
+  // The first reader takes what that `in` wrote, to the end of its stream:
+  // whole messages, so at least kFirst records and less than one message more.
+  std::uint64_t first_part = 0;
+  std::uint64_t out_of_order = 0;
+  {
+    st::OpenOptions open;
+    open.wait_for_channel = std::chrono::seconds(30);
+    auto consumer = st::Consumer::open(far_, open);
+    st::RecordReader reader(consumer);
+    std::span<const std::byte> record;
+    st::Status status;
+    while ((status = reader.next(record)) == st::Status::kOk) {
+      out_of_order += st::pattern::sequence_of(record) != first_part ? 1 : 0;
+      ++first_part;
+    }
+    EXPECT_EQ(status, st::Status::kClosed);
+  }
+  ASSERT_EQ(in.wait(), 0) << in.err();
+  EXPECT_EQ(out_of_order, 0U);
+  EXPECT_GE(first_part, kFirst);
+  EXPECT_LT(first_part, kFirst + 32 * 1024 / 68) << "more than one message past --records";
+  const std::string in_summary = summary_of(in.out());
+  EXPECT_EQ(json_value(in_summary, "records"), static_cast<double>(first_part)) << in_summary;
+  st::remove_channel(far_);
+
+  // The same durable, read again: the rest, from the record after the first
+  // part, nothing twice (what the first `in` fetched past its limit it
+  // handed back).
+  Process rest(in_command(), log("in-rest"));
+  Process consumer(consumer_command(kRecords, "--resume"), log("consumer-rest"));
+  ASSERT_EQ(consumer.wait(std::chrono::seconds(120)), 0) << consumer.out() << consumer.err();
+  const std::string summary = summary_of(consumer.out());
+  EXPECT_EQ(json_value(summary, "first_seq"), static_cast<double>(first_part)) << summary;
+  EXPECT_EQ(json_value(summary, "last_seq"), static_cast<double>(kRecords - 1)) << summary;
+  EXPECT_EQ(json_value(summary, "lost"), 0) << summary;
+  EXPECT_EQ(json_value(summary, "duplicated"), 0) << summary;
+  EXPECT_EQ(json_value(summary, "corrupt"), 0) << summary;
+  ASSERT_EQ(rest.wait(), 0) << rest.err();
+  ASSERT_EQ(out.wait(), 0) << out.err();
+  ASSERT_EQ(producer.wait(), 0) << producer.err();
 }
 
 TEST_F(Bridge, InFansOutMessagesToSeveralConsumers) {
