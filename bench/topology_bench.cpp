@@ -611,11 +611,20 @@ bool write_json(const std::string& path, const std::vector<Row>& rows,
   return static_cast<bool>(out);
 }
 
-int usage(const char* program) {
-  std::fprintf(stderr,
+void print_usage(std::FILE* to, const char* program) {
+  std::fprintf(to,
                "usage: %s [--inputs M] [--runs N] [--scale X] [--sizes A,B] [--pin] "
-               "[--no-iceoryx] [--json PATH]\n",
+               "[--no-iceoryx] [--json PATH]\n"
+               "  fan-in M -> 1, fan-out and broadcast 1 -> M, one 1 -> 1 channel, M separate\n"
+               "  1 -> 1 channels and iceoryx 1 -> M and M -> 1, at each size (default 64,65536);\n"
+               "  --inputs M (default 4), --runs N per row, median reported (default 5),\n"
+               "  --scale X of the default payload per run, --pin producer/consumers to cpus,\n"
+               "  --no-iceoryx skips its rows, --json PATH writes the results\n",
                program);
+}
+
+int usage(const char* program) {
+  print_usage(stderr, program);
   return 2;
 }
 
@@ -630,6 +639,10 @@ int main(int argc, char** argv) {
   std::vector<std::size_t> sizes = {64, 65536};
   for (int i = 1; i < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      print_usage(stdout, argv[0]);
+      return 0;
+    }
     if (flag == "--pin") {
       g_pin = true;
       --i;
