@@ -61,7 +61,8 @@ class RecordReader {
   Status next_for(std::span<const std::byte>& record, std::chrono::nanoseconds timeout) noexcept {
     return next_until(record, Deadline::after(timeout));
   }
-  Status next_until(std::span<const std::byte>& record, const Deadline& deadline) noexcept {
+  [[gnu::always_inline]] Status next_until(std::span<const std::byte>& record,
+                                           const Deadline& deadline) noexcept {
     // Fast path, inline: the next record of a run, checked when the run's
     // header was read; or the next frame is a whole record in the current
     // buffer. fast_bytes_left_ is 0 whenever anything needs the slow path
@@ -85,32 +86,7 @@ class RecordReader {
         return Status::kOk;
       }
     }
-    // The same for an open buffer: the next frame, published in place.
-    if (in_place_bytes_left_ >= frame::kHeaderBytes) {
-      const std::uint32_t word = frame::load_in_place_word(cursor_);
-      const std::uint32_t length = word & frame::kLengthMask;
-      if ((word & ~frame::kLengthMask) == frame::kInPlace &&
-          length <= in_place_bytes_left_ - frame::kHeaderBytes) {
-        record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, length);
-        const std::size_t advance =
-            std::min(frame::in_place_frame_bytes(length), in_place_bytes_left_);
-        cursor_ += advance;
-        in_place_bytes_left_ -= advance;
-        ++records_in_buffer_;
-        return Status::kOk;
-      }
-      // Not written yet: a poll answers at once, but every 1024th goes the
-      // slow way, which also learns whether the producer is still there.
-      if (word == 0 && deadline.is_immediate() && (++in_place_polls_ & 1023U) != 0) {
-        // The line after the word, asked for while polling: a record longer
-        // than the rest of this line then costs one transfer, not two.
-        if (in_place_bytes_left_ > kCacheLine) {
-          __builtin_prefetch(cursor_ + kCacheLine);
-        }
-        return Status::kWouldBlock;
-      }
-    }
-    return next_slow(record, deadline);
+    return next_in_place_or_slow(record, deadline);
   }
 
   // Batch form: calls on_record(std::span<const std::byte>) for the next
@@ -209,6 +185,38 @@ class RecordReader {
     records_in_buffer_ += counted;
     run_left_ = run_left;
     run_bytes_ = run_bytes;
+  }
+  // The rest of next_until, out of line so that the two fast paths above
+  // stay small enough to be inlined into a caller's loop: the next frame of
+  // an open buffer (published in place), else the slow path.
+  [[gnu::noinline]] Status next_in_place_or_slow(std::span<const std::byte>& record,
+                                                 const Deadline& deadline) noexcept {
+    // The same for an open buffer: the next frame, published in place.
+    if (in_place_bytes_left_ >= frame::kHeaderBytes) {
+      const std::uint32_t word = frame::load_in_place_word(cursor_);
+      const std::uint32_t length = word & frame::kLengthMask;
+      if ((word & ~frame::kLengthMask) == frame::kInPlace &&
+          length <= in_place_bytes_left_ - frame::kHeaderBytes) {
+        record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, length);
+        const std::size_t advance =
+            std::min(frame::in_place_frame_bytes(length), in_place_bytes_left_);
+        cursor_ += advance;
+        in_place_bytes_left_ -= advance;
+        ++records_in_buffer_;
+        return Status::kOk;
+      }
+      // Not written yet: a poll answers at once, but every 1024th goes the
+      // slow way, which also learns whether the producer is still there.
+      if (word == 0 && deadline.is_immediate() && (++in_place_polls_ & 1023U) != 0) {
+        // The line after the word, asked for while polling: a record longer
+        // than the rest of this line then costs one transfer, not two.
+        if (in_place_bytes_left_ > kCacheLine) {
+          __builtin_prefetch(cursor_ + kCacheLine);
+        }
+        return Status::kWouldBlock;
+      }
+    }
+    return next_slow(record, deadline);
   }
   Status next_slow(std::span<const std::byte>& record, const Deadline& deadline) noexcept;
   Status next_frame(std::span<const std::byte>& record, const Deadline& deadline) noexcept;

@@ -62,9 +62,25 @@ class RecordWriter {
   // makes it look large), which cost small records a third of their time.
   [[gnu::always_inline]] Status write(std::span<const std::byte> record) noexcept {
     // Another record of the length just written joins its run, headerless.
-    if (cursor_ == run_end_ && record.size() == run_bytes_ && record.size() <= room()) [[likely]] {
-      extend_run(record);
-      return after_append();
+    // Every member this needs is read before the record's bytes are stored:
+    // a byte store may alias the writer, so a read after it is a reload.
+    std::byte* const at = cursor_;
+    const std::size_t size = record.size();
+    if (at == run_end_ && size == run_bytes_ && size <= static_cast<std::size_t>(limit_ - at))
+        [[likely]] {
+      std::byte* const count_at = run_count_at_;
+      const std::uint32_t count = run_count_ + 1;
+      const std::uint64_t in_buffer = records_in_buffer_ + 1;
+      const std::uint64_t check_at = next_policy_check_;
+      frame::copy_payload(at, record.data(), size);
+      cursor_ = run_end_ = at + size;
+      run_count_ = count;
+      frame::write_header(count_at, count);
+      records_in_buffer_ = in_buffer;
+      if (in_buffer >= check_at) [[unlikely]] {
+        return apply_flush_policy();
+      }
+      return Status::kOk;
     }
     const std::size_t needed = frame::kHeaderBytes + record.size();
     if (needed <= room()) [[likely]] {
