@@ -561,7 +561,7 @@ class Inbound {
     if (natsMsg_GetMetaData(&meta, msg) != NATS_OK || meta == nullptr) {
       return "?";
     }
-    const std::string text = "#" + std::to_string(meta->Sequence.Stream);
+    std::string text = "#" + std::to_string(meta->Sequence.Stream);
     jsMsgMetaData_Destroy(meta);
     return text;
   }
