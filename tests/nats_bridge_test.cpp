@@ -80,6 +80,13 @@ struct ChannelNames {
   ~ChannelNames() {
     sluice::transport::remove_channel(from);
     sluice::transport::remove_channel(to);
+    // What the bridges keep beside them: in's resume state (kept when in is
+    // stopped by a signal, as at the end of a two-host run) and statuses.
+    for (const std::string& file :
+         {".sluice-bridge-in." + to, ".sluice-bridge-in." + to + ".status",
+          ".sluice-bridge-out." + from + ".status"}) {
+      std::remove(("/dev/shm/" + file).c_str());
+    }
   }
 };
 

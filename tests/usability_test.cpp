@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/wait.h>
+#include <unistd.h>
 #include <array>
 #include <cstdio>
 #include <cstdlib>
@@ -221,6 +222,47 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
   EXPECT_EQ(drained.status, 0) << drained.err;
   EXPECT_TRUE(drained.err.empty()) << drained.err;
   EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
+}
+
+TEST(Usability, RmRemovesWhatBridgesKeptBesideTheChannel) {
+  // sluice-bridge keeps a resume state and status files beside a channel,
+  // hidden in /dev/shm; they must not outlive it.
+  const auto touch = [](const std::string& path) {
+    std::FILE* file = std::fopen(path.c_str(), "w");
+    ASSERT_NE(file, nullptr) << path;
+    std::fclose(file);
+  };
+  const auto exists = [](const std::string& path) { return access(path.c_str(), F_OK) == 0; };
+  ChannelGuard guard(unique_channel("bridged"));
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 3 --size 8 --no-wait-for-consumer")
+                .status,
+            0);
+  const std::string shm = "/dev/shm/.sluice-bridge-";
+  const std::string state = shm + "in." + guard.name();
+  const std::string in_status = shm + "in." + guard.name() + ".status";
+  const std::string out_status = shm + "out." + guard.name() + ".status";
+  touch(state);
+  touch(in_status);
+  touch(out_status);
+  ASSERT_EQ(run(tool("sluice") + " rm " + guard.name()).status, 0);
+  EXPECT_FALSE(exists(state));
+  EXPECT_FALSE(exists(in_status));
+  EXPECT_FALSE(exists(out_status));
+
+  // The same when a stale channel goes through rm --stale (named: other
+  // stale channels on the host are not ours).
+  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
+                " --records 3 --size 8 --no-wait-for-consumer")
+                .status,
+            0);
+  touch(state);
+  touch(out_status + ".tmp12345");  // a replacement cut short by a kill
+  const ToolResult stale = run(tool("sluice") + " rm --stale --force " + guard.name());
+  EXPECT_EQ(stale.status, 0) << stale.err;
+  EXPECT_FALSE(exists(state));
+  EXPECT_FALSE(exists(out_status + ".tmp12345"));
+  std::remove((out_status + ".tmp12345").c_str());
 }
 
 TEST(Usability, TheDemoProducerSizesBuffersToHoldARecordLargerThanTheDefault) {

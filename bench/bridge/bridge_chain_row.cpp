@@ -18,6 +18,7 @@
 
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -261,6 +262,9 @@ void run_chain(const RowWork& work, const std::string& bin_dir, const std::strin
   probe.remove(stream);
   sluice::transport::remove_channel(from);
   sluice::transport::remove_channel(to);
+  // in's resume state (sluice-bridge's default path), kept when in is
+  // stopped by a signal, as at the run's end.
+  std::remove(("/dev/shm/.sluice-bridge-in." + to).c_str());
   if (result.ok) {
     std::error_code ignored;
     for (const char* name : {"consumer", "producer", "out", "in"}) {

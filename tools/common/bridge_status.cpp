@@ -5,6 +5,10 @@
 
 #include <cctype>
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
+
+#include "sluice/shm/segment.hpp"
 
 namespace sluice::tools {
 
@@ -153,6 +157,60 @@ std::string bridge_text(const StatusPairs& pairs) {
     line += " " + key + "=" + value;
   }
   return line;
+}
+
+namespace {
+
+constexpr std::string_view kShmDir = "/dev/shm/";
+constexpr std::string_view kBridgePrefixes[] = {".sluice-bridge-in.", ".sluice-bridge-out."};
+
+// The channel a bridge file belongs to: NAME of .sluice-bridge-in.NAME,
+// .sluice-bridge-(in|out).NAME.status and .status.tmpN (a replacement cut
+// short); empty for any other file.
+std::string channel_of_bridge_file(std::string_view file) {
+  for (const std::string_view prefix : kBridgePrefixes) {
+    if (file.substr(0, prefix.size()) != prefix) {
+      continue;
+    }
+    std::string_view rest = file.substr(prefix.size());
+    if (const std::size_t status = rest.rfind(".status"); status != std::string_view::npos) {
+      rest = rest.substr(0, status);
+    } else if (prefix != kBridgePrefixes[0]) {
+      return {};  // out keeps nothing but its status
+    }
+    return std::string(rest);
+  }
+  return {};
+}
+
+}  // namespace
+
+int remove_bridge_files(std::string_view channel) {
+  int removed = 0;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(kShmDir, error)) {
+    if (channel_of_bridge_file(entry.path().filename().string()) == channel &&
+        std::filesystem::remove(entry.path(), error)) {
+      ++removed;
+    }
+  }
+  return removed;
+}
+
+std::vector<std::string> remove_orphaned_bridge_files() {
+  std::vector<std::string> removed;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(kShmDir, error)) {
+    const std::string file = entry.path().filename().string();
+    const std::string channel = channel_of_bridge_file(file);
+    if (channel.empty() || sluice::shm::Segment::exists(channel)) {
+      continue;
+    }
+    if (std::filesystem::remove(entry.path(), error)) {
+      removed.push_back(entry.path().string());
+    }
+  }
+  return removed;
 }
 
 }  // namespace sluice::tools

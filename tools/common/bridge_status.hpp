@@ -49,4 +49,15 @@ std::vector<StatusPairs> running_bridges(const std::string& channel);
 // One line for a bridge: "bridge  key=value ..." in the file's order.
 std::string bridge_text(const StatusPairs& pairs);
 
+// Removes what sluice-bridge keeps beside channel NAME: `in`'s resume state
+// (meaningless once the channel is gone; the same path as
+// sluice::nats::default_state_path) and both status files. Returns how many
+// files went.
+int remove_bridge_files(std::string_view channel);
+
+// Removes the bridge files in /dev/shm whose channel no longer exists (left
+// by a bridge that was stopped or killed, its channel removed since), and
+// returns their paths.
+std::vector<std::string> remove_orphaned_bridge_files();
+
 }  // namespace sluice::tools

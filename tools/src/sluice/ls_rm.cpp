@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <vector>
 
+#include "../../common/bridge_status.hpp"
 #include "../../common/json_line.hpp"
 #include "commands.hpp"
 #include "sluice/shm/segment.hpp"
@@ -180,12 +181,20 @@ int remove_stale_channels(const std::vector<std::string>& names, bool force) {
     if (!st::remove_channel(info.name)) {
       continue;  // removed by someone else meanwhile
     }
+    sluice::tools::remove_bridge_files(info.name);
     if (unread.any()) {
       std::fprintf(stderr, "sluice rm: warning: %s held %s, now gone\n", info.name.c_str(),
                    unread_text(unread).c_str());
       std::printf("removed %s; discarded %s\n", info.name.c_str(), unread_text(unread).c_str());
     } else {
       std::printf("removed %s\n", info.name.c_str());
+    }
+  }
+  if (names.empty()) {
+    // What bridges left beside channels that are gone (a resume state, a
+    // status of a bridge that was killed).
+    for (const std::string& path : sluice::tools::remove_orphaned_bridge_files()) {
+      std::printf("removed %s (a bridge's file; its channel is gone)\n", path.c_str());
     }
   }
   return status;
@@ -211,6 +220,7 @@ int remove_channels(const sluice::tools::Arguments& args) {
     const st::ChannelInfo info = st::inspect_channel(name);
     const Unread unread = info.readable ? unread_in(info) : Unread{};
     if (st::remove_channel(name)) {
+      sluice::tools::remove_bridge_files(name);
       if (unread.any()) {
         std::fprintf(stderr, "sluice rm: warning: %s held %s, now gone\n", name.c_str(),
                      unread_text(unread).c_str());
