@@ -51,6 +51,14 @@ bool has(const std::string& text, const std::string& part) {
   return text.find(part) != std::string::npos;
 }
 
+// A producer that writes `flags` (records, size, ...) into channel `name`
+// and exits without waiting for a consumer: a stale channel holding them.
+int leave_records(const std::string& name, const std::string& flags) {
+  return run(tool("sluice-producer") + " --channel " + name + " " + flags +
+             " --no-wait-for-consumer")
+      .status;
+}
+
 TEST(Usability, EverySubcommandHasItsOwnHelp) {
   for (const std::string command : {"ls", "stat", "top", "check", "rm", "experiment"}) {
     for (const std::string form : {" --help", " -h"}) {
@@ -125,10 +133,7 @@ TEST(Usability, ArgumentErrorsWithJsonPrintAJsonErrorLine) {
 
 TEST(Usability, InvalidNamesAreBadArgumentsAndNothingIsRemoved) {
   ChannelGuard guard(unique_channel("badname"));
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 1 --size 8 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 1 --size 8"), 0);
   for (const std::string& bad :
        std::vector<std::string>{"../x", ".hidden", std::string(201, 'a')}) {
     for (const std::string command : {"stat", "check", "rm"}) {
@@ -181,10 +186,7 @@ TEST(Usability, LsCountsBuffersAndBytesOfTheBufferApi) {
 
 TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
   ChannelGuard guard(unique_channel("unread"));
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 100 --size 8 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 100 --size 8"), 0);
   // Only this test's channel: other stale channels on the host are not ours.
   const ToolResult kept = run(tool("sluice") + " rm --stale " + guard.name());
   EXPECT_EQ(kept.status, 1) << kept.out << kept.err;
@@ -200,20 +202,14 @@ TEST(Usability, RmStaleKeepsAChannelWithUnreadRecordsAndSaysHowMany) {
   const ToolResult force_without_stale = run(tool("sluice") + " rm --force " + guard.name());
   EXPECT_EQ(force_without_stale.status, 2) << force_without_stale.err;
   // With --force it goes, and says what was discarded.
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 7 --size 8 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 7 --size 8"), 0);
   const ToolResult forced = run(tool("sluice") + " rm --stale --force " + guard.name());
   EXPECT_EQ(forced.status, 0) << forced.err;
   EXPECT_TRUE(has(forced.out, "removed " + guard.name())) << forced.out;
   EXPECT_TRUE(has(forced.out, "discarded 7 unread records")) << forced.out;
   EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));
   // A stale channel with nothing unread goes without a word of warning.
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 3 --size 8 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 3 --size 8"), 0);
   ASSERT_EQ(
       run(tool("sluice-consumer") + " --channel " + guard.name() + " --records 3 --size 8 --keep")
           .status,
@@ -234,10 +230,7 @@ TEST(Usability, RmRemovesWhatBridgesKeptBesideTheChannel) {
   };
   const auto exists = [](const std::string& path) { return access(path.c_str(), F_OK) == 0; };
   ChannelGuard guard(unique_channel("bridged"));
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 3 --size 8 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 3 --size 8"), 0);
   const std::string shm = "/dev/shm/.sluice-bridge-";
   const std::string state = shm + "in." + guard.name();
   const std::string in_status = shm + "in." + guard.name() + ".status";
@@ -252,10 +245,7 @@ TEST(Usability, RmRemovesWhatBridgesKeptBesideTheChannel) {
 
   // The same when a stale channel goes through rm --stale (named: other
   // stale channels on the host are not ours).
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 3 --size 8 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 3 --size 8"), 0);
   touch(state);
   touch(out_status + ".tmp12345");  // a replacement cut short by a kill
   const ToolResult stale = run(tool("sluice") + " rm --stale --force " + guard.name());
@@ -270,20 +260,14 @@ TEST(Usability, TheDemoProducerSizesBuffersToHoldARecordLargerThanTheDefault) {
   // piecewise at both ends; by default the producer gives each buffer room
   // for one record instead (2 MiB of them, at least 8), unless told a size.
   ChannelGuard guard(unique_channel("big-records"));
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 2 --size 100000 --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 2 --size 100000"), 0);
   {
     const auto consumer = sluice::transport::Consumer::open(guard.name());
     EXPECT_EQ(consumer.config().buffer_bytes, 100004U);
     EXPECT_EQ(consumer.config().buffer_count, 20U);
   }
   ASSERT_EQ(run(tool("sluice") + " rm --force --stale " + guard.name()).status, 0);
-  ASSERT_EQ(run(tool("sluice-producer") + " --channel " + guard.name() +
-                " --records 2 --size 100000 --buffer-size 32K --no-wait-for-consumer")
-                .status,
-            0);
+  ASSERT_EQ(leave_records(guard.name(), "--records 2 --size 100000 --buffer-size 32K"), 0);
   const auto consumer = sluice::transport::Consumer::open(guard.name());
   EXPECT_EQ(consumer.config().buffer_bytes, 32U * 1024);
   EXPECT_EQ(consumer.config().buffer_count, 64U);
