@@ -76,6 +76,24 @@ class RateSampler {
     return r;
   }
 
+  // Records produced but not yet consumed at the sample nearest `at`.
+  [[nodiscard]] std::int64_t gap(double at) const {
+    const Row& row = nearest(at);
+    return static_cast<std::int64_t>(row.produced) - static_cast<std::int64_t>(row.consumed);
+  }
+  // The first sample time in [from, to] at which the gap is at least
+  // `level`; `to` if there is none.
+  [[nodiscard]] double first_gap_at_least(double from, double to, std::int64_t level) const {
+    for (const Row& row : rows_) {
+      if (row.at >= from && row.at <= to &&
+          static_cast<std::int64_t>(row.produced) - static_cast<std::int64_t>(row.consumed) >=
+              level) {
+        return row.at;
+      }
+    }
+    return to;
+  }
+
   void write_csv(const std::string& path) const {
     std::ofstream csv(path);
     csv << "second,producer_records_per_sec,consumer_records_per_sec,produced,consumed\n";
