@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -55,8 +56,10 @@ TEST(NatsScripts, ClusterStartsThreeNodesThatReplicateAndKillsOneByName) {
   EXPECT_FALSE(accepts(ports[1]));
   EXPECT_TRUE(accepts(ports[0]));
   EXPECT_TRUE(accepts(ports[2]));
-  // The two left still answer for the replicated stream.
-  EXPECT_EQ(cluster.command("messages R3").status, 0);
+  // The two left still answer for the replicated stream, once they chose a
+  // new leader if n2 was it (a few seconds).
+  EXPECT_TRUE(eventually_every([&] { return cluster.command("messages R3").status == 0; },
+                               std::chrono::milliseconds(250), std::chrono::seconds(60)));
   EXPECT_EQ(cluster.command("kill n4").status, 2);
 }
 
