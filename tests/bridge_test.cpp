@@ -292,39 +292,6 @@ TEST_F(Bridge, ServerKilledMidStreamAndRestartedOnItsStore) {
   EXPECT_NE(in.err().find("reconnected"), std::string::npos) << in.err();
 }
 
-TEST_F(Bridge, DurableDeletedMidStreamIsCreatedAgainAndNothingIsLost) {
-  // The server ends in's pull requests with "409 Consumer Deleted": in
-  // creates the durable again, from what the work queue still holds, and
-  // skips what it already wrote.
-  constexpr std::uint64_t kRecords = 150'000;
-  Process producer(producer_command(kRecords, "--rate 60000"), log("producer"));
-  Process out(out_command(), log("out"));
-  Process in(in_command(), log("in"));
-  Process consumer(consumer_command(kRecords), log("consumer"));
-  ASSERT_TRUE(eventually([&] { return channel_records(far_, st::Role::kProducer) >= 30'000; }))
-      << in.err();
-  {
-    sn::ConnectOptions options;
-    options.url = server_.url();
-    options.log = [](const std::string&) {};
-    const sn::Connection connection = sn::Connection::connect(options);
-    jsOptions js_options;
-    jsOptions_Init(&js_options);
-    const sn::JetStream js(connection, js_options);
-    jsErrCode code = static_cast<jsErrCode>(0);
-    ASSERT_EQ(js_DeleteConsumer(js.get(), stream_.c_str(), sn::default_durable(far_).c_str(),
-                                nullptr, &code),
-              NATS_OK)
-        << code;
-  }
-  ASSERT_LT(channel_records(near_, st::Role::kProducer), kRecords) << "deleted too late";
-  expect_every_record_once(consumer, kRecords);
-  ASSERT_EQ(producer.wait(), 0) << producer.err();
-  ASSERT_EQ(out.wait(), 0) << out.err();
-  ASSERT_EQ(in.wait(), 0) << in.err();
-  EXPECT_NE(in.err().find("Consumer Deleted"), std::string::npos) << in.err();
-}
-
 TEST_F(Bridge, LimitsRetentionKeepsHistoryToReplayFromASequence) {
   constexpr std::uint64_t kRecords = 50'000;
   Process producer(producer_command(kRecords), log("producer"));
