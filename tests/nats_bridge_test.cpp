@@ -257,6 +257,12 @@ TwoHostOutcome run_two_hosts(const std::string& bridge, const std::string& label
   return outcome;
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
 bool within(double rate, double level, double fraction) {
   return std::abs(rate - level) <= fraction * level;
 }
@@ -304,7 +310,9 @@ TEST(NatsBridge, TwoHostsWithDelayAndLossFollowTheFarConsumersSchedule) {
       EXPECT_GE(phase.settled_seconds, 0.5)
           << "phase " << i + 1 << ": the producer was still running ahead of the consumer\n"
           << run.logs;
-      EXPECT_TRUE(within(phase.settled.producer, phase.settled.consumer, 0.10))
+      // A rate judged in a test: only where nothing slows the processes down
+      // unevenly (the sanitizer builds check memory and threads here).
+      EXPECT_TRUE(kSanitized || within(phase.settled.producer, phase.settled.consumer, 0.10))
           << "phase " << i + 1 << ": producer " << phase.settled.producer << "/s, consumer "
           << phase.settled.consumer << "/s\n"
           << run.logs;
