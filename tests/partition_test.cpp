@@ -250,7 +250,7 @@ TEST(PartitionConfig, SubpartitionThatDoesNotExistIsRefused) {
             st::Status::kInvalidArgument);
 }
 
-TEST(PartitionConfig, ProducerTakeoverAndInPlaceAreRefused) {
+TEST(PartitionConfig, InPlaceOnAFanOutAndBroadcastTakeoverAreRefused) {
   ChannelGuard guard(unique_channel("noattach"));
   {
     auto producer =
@@ -260,8 +260,13 @@ TEST(PartitionConfig, ProducerTakeoverAndInPlaceAreRefused) {
     std::span<std::byte> writable;
     EXPECT_EQ(producer.publish_open(std::move(buffer), writable), st::Status::kInvalidArgument);
   }
-  const std::string error = setup_error([&] { (void)st::Producer::attach(guard.name()); });
-  EXPECT_NE(error.find("partitioned channel is not available yet"), std::string::npos) << error;
+  ChannelGuard broadcast(unique_channel("noattach-bc"));
+  {
+    auto producer =
+        st::Producer::create(broadcast.name(), partitioned(2, st::Partitioner::kBroadcast));
+  }
+  const std::string error = setup_error([&] { (void)st::Producer::attach(broadcast.name()); });
+  EXPECT_NE(error.find("broadcast channel is not available"), std::string::npos) << error;
 }
 
 // --- partitioners end to end ----------------------------------------------
@@ -655,6 +660,218 @@ TEST(Partition, KilledConsumerOfOneSubpartitionIsResumedAndNothingIsLost) {
   const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
   EXPECT_TRUE(report.sound()) << report.problems.front();
   producer_process.kill_now();
+}
+
+// --- producer takeover of a fan-out -----------------------------------------
+
+// The producer of a fan-out commits M numbers (one per buffer), takes two
+// more buffers it never commits, and is SIGKILLed; a successor attaches,
+// continues at records_committed() and closes. Consumers that wait for a new
+// producer see every number exactly once, increasing within each
+// subpartition (and where the partitioner says), and the pool is whole.
+void fan_out_producer_killed_and_taken_over(st::Partitioner partitioner) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kM = 300;
+  constexpr std::uint64_t kN = 900;
+  ChannelGuard guard(unique_channel("pkill"));
+  SharedCounts counts(kN);
+  const bool keyed = partitioner == st::Partitioner::kKey;
+  auto target_of = [&](std::uint64_t seq) {
+    return keyed ? st::subpartition_for_key(seq, kK) : st::kAnySubpartition;
+  };
+  Signal holding;
+  ChildProcess victim([&]() -> int {
+    auto producer = st::Producer::create(guard.name(), partitioned(kK, partitioner, 16, 4));
+    for (std::uint64_t seq = 0; seq < kM; ++seq) {
+      if (commit_seq(producer, seq, target_of(seq), 60s) != st::Status::kOk) {
+        return 1;
+      }
+    }
+    std::array<st::WritableBuffer, 2> taken;
+    for (auto& buffer : taken) {
+      if (producer.acquire_for(buffer, 60s) != st::Status::kOk) {
+        return 2;
+      }
+    }
+    holding.notify();
+    for (;;) {
+      pause();
+    }
+  });
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s]() -> int {
+      auto consumer = st::Consumer::open(guard.name(), subpartition(s));
+      consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+      st::ReadableBuffer buffer;
+      std::uint64_t last = 0;
+      bool first = true;
+      st::Status status;
+      while ((status = consumer.receive_for(buffer, 30s)) == st::Status::kOk) {
+        const std::uint64_t seq = read_u64(buffer.data());
+        counts.see(seq);
+        if (buffer.size() != 8 || (!first && seq <= last) ||
+            (keyed && st::subpartition_for_key(seq, kK) != s)) {
+          return 1;
+        }
+        first = false;
+        last = seq;
+        buffer.reset();
+      }
+      return status == st::Status::kClosed ? 0 : 2;
+    }));
+  }
+  ASSERT_TRUE(holding.wait());
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+
+  auto successor = st::Producer::attach(guard.name());
+  EXPECT_TRUE(successor.resumed_stream());
+  ASSERT_EQ(successor.records_committed(), kM);
+  for (std::uint64_t seq = kM; seq < kN; ++seq) {
+    ASSERT_EQ(commit_seq(successor, seq, target_of(seq), 60s), st::Status::kOk) << seq;
+  }
+  successor.close();
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  const auto wrong = counts.wrong();
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen exactly once, first "
+                             << (wrong.empty() ? 0 : wrong.front());
+  const st::ChannelObserver observer(guard.name());
+  const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
+  EXPECT_TRUE(report.sound()) << report.problems.front();
+}
+
+TEST(PartitionTakeover, RoundRobinProducerKilledIsTakenOverAndNothingIsLost) {
+  fan_out_producer_killed_and_taken_over(st::Partitioner::kRoundRobin);
+}
+
+TEST(PartitionTakeover, KeyProducerKilledIsTakenOverAndNothingIsLost) {
+  fan_out_producer_killed_and_taken_over(st::Partitioner::kKey);
+}
+
+TEST(PartitionTakeover, LeastLoadedProducerKilledIsTakenOverAndNothingIsLost) {
+  fan_out_producer_killed_and_taken_over(st::Partitioner::kLeastLoaded);
+}
+
+// Records: the producer dies inside a record spanning several buffers (its
+// first fragments committed to one subpartition, the pool exhausted by them)
+// and with a record of another subpartition's writer not yet committed. The
+// successor's first buffer to every subpartition starts with a discard
+// frame: the half record is dropped, never returned in part, and every
+// record counted as committed arrives once, in its key's subpartition.
+TEST(PartitionTakeover, AHalfWrittenRecordIsDroppedInItsSubpartitionOnly) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kM = 501;  // its key's subpartition is 0 (checked below)
+  constexpr std::uint64_t kN = 1500;
+  constexpr std::uint32_t kBufferBytes = 1024;
+  ChannelGuard guard(unique_channel("pkill-rec"));
+  SharedCounts counts(kN);
+  // The large record goes to subpartition 1, the unflushed one elsewhere.
+  std::uint64_t large_key = 0;
+  while (st::subpartition_for_key(large_key, kK) != 1) {
+    ++large_key;
+  }
+  Signal stuck;
+  ChildProcess victim([&]() -> int {
+    auto producer = st::Producer::create(
+        guard.name(), partitioned(kK, st::Partitioner::kKey, 16, 4, kBufferBytes));
+    st::PartitionWriter writer(producer);
+    for (std::uint64_t seq = 0; seq < kM; ++seq) {
+      if (writer.write(seq, std::as_bytes(std::span(&seq, 1))) != st::Status::kOk) {
+        return 1;
+      }
+    }
+    if (writer.flush() != st::Status::kOk) {
+      return 2;
+    }
+    // Record kM stays in its writer's buffer: never committed.
+    const std::uint64_t pending = kM;
+    if (st::subpartition_for_key(pending, kK) == 1 ||
+        writer.write(pending, std::as_bytes(std::span(&pending, 1))) != st::Status::kOk) {
+      return 3;
+    }
+    stuck.notify();
+    // Twice the pool: blocks for good once the pool is spent on its fragments.
+    std::vector<std::byte> large(std::size_t{kBufferBytes} * 32, std::byte{0x5A});
+    (void)writer.write(large_key, large);
+    return 4;
+  });
+  ASSERT_TRUE(stuck.wait());
+  // Blocked: every buffer is out (queued, or held by its writers).
+  ASSERT_TRUE(eventually(
+      [&] {
+        const st::ChannelObserver observer(guard.name());
+        return observer.mapping().control(0).producer_counters.blocked_since_ns.load() != 0;
+      },
+      30s));
+  victim.kill_now();
+  EXPECT_EQ(victim.wait(), 128 + SIGKILL);
+
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s]() -> int {
+      auto consumer = st::Consumer::open(guard.name(), subpartition(s));
+      consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+      st::RecordReader reader(consumer);
+      std::span<const std::byte> record;
+      std::uint64_t last = 0;
+      bool first = true;
+      st::Status status;
+      while ((status = reader.next_for(record, 30s)) == st::Status::kOk) {
+        if (record.size() != 8) {
+          std::fprintf(stderr, "subpartition %u: a record of %zu bytes\n", s, record.size());
+          return 1;
+        }
+        const std::uint64_t seq = read_u64(record);
+        counts.see(seq);
+        if ((!first && seq <= last) || st::subpartition_for_key(seq, kK) != s) {
+          return 1;
+        }
+        first = false;
+        last = seq;
+      }
+      return status == st::Status::kClosed ? 0 : 2;
+    }));
+  }
+  auto successor = st::Producer::attach(guard.name(), subpartition(0));
+  ASSERT_EQ(successor.records_committed(), kM);
+  {
+    st::PartitionWriter writer(successor);
+    for (std::uint64_t seq = kM; seq < kN; ++seq) {
+      ASSERT_EQ(writer.write(seq, std::as_bytes(std::span(&seq, 1))), st::Status::kOk) << seq;
+    }
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  }
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  const auto wrong = counts.wrong();
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen exactly once, first "
+                             << (wrong.empty() ? 0 : wrong.front());
+  const st::ChannelObserver observer(guard.name());
+  const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
+  EXPECT_TRUE(report.sound()) << report.problems.front();
+}
+
+// A producer that died inside close() left some subpartitions closed and
+// others open: a successor is refused (the stream is over) and closes the
+// rest, so no consumer waits for ever.
+TEST(PartitionTakeover, AStreamClosedInPartIsClosedWholeAndNotTakenOver) {
+  ChannelGuard guard(unique_channel("pkill-close"));
+  {
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin));
+    // As if close() stopped after the first block: the producer then leaves.
+    producer.mapping().control(1).stream.closed.store(1);
+  }
+  const std::string error = setup_error([&] { (void)st::Producer::attach(guard.name()); });
+  EXPECT_NE(error.find("was closed by its producer"), std::string::npos) << error;
+  const st::ChannelObserver observer(guard.name());
+  for (std::uint32_t s = 0; s < 3; ++s) {
+    EXPECT_EQ(observer.mapping().control(s).stream.closed.load(), 1U) << s;
+  }
 }
 
 TEST(Partition, RoundRobinReportsTheDeadConsumerOfItsTurnOnceItsCapIsFull) {

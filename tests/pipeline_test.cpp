@@ -13,6 +13,7 @@
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/input_gate.hpp"
 #include "sluice/transport/ownership_check.hpp"
+#include "sluice/transport/partition_writer.hpp"
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
@@ -381,8 +382,9 @@ namespace {
 struct SinkLog {
   std::atomic<std::uint64_t> distinct;    // records seen for the first time
   std::atomic<std::uint64_t> duplicates;  // records seen again (redelivered)
-  std::atomic<std::uint64_t> errors;      // bad bytes or a gap
-  std::atomic<std::uint32_t> done;
+  std::atomic<std::uint64_t> errors;      // bad bytes, a gap or the wrong subpartition
+  std::atomic<std::uint32_t> closed;      // sinks whose stream ended closed
+  std::atomic<std::uint32_t> other_end;   // sinks whose stream ended otherwise
 };
 
 }  // namespace
@@ -390,7 +392,10 @@ struct SinkLog {
 // Sources write record classes k = 0..inputs-1 (sequence numbers inputs*i + k)
 // into their own channels; a relay reads them all and is SIGKILLed `kills`
 // times at random points and resumed; the sink checks each class's order.
-void kill_relay_again_and_again(std::uint32_t inputs, int kills) {
+// With outputs > 1 the relay writes a key fan-out (the key is the sequence
+// number) and a sink per subpartition checks that it gets exactly its keys,
+// each class in order: the resumed relay takes the fan-out's producer over.
+void kill_relay_again_and_again(std::uint32_t inputs, int kills, std::uint32_t outputs = 1) {
   std::vector<std::unique_ptr<ChannelGuard>> ins;
   std::string from;
   for (std::uint32_t k = 0; k < inputs; ++k) {
@@ -433,34 +438,56 @@ void kill_relay_again_and_again(std::uint32_t inputs, int kills) {
     if (resume) {
       args.emplace_back("--resume");
     }
+    if (outputs > 1) {
+      args.insert(args.end(), {"--consumers", std::to_string(outputs), "--partition", "key"});
+    }
     return std::make_unique<ChildProcess>(
         [args, &relay_log] { return exec_tool(args, relay_log); });
   };
   auto relay = start_relay(false);
-  ChildProcess sink([&] {
-    auto consumer = st::Consumer::open(out.name(), {.wait_for_channel = 60s});
-    consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
-    st::RecordReader reader(consumer);
-    std::vector<std::uint64_t> next(inputs, 0);  // per class, the lowest index not yet seen
-    std::uint64_t distinct = 0;
-    std::span<const std::byte> record;
-    st::Status status;
-    while ((status = reader.next(record)) == st::Status::kOk) {
-      const std::uint64_t seq = st::pattern::sequence_of(record);
-      const std::uint64_t k = seq % inputs;
-      const std::uint64_t i = seq / inputs;
-      if (record.size() != kRecordBytes || !st::pattern::body_matches(record, seq) || i > next[k]) {
-        log->errors.fetch_add(1);
-      } else if (i < next[k]) {
-        log->duplicates.fetch_add(1);  // a resumed relay sends what it had not released again
-      } else {
-        ++next[k];
-        log->distinct.store(++distinct);
+  std::vector<std::unique_ptr<ChildProcess>> sinks;
+  for (std::uint32_t s = 0; s < outputs; ++s) {
+    sinks.push_back(std::make_unique<ChildProcess>([&, s] {
+      st::OpenOptions open;
+      open.wait_for_channel = 60s;
+      open.subpartition = s;
+      auto consumer = st::Consumer::open(out.name(), open);
+      consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+      st::RecordReader reader(consumer);
+      auto ours = [&](std::uint64_t seq) {
+        return outputs == 1 || st::subpartition_for_key(seq, outputs) == s;
+      };
+      // Per class, the lowest index not yet seen among this sink's own.
+      std::vector<std::uint64_t> next(inputs, 0);
+      auto skip_others = [&](std::uint64_t k) {
+        while (!ours(next[k] * inputs + k)) {
+          ++next[k];
+        }
+      };
+      for (std::uint64_t k = 0; k < inputs; ++k) {
+        skip_others(k);
       }
-    }
-    log->done.store(status == st::Status::kClosed ? 1 : 2);
-    return 0;
-  });
+      std::span<const std::byte> record;
+      st::Status status;
+      while ((status = reader.next(record)) == st::Status::kOk) {
+        const std::uint64_t seq = st::pattern::sequence_of(record);
+        const std::uint64_t k = seq % inputs;
+        const std::uint64_t i = seq / inputs;
+        if (record.size() != kRecordBytes || !st::pattern::body_matches(record, seq) ||
+            !ours(seq) || i > next[k]) {
+          log->errors.fetch_add(1);
+        } else if (i < next[k]) {
+          log->duplicates.fetch_add(1);  // a resumed relay sends what it had not released again
+        } else {
+          ++next[k];
+          skip_others(k);
+          log->distinct.fetch_add(1);
+        }
+      }
+      (status == st::Status::kClosed ? log->closed : log->other_end).fetch_add(1);
+      return 0;
+    }));
+  }
 
   std::mt19937 random(12345 + inputs);
   for (int kill = 0; kill < kills; ++kill) {
@@ -478,16 +505,20 @@ void kill_relay_again_and_again(std::uint32_t inputs, int kills) {
   for (auto& source : sources) {
     EXPECT_EQ(source->wait(), 0);
   }
-  EXPECT_EQ(sink.wait(), 0);
-  EXPECT_EQ(log->done.load(), 1U);  // the stream ended closed, not with a dead peer
+  for (auto& sink : sinks) {
+    EXPECT_EQ(sink->wait(), 0);
+  }
+  // Every stream ended closed, none with a dead peer.
+  EXPECT_EQ(log->closed.load(), outputs);
+  EXPECT_EQ(log->other_end.load(), 0U);
   EXPECT_EQ(log->errors.load(), 0U);
   EXPECT_EQ(log->distinct.load(), total);
   // Redelivered at most what a relay held unreleased per kill: a few input
   // buffers of each input.
   EXPECT_LE(log->duplicates.load(),
             static_cast<std::uint64_t>(kills) * inputs * 8 * (2048 / 36 + 1));
-  std::printf("%d kills, %u inputs: %llu duplicates downstream\n", kills, inputs,
-              static_cast<unsigned long long>(log->duplicates.load()));
+  std::printf("%d kills, %u inputs, %u outputs: %llu duplicates downstream\n", kills, inputs,
+              outputs, static_cast<unsigned long long>(log->duplicates.load()));
   // Every pool whole: every buffer in exactly one place.
   std::vector<std::string> names = {out.name()};
   for (const auto& in : ins) {
@@ -511,4 +542,8 @@ TEST(Pipeline, ARelayKilledMidStreamAndResumedLosesNothing) {
 
 TEST(Pipeline, AFanInRelayKilledMidStreamAndResumedLosesNothing) {
   kill_relay_again_and_again(3, 8);
+}
+
+TEST(Pipeline, AFanOutRelayKilledMidStreamAndResumedLosesNothing) {
+  kill_relay_again_and_again(1, 8, 3);
 }

@@ -12,9 +12,13 @@
 //                  past the magic and the ABI checks)
 //   3  patches:    u8 config, u8 flags, then {u16 offset, u8 length, bytes}...
 //                  written over a real channel
-// Config byte: buffer count 1 + (c & 7), buffer size {64, 100, 256, 4096}[(c >> 3) & 3].
+// Config byte: buffer count 1 + (c & 7), buffer size {64, 100, 256, 4096}[(c >> 3) & 3],
+// subpartitions 1 + ((c >> 5) & 3), round-robin (bit 7 clear) or least-loaded.
 // Flags: bit 0 keep the producer attached while opening, bit 1 close the
-// stream first, bit 2 attach a consumer first (open must then refuse).
+// stream first, bit 2 attach a consumer first (open must then refuse), bit 3
+// take the producer over (Producer::attach, then acquires and commits)
+// before the consumer opens: the successor's recovery reads every state
+// word, ring index and commit record the patches may have forged.
 
 #include <algorithm>
 #include <cstddef>
@@ -55,7 +59,44 @@ st::ChannelConfig config_from_byte(std::uint8_t c) {
   st::ChannelConfig config;
   config.buffer_count = 1 + (c & 7U);
   config.buffer_bytes = kSizes[(c >> 3) & 3U];
+  config.subpartitions = 1 + ((c >> 5) & 3U);
+  config.partitioner =
+      (c & 0x80U) != 0 ? st::Partitioner::kLeastLoaded : st::Partitioner::kRoundRobin;
   return config;
+}
+
+// The takeover path on a forged segment: attach, then what the successor
+// hands out must lie inside the pool, whatever the recovery found.
+void take_over(const std::string& name) {
+  try {
+    st::Producer producer = st::Producer::attach(name);
+    const auto& segment = producer.mapping().segment();
+    for (int i = 0; i < 8; ++i) {
+      st::WritableBuffer buffer;
+      const st::Status status = producer.try_acquire(buffer);
+      if (tracing()) {
+        std::fprintf(stderr, "takeover acquire: %s\n", std::string(st::to_string(status)).c_str());
+      }
+      if (status != st::Status::kOk) {
+        break;
+      }
+      if (buffer.index() >= producer.config().buffer_count ||
+          buffer.subpartition() >= producer.config().subpartitions ||
+          buffer.data().data() != producer.mapping().buffer(buffer.index()) ||
+          buffer.data().data() + buffer.capacity() > segment.base() + segment.size()) {
+        sluice::fuzz::violated("a taken-over producer handed out a buffer outside the pool");
+      }
+      const std::size_t bytes = std::min<std::size_t>(8, buffer.capacity());
+      if (producer.commit(std::move(buffer), bytes, 1) != st::Status::kOk) {
+        break;
+      }
+    }
+    (void)producer.corruption();
+  } catch (const shm::SetupError& e) {
+    if (tracing()) {
+      std::fprintf(stderr, "attach: %s\n", e.what());
+    }
+  }
 }
 
 // What a successfully opened consumer hands out must lie inside its buffer.
@@ -156,6 +197,9 @@ void overlay(const std::string& name, FuzzInput& in, bool patches) {
   }
   if ((flags & 1U) == 0) {
     producer.reset();
+    if ((flags & 8U) != 0) {
+      take_over(name);
+    }
   }
   open_and_inspect(name);
   first_consumer.reset();

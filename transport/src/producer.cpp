@@ -151,9 +151,32 @@ struct ProducerState {
     return Status::kOk;
   }
 
+  static constexpr std::uint64_t subpartition_bit(std::uint32_t s) noexcept {
+    return s < 64 ? std::uint64_t{1} << s : 0;
+  }
+  // Whether the next buffer for `s` is its first after a takeover. That one
+  // is handed out over the cap: the reader of `s` may hold the dead
+  // producer's fragments of a record, and counts them against the cap, until
+  // the discard frame this buffer carries lets it drop them.
+  [[nodiscard]] bool owes_discard(std::uint32_t s) const noexcept {
+    return (discard_owed & subpartition_bit(s)) != 0;
+  }
+  // Least-loaded: a subpartition still owed its first buffer after a
+  // takeover, whose consumer is alive or never came, goes first.
+  bool pick_owed(std::uint32_t& target) const noexcept {
+    for (std::uint32_t k = 0; k < subpartitions; ++k) {
+      const std::uint32_t s = (least_loaded_turn + k) % subpartitions;
+      if (owes_discard(s) && !parts[s].consumer_gone) {
+        target = s;
+        return true;
+      }
+    }
+    return false;
+  }
+
   // Takes a free buffer for subpartition `target` (kAnySubpartition: the
   // least-loaded one), if the target is below its cap.
-  Status take_free_buffer(std::uint32_t& index, std::uint32_t& target,
+  Status take_free_buffer(std::uint32_t& index, std::uint32_t& target, bool& first_after_takeover,
                           bool overdraft = false) noexcept {
     if (corruption.found()) {
       return Status::kCorrupt;
@@ -165,7 +188,9 @@ struct ProducerState {
     const bool pick =
         subpartitions > 1 && partitioner == Partitioner::kLeastLoaded && target == kAnySubpartition;
     if (subpartitions > 1) {
-      if (pick) {
+      if (pick && discard_owed != 0 && pick_owed(target)) {
+        overdraft = true;  // see owes_discard
+      } else if (pick) {
         if (const Status status = pick_least_loaded(target); status != Status::kOk) {
           target = kAnySubpartition;
           return status;
@@ -178,7 +203,7 @@ struct ProducerState {
         if (const Status status = broadcast_room(); status != Status::kOk) {
           return status;
         }
-      } else if (!overdraft) {
+      } else if (!overdraft && !owes_discard(target)) {
         std::uint64_t load = 0;
         if (const Status status = load_of(target, load, false); status != Status::kOk) {
           return status;
@@ -192,6 +217,8 @@ struct ProducerState {
     if (taken == Status::kOk) {
       destination[index] = static_cast<std::uint8_t>(target);
       ++parts[target].writing;
+      first_after_takeover = owes_discard(target);
+      discard_owed &= ~subpartition_bit(target);
     } else if (pick) {
       target = kAnySubpartition;  // chosen again on the next attempt
     }
@@ -392,8 +419,77 @@ struct ProducerState {
     return found;
   }
 
+  // After the previous producer of a partitioned channel (not broadcast)
+  // died: adopt what it held and rebuild its private books from the shared
+  // state words, which a consumer changes only within its own subpartition
+  // (queued for s -> being read by s -> freed by s, then into return ring s).
+  // A buffer counts as sent to s from its publication until this producer
+  // takes it off return ring s, so sent[s] is every published buffer whose
+  // word names s, whatever the consumer of s does meanwhile.
+  void recover_partitioned() {
+    // Heads first, then state words: a consumer marks a buffer kReading
+    // before it moves its head past it, so a published buffer still kQueued
+    // lies in [head, tail) of the ring read here (tails are ours, stable).
+    std::vector<std::uint8_t> published(buffer_count, 0);
+    const std::uint64_t capacity = mapping.config().ring_capacity;
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      // A free buffer it marked kWriting but died before taking off ring s.
+      RingReader& free_in = parts[s].free_in;
+      std::uint64_t value = 0;
+      if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
+          states[value].load(std::memory_order_relaxed) ==
+              static_cast<std::uint32_t>(BufferState::kWriting)) {
+        free_in.advance();
+      }
+      const std::uint64_t head = mapping.data_ring(s).head.load(std::memory_order_acquire);
+      const std::uint64_t tail = parts[s].data_out.position();
+      if (tail - head > capacity) {
+        mark_corrupt("data ring head moved backwards or past the tail", s, subpartitions);
+        return;
+      }
+      for (std::uint64_t i = head; i != tail; ++i) {
+        const std::uint32_t index = descriptor_buffer(
+            mapping.data_slots(s)[i & (capacity - 1)].load(std::memory_order_relaxed));
+        if (index < buffer_count) {
+          published[index] = 1;
+        }
+      }
+    }
+    parts[0].sent = 0;  // the constructor's start (all in return ring 0) is replaced by a count
+    std::uint64_t committed = records;
+    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+      const std::uint32_t word = states[i].load(std::memory_order_relaxed);
+      const auto state = static_cast<BufferState>(word & 0xFFU);
+      const std::uint32_t owner = word >> 8U;
+      if (state == BufferState::kWriting || (state == BufferState::kQueued && published[i] == 0)) {
+        // An unpublished commit is dropped: its commit() never returned.
+        states[i].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                        std::memory_order_relaxed);
+        held[i] = 1;
+        abandoned.push_back(i);
+        continue;
+      }
+      const bool placed = state == BufferState::kQueued || state == BufferState::kReading ||
+                          state == BufferState::kFree;
+      if (!placed || owner >= subpartitions) {
+        mark_corrupt("buffer state word names no place in this fan-out (word in value)", word, i);
+        return;
+      }
+      sent_to[i] = static_cast<std::uint8_t>(owner);
+      ++parts[owner].sent;
+      // The last published buffer's records_through is the stream's count;
+      // the counters, stored after each publish, may lag it by that buffer.
+      committed = std::max(committed, commits[i].records_through.load(std::memory_order_relaxed));
+    }
+    records = committed;
+  }
+
   // After the previous producer died: adopt what it held, so no buffer leaks.
   void recover_from_previous_producer() {
+    if (subpartitions > 1) {
+      recover_partitioned();
+      return;
+    }
     RingReader& free_in = parts[0].free_in;
     const RingWriter& data_out = parts[0].data_out;
     recount_committed_records();
@@ -574,6 +670,9 @@ struct ProducerState {
   CorruptionNote corruption;
   bool closed = false;
   bool resumed = false;  // took over a stream from a producer that died
+  // Bit s: the next buffer for subpartition s must start with a discard
+  // frame (its predecessor may have stopped inside a record). K <= 64.
+  std::uint64_t discard_owed = 0;
   ConsumerLoss consumer_loss = ConsumerLoss::kReturnPeerDied;
   std::uint32_t empty_polls = 0;
   // Records committed to the whole stream (every subpartition), for
@@ -583,7 +682,10 @@ struct ProducerState {
 
 // The buffer stays the producer's (state kWriting): it is in no ring, and
 // the ownership check must find it attributed to the producer.
-void abandon_buffer(ProducerState& owner, std::uint32_t index) noexcept {
+void abandon_buffer(ProducerState& owner, std::uint32_t index, bool first_after_takeover) noexcept {
+  if (first_after_takeover) {  // its discard frame was never sent: the next buffer carries it
+    owner.discard_owed |= ProducerState::subpartition_bit(owner.destination[index]);
+  }
   --owner.parts[owner.destination[index]].writing;
   owner.abandoned.push_back(index);
 }
@@ -638,24 +740,41 @@ Producer Producer::create(std::string_view name, const ChannelConfig& config,
 
 Producer Producer::attach(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
-  if (mapping.subpartitions() > 1) {
+  const std::uint32_t subpartitions = mapping.subpartitions();
+  if (subpartitions > 1 &&
+      static_cast<Partitioner>(mapping.config().partitioner) == Partitioner::kBroadcast) {
     throw sluice::shm::SetupError(
-        "channel \"" + std::string(name) + "\" has " + std::to_string(mapping.subpartitions()) +
-        " subpartitions; taking over the producer of a partitioned channel is not available yet");
+        "channel \"" + std::string(name) + "\" is a broadcast to " + std::to_string(subpartitions) +
+        " subpartitions; taking over the producer of a broadcast channel is not available");
   }
   // Endpoints touch every buffer within the first pass: map them all now.
   (void)mapping.segment().prefault();
-  const ChannelControl& control = mapping.control();
   detail::claim_role(mapping, Role::kProducer);
-  if (control.stream.closed.load(std::memory_order_acquire) != 0) {
+  // A producer that died inside close() may have closed some subpartitions
+  // and not the others: the stream is over, so the rest are closed here,
+  // or their consumers would wait for a successor that is never let in.
+  bool closed = false;
+  for (std::uint32_t s = 0; s < subpartitions; ++s) {
+    closed = closed || mapping.control(s).stream.closed.load(std::memory_order_acquire) != 0;
+  }
+  if (closed) {
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      mapping.control(s).stream.closed.store(1, std::memory_order_release);
+      wake_peer_always(mapping.control(s).data_ready);
+    }
     mapping.unlock_role(Role::kProducer);
     throw sluice::shm::SetupError("channel \"" + std::string(name) +
                                   "\" was closed by its producer; its stream is over");
   }
-  detail::register_endpoint(mapping.control().producer);
+  for (std::uint32_t s = 0; s < subpartitions; ++s) {
+    detail::register_endpoint(mapping.control(s).producer);
+  }
   auto state = std::make_unique<ProducerState>(std::move(mapping));
   state->recover_from_previous_producer();
   state->resumed = true;
+  // Every subpartition's stream may end in half a record.
+  state->discard_owed =
+      subpartitions == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << subpartitions) - 1;
   return Producer(std::move(state));
 }
 
@@ -691,8 +810,9 @@ Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline,
   const std::uint32_t wanted = target;
   std::uint32_t index = 0;
   const bool overdraft = cap_use == CapUse::kOverdraft && subpartition != kAnySubpartition;
-  auto attempt = [&s, &index, &target, overdraft] {
-    return s.take_free_buffer(index, target, overdraft);
+  bool first_after_takeover = false;
+  auto attempt = [&s, &index, &target, &first_after_takeover, overdraft] {
+    return s.take_free_buffer(index, target, first_after_takeover, overdraft);
   };
   Status status;
   if (deadline.is_immediate()) {
@@ -725,7 +845,7 @@ Status Producer::acquire_until(WritableBuffer& out, const Deadline& deadline,
     if (subpartition == kAnySubpartition && s.partitioner != Partitioner::kLeastLoaded) {
       s.next_turn = target + 1 == s.subpartitions ? 0 : target + 1;
     }
-    out = WritableBuffer(&s, index, target,
+    out = WritableBuffer(&s, index, target, first_after_takeover,
                          std::span<std::byte>(s.mapping.buffer(index), s.buffer_bytes));
   }
   return status;

@@ -9,9 +9,7 @@ RecordWriter::RecordWriter(Producer& producer) noexcept
     : RecordWriter(producer, std::chrono::nanoseconds(producer.config().flush_timeout_ns)) {}
 
 RecordWriter::RecordWriter(Producer& producer, std::chrono::nanoseconds flush_timeout) noexcept
-    : producer_(&producer),
-      flush_timeout_(flush_timeout),
-      discard_pending_(producer.resumed_stream()) {
+    : producer_(&producer), flush_timeout_(flush_timeout) {
   schedule_policy_check();
 }
 
@@ -95,11 +93,10 @@ Status RecordWriter::open_buffer(const Deadline& deadline) noexcept {
   }
   std::byte* base = buffer.data().data();
   std::size_t first = 0;
-  if (discard_pending_) {
+  if (buffer.first_after_takeover()) {
     // Not yet published: plain stores, made visible by the data-ring push.
     frame::write_header(base, frame::kInPlace | frame::kDiscard);
     first = frame::kHeaderBytes;
-    discard_pending_ = false;
   }
   frame::write_header(base + first, 0);
   std::span<std::byte> writable;
@@ -167,12 +164,12 @@ Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t su
   records_before_buffer_ += records_in_buffer_;  // of a buffer whose commit failed
   records_in_buffer_ = 0;
   schedule_policy_check();
-  if (discard_pending_) {
+  if (current_.first_after_takeover()) {
     // A stream taken over from a dead producer may end in half a record:
-    // tell the reader to drop it before anything of ours.
+    // tell the reader to drop it before anything of ours (in a fan-out,
+    // once per subpartition).
     frame::write_header(cursor_, frame::kDiscard);
     cursor_ += frame::kHeaderBytes;
-    discard_pending_ = false;
   }
   if (flush_timeout_.count() > 0) {
     buffer_started_ = Clock::now();

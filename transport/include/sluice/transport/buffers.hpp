@@ -16,7 +16,7 @@ namespace sluice::transport {
 namespace detail {
 struct ProducerState;
 struct ConsumerState;
-void abandon_buffer(ProducerState& owner, std::uint32_t index) noexcept;
+void abandon_buffer(ProducerState& owner, std::uint32_t index, bool first_after_takeover) noexcept;
 void release_buffer(ConsumerState& owner, std::uint32_t index) noexcept;
 }  // namespace detail
 
@@ -30,6 +30,7 @@ class WritableBuffer {
       owner_ = std::exchange(other.owner_, nullptr);
       index_ = other.index_;
       subpartition_ = other.subpartition_;
+      first_after_takeover_ = other.first_after_takeover_;
       data_ = std::exchange(other.data_, {});
     }
     return *this;
@@ -45,11 +46,18 @@ class WritableBuffer {
   // The subpartition the buffer goes to when committed, chosen when it was
   // acquired (0 in a channel of one subpartition).
   [[nodiscard]] std::uint32_t subpartition() const noexcept { return subpartition_; }
+  // The first buffer for its subpartition after Producer::attach(): the
+  // stream before it may end inside a record, so a record writer starts it
+  // with a discard frame. Handed out even when the subpartition is at its
+  // cap, since its reader may be holding the dead producer's fragments of
+  // that record until it reads the discard. Given back uncommitted, the
+  // next buffer for the subpartition is the first again.
+  [[nodiscard]] bool first_after_takeover() const noexcept { return first_after_takeover_; }
 
   // Gives the buffer back to the producer unsent.
   void reset() noexcept {
     if (owner_ != nullptr) {
-      detail::abandon_buffer(*std::exchange(owner_, nullptr), index_);
+      detail::abandon_buffer(*std::exchange(owner_, nullptr), index_, first_after_takeover_);
       data_ = {};
     }
   }
@@ -57,11 +65,16 @@ class WritableBuffer {
  private:
   friend class Producer;
   WritableBuffer(detail::ProducerState* owner, std::uint32_t index, std::uint32_t subpartition,
-                 std::span<std::byte> data) noexcept
-      : owner_(owner), index_(index), subpartition_(subpartition), data_(data) {}
+                 bool first_after_takeover, std::span<std::byte> data) noexcept
+      : owner_(owner),
+        index_(index),
+        subpartition_(subpartition),
+        first_after_takeover_(first_after_takeover),
+        data_(data) {}
   detail::ProducerState* owner_ = nullptr;
   std::uint32_t index_ = 0;
   std::uint32_t subpartition_ = 0;
+  bool first_after_takeover_ = false;
   std::span<std::byte> data_;
 };
 

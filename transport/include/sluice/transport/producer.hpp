@@ -46,7 +46,9 @@ class Producer {
   // held come back to the pool, a half-written record is discarded (the
   // record writer marks the restart), and commits continue after the last
   // one published. Fails if a producer is attached or the stream was closed,
-  // and for a partitioned channel (not available yet).
+  // and for a broadcast channel (not available). A fan-out (round-robin, key,
+  // least-loaded) is taken over whole: every subpartition continues, each
+  // with its own discard mark.
   static Producer attach(std::string_view name, const OpenOptions& options = {});
 
   Producer(Producer&&) noexcept;

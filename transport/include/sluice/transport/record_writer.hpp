@@ -366,7 +366,6 @@ class RecordWriter {
   bool reserved_ = false;  // begin_record reserved a frame that finish_record publishes
   bool in_place_ = false;
   std::chrono::nanoseconds flush_timeout_;
-  bool discard_pending_ = false;  // the first buffer starts with a discard frame
 };
 
 }  // namespace sluice::transport
