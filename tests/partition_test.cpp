@@ -15,6 +15,8 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <random>
+#include <thread>
 #include <vector>
 
 #include <boost/interprocess/mapped_region.hpp>
@@ -753,6 +755,105 @@ TEST(PartitionTakeover, KeyProducerKilledIsTakenOverAndNothingIsLost) {
 
 TEST(PartitionTakeover, LeastLoadedProducerKilledIsTakenOverAndNothingIsLost) {
   fan_out_producer_killed_and_taken_over(st::Partitioner::kLeastLoaded);
+}
+
+// The producer of a fan-out is SIGKILLed again and again at random points
+// (a quarter of them right after a successor was started, so inside attach's
+// own recovery too), each time taken over by a new one that continues at
+// records_committed(). Every number is committed in a buffer of its own, so
+// the count is exact: each must arrive exactly once, increasing within its
+// subpartition, and the pool must be whole at the end.
+void fan_out_producer_killed_again_and_again(st::Partitioner partitioner, int kills) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kN = 200000;
+  ChannelGuard guard(unique_channel("pkills"));
+  SharedCounts counts(kN);
+  sluice::test::SharedArray<std::atomic<std::uint64_t>> seen(1);
+  // Producers commit numbers below this only: each kill then lands while the
+  // producer has work left, wherever its restart time would have put it.
+  sluice::test::SharedArray<std::atomic<std::uint64_t>> allowed(1);
+  auto start_producer = [&](bool create) {
+    return std::make_unique<ChildProcess>([&, create]() -> int {
+      auto producer = create
+                          ? st::Producer::create(guard.name(), partitioned(kK, partitioner, 16, 4))
+                          : st::Producer::attach(guard.name(), subpartition(0));
+      producer.set_consumer_loss(st::ConsumerLoss::kWaitForNewConsumer);
+      for (std::uint64_t seq = producer.records_committed(); seq < kN; ++seq) {
+        while (seq >= allowed[0].load()) {
+          std::this_thread::sleep_for(100us);  // pacing: the test lets it go on
+        }
+        if (commit_seq(producer, seq, st::kAnySubpartition, 60s) != st::Status::kOk) {
+          return 1;
+        }
+      }
+      producer.close();
+      return 0;
+    });
+  };
+  auto producer = start_producer(true);
+  std::vector<std::unique_ptr<ChildProcess>> consumers;
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    consumers.push_back(std::make_unique<ChildProcess>([&, s]() -> int {
+      auto consumer = st::Consumer::open(guard.name(), subpartition(s));
+      consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+      st::ReadableBuffer buffer;
+      std::uint64_t last = 0;
+      bool first = true;
+      st::Status status;
+      while ((status = consumer.receive_for(buffer, 60s)) == st::Status::kOk) {
+        const std::uint64_t seq = read_u64(buffer.data());
+        counts.see(seq);
+        seen[0].fetch_add(1);
+        if (buffer.size() != 8 || (!first && seq <= last)) {
+          std::fprintf(stderr, "subpartition %u: %llu after %llu\n", s,
+                       static_cast<unsigned long long>(seq), static_cast<unsigned long long>(last));
+          return 1;
+        }
+        first = false;
+        last = seq;
+        buffer.reset();
+      }
+      return status == st::Status::kClosed ? 0 : 2;
+    }));
+  }
+  std::mt19937 random(777 + static_cast<unsigned>(partitioner));
+  int early = 0;
+  for (int kill = 0; kill < kills; ++kill) {
+    const std::uint64_t step = kN / (2 * kills);
+    if (random() % 4 != 0) {
+      const std::uint64_t target = seen[0].load() + 1 + random() % step;
+      allowed[0].store(target + step);
+      ASSERT_TRUE(eventually([&] { return seen[0].load() >= target; }, 60s))
+          << "kill " << kill << ": stuck at " << seen[0].load();
+    } else {
+      ++early;
+    }
+    producer->kill_now();
+    const int status = producer->wait();
+    ASSERT_TRUE(status == 128 + SIGKILL || status == 0) << "kill " << kill << ": " << status;
+    producer = start_producer(false);
+  }
+  allowed[0].store(kN);
+  EXPECT_EQ(producer->wait(), 0);
+  for (auto& consumer : consumers) {
+    EXPECT_EQ(consumer->wait(), 0);
+  }
+  const auto wrong = counts.wrong();
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen exactly once, first "
+                             << (wrong.empty() ? 0 : wrong.front());
+  const st::ChannelObserver observer(guard.name());
+  const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
+  EXPECT_TRUE(report.sound()) << report.problems.front();
+  std::printf("%d kills (%d right after a takeover began), %llu numbers each seen once\n", kills,
+              early, static_cast<unsigned long long>(kN - wrong.size()));
+}
+
+TEST(PartitionTakeover, RoundRobinProducerKilledAgainAndAgainLosesAndRepeatsNothing) {
+  fan_out_producer_killed_again_and_again(st::Partitioner::kRoundRobin, 200);
+}
+
+TEST(PartitionTakeover, LeastLoadedProducerKilledAgainAndAgainLosesAndRepeatsNothing) {
+  fan_out_producer_killed_again_and_again(st::Partitioner::kLeastLoaded, 200);
 }
 
 // Records: the producer dies inside a record spanning several buffers (its
