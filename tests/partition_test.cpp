@@ -83,11 +83,11 @@ class SharedCounts {
       counts_[seq].fetch_add(1);
     }
   }
-  // Sequence numbers not seen exactly once.
-  [[nodiscard]] std::vector<std::uint64_t> wrong() const {
+  // Sequence numbers not seen exactly `copies` times.
+  [[nodiscard]] std::vector<std::uint64_t> wrong(std::uint32_t copies = 1) const {
     std::vector<std::uint64_t> bad;
     for (std::size_t i = 0; i < counts_.size(); ++i) {
-      if (counts_[i].load() != 1) {
+      if (counts_[i].load() != copies) {
         bad.push_back(i);
       }
     }
@@ -252,23 +252,13 @@ TEST(PartitionConfig, SubpartitionThatDoesNotExistIsRefused) {
             st::Status::kInvalidArgument);
 }
 
-TEST(PartitionConfig, InPlaceOnAFanOutAndBroadcastTakeoverAreRefused) {
-  ChannelGuard guard(unique_channel("noattach"));
-  {
-    auto producer =
-        st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin));
-    st::WritableBuffer buffer;
-    ASSERT_EQ(producer.try_acquire(buffer), st::Status::kOk);
-    std::span<std::byte> writable;
-    EXPECT_EQ(producer.publish_open(std::move(buffer), writable), st::Status::kInvalidArgument);
-  }
-  ChannelGuard broadcast(unique_channel("noattach-bc"));
-  {
-    auto producer =
-        st::Producer::create(broadcast.name(), partitioned(2, st::Partitioner::kBroadcast));
-  }
-  const std::string error = setup_error([&] { (void)st::Producer::attach(broadcast.name()); });
-  EXPECT_NE(error.find("broadcast channel is not available"), std::string::npos) << error;
+TEST(PartitionConfig, InPlaceOnAFanOutIsRefused) {
+  ChannelGuard guard(unique_channel("noinplace"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin));
+  st::WritableBuffer buffer;
+  ASSERT_EQ(producer.try_acquire(buffer), st::Status::kOk);
+  std::span<std::byte> writable;
+  EXPECT_EQ(producer.publish_open(std::move(buffer), writable), st::Status::kInvalidArgument);
 }
 
 // --- partitioners end to end ----------------------------------------------
@@ -737,12 +727,16 @@ void fan_out_producer_killed_and_taken_over(st::Partitioner partitioner) {
   for (auto& consumer : consumers) {
     EXPECT_EQ(consumer->wait(), 0);
   }
-  const auto wrong = counts.wrong();
-  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen exactly once, first "
+  const auto wrong = counts.wrong(partitioner == st::Partitioner::kBroadcast ? kK : 1);
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen once per copy, first "
                              << (wrong.empty() ? 0 : wrong.front());
   const st::ChannelObserver observer(guard.name());
   const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
   EXPECT_TRUE(report.sound()) << report.problems.front();
+}
+
+TEST(PartitionTakeover, BroadcastProducerKilledIsTakenOverAndNothingIsLost) {
+  fan_out_producer_killed_and_taken_over(st::Partitioner::kBroadcast);
 }
 
 TEST(PartitionTakeover, RoundRobinProducerKilledIsTakenOverAndNothingIsLost) {
@@ -838,8 +832,8 @@ void fan_out_producer_killed_again_and_again(st::Partitioner partitioner, int ki
   for (auto& consumer : consumers) {
     EXPECT_EQ(consumer->wait(), 0);
   }
-  const auto wrong = counts.wrong();
-  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen exactly once, first "
+  const auto wrong = counts.wrong(partitioner == st::Partitioner::kBroadcast ? kK : 1);
+  EXPECT_TRUE(wrong.empty()) << wrong.size() << " numbers not seen once per copy, first "
                              << (wrong.empty() ? 0 : wrong.front());
   const st::ChannelObserver observer(guard.name());
   const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
@@ -850,6 +844,84 @@ void fan_out_producer_killed_again_and_again(st::Partitioner partitioner, int ki
 
 TEST(PartitionTakeover, RoundRobinProducerKilledAgainAndAgainLosesAndRepeatsNothing) {
   fan_out_producer_killed_again_and_again(st::Partitioner::kRoundRobin, 200);
+}
+
+TEST(PartitionTakeover, BroadcastProducerKilledAgainAndAgainLosesAndRepeatsNothing) {
+  fan_out_producer_killed_again_and_again(st::Partitioner::kBroadcast, 200);
+}
+
+// A broadcast producer that died inside its publish of number kFirst, after
+// pushing the buffer into `pushed` of the K data rings. With one or more,
+// the successor pushes it into the rest at the same position, so every
+// consumer gets it once and in order, and the positions of its own publishes
+// agree again. With none, the number was never published: the successor
+// takes the buffer back and continues at kFirst. Either way the pool is whole.
+void broadcast_publish_cut_short(std::uint32_t pushed) {
+  constexpr std::uint32_t kK = 3;
+  constexpr std::uint64_t kFirst = 5;
+  constexpr std::uint32_t kPool = 8;
+  ChannelGuard guard(unique_channel("bc-cut"));
+  {
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(kK, st::Partitioner::kBroadcast, kPool));
+    for (std::uint64_t seq = 0; seq < kFirst; ++seq) {
+      ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk);
+    }
+    // What publish_shared does for number kFirst, cut off after `pushed` rings.
+    st::WritableBuffer buffer;
+    ASSERT_EQ(producer.try_acquire(buffer), st::Status::kOk);
+    const std::uint32_t index = buffer.index();
+    std::memcpy(buffer.data().data(), &kFirst, sizeof(kFirst));
+    buffer.reset();  // the buffer stays marked kWriting, as before a publish
+    const st::ChannelMapping& mapping = producer.mapping();
+    const std::uint64_t position = mapping.data_ring(0).tail.load();
+    mapping.buffer_commits()[index].bytes.store(8);
+    mapping.buffer_commits()[index].sequence.store(position);
+    mapping.buffer_commits()[index].records_through.store(kFirst + 1);
+    mapping.buffer_holders()[index].store((1U << kK) - 1);
+    mapping.buffer_states()[index].store(st::state_word(st::BufferState::kShared));
+    const std::uint64_t capacity = mapping.config().ring_capacity;
+    for (std::uint32_t s = 0; s < pushed; ++s) {
+      mapping.data_slots(s)[position & (capacity - 1)].store(st::make_descriptor(index, 8));
+      mapping.data_ring(s).tail.store(position + 1);
+    }
+  }  // gone without closing, as after a SIGKILL
+  auto successor = st::Producer::attach(guard.name());
+  const std::uint64_t continue_at = pushed > 0 ? kFirst + 1 : kFirst;
+  EXPECT_EQ(successor.records_committed(), continue_at);
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    EXPECT_EQ(successor.mapping().data_ring(s).tail.load(), continue_at) << s;
+  }
+  // Nobody reads yet: the successor fills what is left of the pool.
+  for (std::uint64_t seq = continue_at; seq < kPool; ++seq) {
+    ASSERT_EQ(commit_seq(successor, seq, st::kAnySubpartition, 0s), st::Status::kOk) << seq;
+  }
+  successor.close();
+  for (std::uint32_t s = 0; s < kK; ++s) {
+    auto consumer = st::Consumer::open(guard.name(), subpartition(s));
+    st::ReadableBuffer buffer;
+    std::uint64_t expected = 0;
+    st::Status status;
+    while ((status = consumer.try_receive(buffer)) == st::Status::kOk) {
+      EXPECT_EQ(read_u64(buffer.data()), expected) << "subpartition " << s;
+      ++expected;
+      buffer.reset();
+    }
+    EXPECT_EQ(status, st::Status::kClosed) << s;
+    EXPECT_EQ(expected, kPool) << s;
+  }
+  const st::ChannelObserver observer(guard.name());
+  const auto report = st::check_ownership(observer.mapping(), {2, 1ms});
+  EXPECT_TRUE(report.sound()) << report.problems.front();
+}
+
+TEST(PartitionTakeover, BroadcastPublishCutShortIsCompletedByTheSuccessor) {
+  broadcast_publish_cut_short(1);
+  broadcast_publish_cut_short(2);
+}
+
+TEST(PartitionTakeover, BroadcastPublishBeforeAnyPushIsTakenBackByTheSuccessor) {
+  broadcast_publish_cut_short(0);
 }
 
 TEST(PartitionTakeover, LeastLoadedProducerKilledAgainAndAgainLosesAndRepeatsNothing) {

@@ -63,7 +63,8 @@ struct ProducerState {
       part.bytes = c.bytes.load(std::memory_order_relaxed);
       part.buffers = c.buffers.load(std::memory_order_relaxed);
       part.blocked_ns = c.blocked_ns.load(std::memory_order_relaxed);
-      records += part.records;
+      // Broadcast: each subpartition's counter counts every record.
+      records = broadcast ? std::max(records, part.records) : records + part.records;
       // A predecessor that died while blocked left its wait open; it is over.
       part.control->producer_counters.blocked_since_ns.store(0, std::memory_order_relaxed);
       parts.push_back(part);
@@ -484,8 +485,83 @@ struct ProducerState {
     records = committed;
   }
 
+  // After the previous producer of a broadcast channel died. Every buffer
+  // it published went into all K data rings at one position (its commit
+  // sequence), ring 0 first; a death inside that loop leaves the rings after
+  // the last one pushed one short. The successor completes those pushes
+  // from a ring that has them (a slot is overwritten only by the push one
+  // capacity later, which never came), so that all tails are equal again
+  // before it publishes anything; the holders word was stored with all K
+  // bits before the first push, and the consumers of the short rings have
+  // not cleared theirs. A buffer marked kShared whose sequence is at or past
+  // every tail was pushed nowhere: it is the dead producer's again.
+  void recover_broadcast() {
+    std::uint64_t last_tail = 0;
+    std::uint32_t longest = 0;
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      if (parts[s].data_out.position() > last_tail) {
+        last_tail = parts[s].data_out.position();
+        longest = s;
+      }
+    }
+    const std::uint64_t capacity = mapping.config().ring_capacity;
+    const RingSlot* source = mapping.data_slots(longest);
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      RingWriter& data_out = parts[s].data_out;
+      // One publish was in progress at most: a larger gap was not ours.
+      if (last_tail - data_out.position() > 1) {
+        mark_corrupt("broadcast data rings' tails are more than one publish apart", s,
+                     last_tail - data_out.position());
+        return;
+      }
+      while (data_out.position() < last_tail) {
+        const std::uint64_t value =
+            source[data_out.position() & (capacity - 1)].load(std::memory_order_relaxed);
+        if (data_out.push(value) != RingResult::kOk) {
+          mark_corrupt("data ring reported full or its head is out of range", s, capacity);
+          return;
+        }
+        wake_peer_always(parts[s].control->data_ready);
+      }
+    }
+    // A free buffer it marked kWriting but died before taking off a return ring.
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      RingReader& free_in = parts[s].free_in;
+      std::uint64_t value = 0;
+      if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
+          states[value].load(std::memory_order_relaxed) ==
+              static_cast<std::uint32_t>(BufferState::kWriting)) {
+        free_in.advance();
+      }
+    }
+    std::uint64_t committed = records;
+    for (std::uint32_t i = 0; i < buffer_count; ++i) {
+      const std::uint32_t word = states[i].load(std::memory_order_relaxed);
+      const bool writing = word == static_cast<std::uint32_t>(BufferState::kWriting);
+      const bool shared = word == state_word(BufferState::kShared);
+      const std::uint64_t sequence = commits[i].sequence.load(std::memory_order_relaxed);
+      if (writing || (shared && sequence >= last_tail)) {
+        // An unpublished commit is dropped: its commit() never returned.
+        states[i].store(static_cast<std::uint32_t>(BufferState::kWriting),
+                        std::memory_order_relaxed);
+        holders[i].store(0, std::memory_order_relaxed);
+        held[i] = 1;
+        abandoned.push_back(i);
+        continue;
+      }
+      if (shared) {
+        committed = std::max(committed, commits[i].records_through.load(std::memory_order_relaxed));
+      }
+    }
+    records = committed;
+  }
+
   // After the previous producer died: adopt what it held, so no buffer leaks.
   void recover_from_previous_producer() {
+    if (broadcast) {
+      recover_broadcast();
+      return;
+    }
     if (subpartitions > 1) {
       recover_partitioned();
       return;
@@ -741,12 +817,6 @@ Producer Producer::create(std::string_view name, const ChannelConfig& config,
 Producer Producer::attach(std::string_view name, const OpenOptions& options) {
   ChannelMapping mapping = ChannelMapping::open(name, options);
   const std::uint32_t subpartitions = mapping.subpartitions();
-  if (subpartitions > 1 &&
-      static_cast<Partitioner>(mapping.config().partitioner) == Partitioner::kBroadcast) {
-    throw sluice::shm::SetupError(
-        "channel \"" + std::string(name) + "\" is a broadcast to " + std::to_string(subpartitions) +
-        " subpartitions; taking over the producer of a broadcast channel is not available");
-  }
   // Endpoints touch every buffer within the first pass: map them all now.
   (void)mapping.segment().prefault();
   detail::claim_role(mapping, Role::kProducer);
@@ -772,9 +842,10 @@ Producer Producer::attach(std::string_view name, const OpenOptions& options) {
   auto state = std::make_unique<ProducerState>(std::move(mapping));
   state->recover_from_previous_producer();
   state->resumed = true;
-  // Every subpartition's stream may end in half a record.
-  state->discard_owed =
-      subpartitions == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << subpartitions) - 1;
+  // Every subpartition's stream may end in half a record (a broadcast
+  // buffer, always "for" subpartition 0, reaches them all).
+  const std::uint32_t streams = state->broadcast ? 1 : subpartitions;
+  state->discard_owed = streams == 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << streams) - 1;
   return Producer(std::move(state));
 }
 
