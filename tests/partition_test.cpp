@@ -920,6 +920,48 @@ TEST(PartitionTakeover, BroadcastPublishCutShortIsCompletedByTheSuccessor) {
   broadcast_publish_cut_short(2);
 }
 
+// The producer died between a publish and the counter store after it, and
+// every consumer has read and released that buffer since: the successor's
+// count comes from the freed buffer's commit record, not the lagging counter.
+void count_lagging_the_last_publish(st::Partitioner partitioner) {
+  constexpr std::uint32_t kK = 2;
+  constexpr std::uint64_t kRecords = 5;
+  ChannelGuard guard(unique_channel("lag"));
+  {
+    auto producer = st::Producer::create(guard.name(), partitioned(kK, partitioner, 8));
+    std::vector<st::Consumer> consumers;
+    for (std::uint32_t s = 0; s < kK; ++s) {
+      consumers.push_back(st::Consumer::open(guard.name(), subpartition(s)));
+    }
+    for (std::uint64_t seq = 0; seq < kRecords; ++seq) {
+      ASSERT_EQ(commit_seq(producer, seq), st::Status::kOk);
+    }
+    for (auto& consumer : consumers) {
+      st::ReadableBuffer buffer;
+      while (consumer.try_receive(buffer) == st::Status::kOk) {
+        buffer.reset();
+      }
+    }
+    for (std::uint32_t s = 0; s < kK; ++s) {
+      auto& counter = producer.mapping().control(s).producer_counters.records;
+      if (counter.load() > 0 &&
+          (partitioner == st::Partitioner::kBroadcast || s == (kRecords - 1) % kK)) {
+        counter.fetch_sub(1);  // the last publish's count never stored
+      }
+    }
+  }  // both gone, the producer without closing
+  auto successor = st::Producer::attach(guard.name());
+  EXPECT_EQ(successor.records_committed(), kRecords);
+}
+
+TEST(PartitionTakeover, BroadcastCountLaggingAFreedPublishIsTakenFromItsCommitRecord) {
+  count_lagging_the_last_publish(st::Partitioner::kBroadcast);
+}
+
+TEST(PartitionTakeover, RoundRobinCountLaggingAFreedPublishIsTakenFromItsCommitRecord) {
+  count_lagging_the_last_publish(st::Partitioner::kRoundRobin);
+}
+
 TEST(PartitionTakeover, BroadcastPublishBeforeAnyPushIsTakenBackByTheSuccessor) {
   broadcast_publish_cut_short(0);
 }

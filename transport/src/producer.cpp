@@ -549,9 +549,11 @@ struct ProducerState {
         abandoned.push_back(i);
         continue;
       }
-      if (shared) {
-        committed = std::max(committed, commits[i].records_through.load(std::memory_order_relaxed));
-      }
+      // Shared or freed: its commit record is that of its last publish. The
+      // last publish's is the stream's count, even once every consumer has
+      // released that buffer (the counters, stored after each publish, may
+      // lag it by that buffer).
+      committed = std::max(committed, commits[i].records_through.load(std::memory_order_relaxed));
     }
     records = committed;
   }
