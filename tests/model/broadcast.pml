@@ -31,7 +31,18 @@
  *     data ring's head -> received again, in sequence order, before the ring;
  *     (b) reads return ring s's head and its own tail, and pushes every
  *     buffer marked kFree | s that is not in [head, tail). Then it continues
- *     where its predecessor's ring head is.
+ *     where its predecessor's ring head is;
+ *   - under PCRASH a killer may kill the producer at any step instead; its
+ *     private state is lost. Its successor (producer.cpp recover_broadcast):
+ *     (1) pushes into every data ring shorter than the longest the buffer
+ *     the longest holds at that position (at most one publish was cut
+ *     short); (2) advances a return ring whose head buffer is marked
+ *     kWriting (taken, not yet advanced); (3) takes back, buffer by buffer,
+ *     each one marked kWriting or marked kShared with a sequence at or past
+ *     the tails (pushed nowhere): kWriting, holders 0, used first; (4)
+ *     continues at one past the highest message of every other buffer's
+ *     commit record and the published-messages counter (stored after each
+ *     publish); then it goes on as the producer, and closes.
  *
  * Memory is sequentially consistent (spin interleaves whole transitions); the
  * memory orders are argued in consumer.cpp and producer.cpp. Every
@@ -42,14 +53,20 @@
  * Not modelled: waiting (a side just blocks until its ring has something;
  * the wake-up protocol is channel.pml's), the cap (broadcast_room: the pool
  * of NBUF buffers and rings of capacity NBUF bound the rings here),
- * abandoned buffers, a producer's death, more than one crash, K > 2 or more
+ * abandoned buffers other than a dead producer's, both crashes in one run
+ * (CRASH and PCRASH are run apart), more than one crash, K > 2 or more
  * than two buffers, releases out of the order taken, forged words (the C++
  * checks them; here any failed check is an assertion), counters, the record
  * layer.
  *
- * Options: MSGS (3); CRASH (one consumer may die, see above);
+ * Options: MSGS (3); CRASH (one consumer may die, see above); PCRASH (the
+ * producer may die, see above);
  * MUTANT_* (below); PROBE_* (reachability probes, each of which must fail:
  * PROBE_CAS_RETRY, a failed compare-exchange that finds its bit alone;
+ * PROBE_COMPLETE, PROBE_TAKE_BACK_SHARED and PROBE_COUNT_FREED, a producer
+ * successor completing a cut-short publish, taking back a buffer marked
+ * shared but pushed nowhere, and counting from a freed buffer's record
+ * beyond the counter;
  * PROBE_REDELIVER, a successor with both buffers to receive again;
  * PROBE_RETURN_FREED, a successor returning a buffer its predecessor freed).
  *
@@ -84,7 +101,15 @@
  *                            it returns a buffer a live consumer is
  *                            returning too;
  *   MUTANT_NO_SEQUENCE       takeover (a) without the sequence check: a
- *                            buffer still in the ring is received twice.
+ *                            buffer still in the ring is received twice;
+ *   MUTANT_NO_COMPLETE       producer takeover without (1): the short ring's
+ *                            consumer never gets the cut-short message, and
+ *                            the rings' positions disagree;
+ *   MUTANT_NO_TAKE_BACK      producer takeover (3) only for kWriting: a
+ *                            buffer pushed nowhere leaks;
+ *   MUTANT_SHARED_COUNT      producer takeover (4) from kShared buffers
+ *                            only: a message every consumer already released
+ *                            is broadcast again.
  */
 
 #define NBUF 2 /* buffers in the pool; each ring's capacity (the redelivery order below assumes 2) */
@@ -122,12 +147,14 @@ byte rslot[K * NBUF];       /* return rings: buffer indices */
 byte rhead[K];
 byte rtail[K];
 bit  closed;
+byte pcount;                /* producer_counters.records: messages published, stored after each */
 
 /* ---- ghosts and what the checks inspect -------------------------------- */
 byte loc[NBUF];
 byte share[NBUF];           /* bit s: consumer s (or its successor) has not given up the buffer */
 byte last[K];               /* the highest message consumer s's application received */
 byte kill[K];               /* 1: kill consumer s now; 2: it died */
+byte pkill;                 /* 1: kill the producer now; 2: it died */
 bit  p_done;
 bit  c_done[K];
 #ifdef CRASH
@@ -143,42 +170,157 @@ proctype producer() {
   byte s;
   byte b;
   byte pos;
+  byte abandoned;                           /* bit b: buffer b taken back by a successor */
+  byte lt;                                  /* successor: the longest data ring's tail */
+  byte ls;                                  /* successor: that ring */
+  byte i;
+  byte st;
+  byte mx;
 
-  do
-  :: m <= MSGS ->
-     /* take_from_pool: either return ring with a buffer (the real one tries
-        them in turn; any order is covered) */
-     if
-     :: atomic { rtail[0] != rhead[0] -> s = 0; b = rslot[0 * NBUF + rhead[0] % NBUF] }
-     :: atomic { rtail[1] != rhead[1] -> s = 1; b = rslot[1 * NBUF + rhead[1] % NBUF] }
-     fi;
-     d_step {
-       assert(state[b] == S_FREE(s));       /* freed by this ring's own consumer */
-       /* (a): in this ring and nowhere else, nobody's share left */
-       assert(loc[b] == L_RING(s) && share[b] == 0);
-       loc[b] = L_PRODUCER;
-       state[b] = S_WRITING
-     };
-     rhead[s]++;                            /* free_in.advance() (release) */
-     /* publish_shared */
-     d_step { pos = dtail[0]; assert(dtail[1] == pos); cseq[b] = pos; cmsg[b] = m };
-     d_step { holders[b] = ALL; loc[b] = L_OUT; share[b] = ALL };   /* release */
-     state[b] = S_SHARED;                   /* release */
-     s = 0;
-     do
-     :: s < K ->
-        d_step {
-          assert(dtail[s] - dhead[s] < NBUF);
-          dslot[s * NBUF + dtail[s] % NBUF] = b;
-          dtail[s]++                        /* push: tail.store(release) */
-        };
-        s++
-     :: else -> break
-     od;
-     m++
-  :: else -> break
-  od;
-  closed = 1;
+life:
+  skip;
+  {
+    do
+    :: m <= MSGS ->
+       if
+       :: abandoned != 0 ->                 /* take_from_pool: the abandoned ones first */
+          d_step {
+            b = ((abandoned & 1) -> 0 : 1);
+            abandoned = abandoned & ~BIT(b);
+            assert(loc[b] == L_PRODUCER && state[b] == S_WRITING)
+          }
+       :: else ->
+          /* take_from_pool: either return ring with a buffer (the real one
+             tries them in turn; any order is covered) */
+          if
+          :: atomic { rtail[0] != rhead[0] -> s = 0; b = rslot[0 * NBUF + rhead[0] % NBUF] }
+          :: atomic { rtail[1] != rhead[1] -> s = 1; b = rslot[1 * NBUF + rhead[1] % NBUF] }
+          fi;
+          d_step {
+            assert(state[b] == S_FREE(s));  /* freed by this ring's own consumer */
+            /* (a): in this ring and nowhere else, nobody's share left */
+            assert(loc[b] == L_RING(s) && share[b] == 0);
+            loc[b] = L_PRODUCER;
+            state[b] = S_WRITING
+          };
+          rhead[s]++                        /* free_in.advance() (release) */
+       fi;
+       /* publish_shared */
+       d_step { pos = dtail[0]; assert(dtail[1] == pos); cseq[b] = pos; cmsg[b] = m };
+       d_step { holders[b] = ALL; loc[b] = L_OUT; share[b] = ALL };   /* release */
+       state[b] = S_SHARED;                 /* release */
+       s = 0;
+       do
+       :: s < K ->
+          d_step {
+            assert(dtail[s] - dhead[s] < NBUF);
+            dslot[s * NBUF + dtail[s] % NBUF] = b;
+            dtail[s]++                      /* push: tail.store(release) */
+          };
+          s++
+       :: else -> break
+       od;
+       pcount = m;                          /* commit() counts after the publish */
+       m++
+    :: else -> break
+    od;
+    assert(abandoned == 0);                 /* every buffer taken back went out again */
+    closed = 1
+  } unless {
+    atomic { pkill == 1 -> pkill = 2; m = 0; s = 0; b = 0; pos = 0; abandoned = 0 };
+    /* (1) the longest data ring, and the cut-short push completed */
+    d_step {
+      lt = dtail[0]; ls = 0;
+      if
+      :: dtail[1] > lt -> lt = dtail[1]; ls = 1
+      :: else -> skip
+      fi
+    };
+    i = 0;
+    do
+    :: i < K ->
+       if
+       :: dtail[i] < lt ->
+          d_step {
+            assert(lt - dtail[i] == 1);     /* one publish in progress at most */
+#ifdef PROBE_COMPLETE
+            assert(false);                  /* a publish cut short between the rings */
+#endif
+#ifndef MUTANT_NO_COMPLETE
+            assert(dtail[i] - dhead[i] < NBUF);
+            dslot[i * NBUF + dtail[i] % NBUF] = dslot[ls * NBUF + dtail[i] % NBUF];
+            dtail[i]++                      /* push (release) */
+#endif
+          }
+       :: else -> skip
+       fi;
+       i++
+    :: else -> break
+    od;
+    /* (2) a return ring's head taken (kWriting) but not advanced */
+    i = 0;
+    do
+    :: i < K ->
+       if
+       :: atomic { rtail[i] != rhead[i] -> b = rslot[i * NBUF + rhead[i] % NBUF] };
+          if
+          :: state[b] == S_WRITING -> rhead[i]++
+          :: else -> skip
+          fi
+       :: atomic { rtail[i] == rhead[i] -> skip }
+       fi;
+       i++
+    :: else -> break
+    od;
+    /* (3) buffers pushed nowhere taken back, (4) the count from the rest */
+    mx = pcount;
+    i = 0;
+    do
+    :: i < NBUF ->
+       st = state[i];                       /* one state word per step */
+       if
+#ifdef MUTANT_NO_TAKE_BACK
+       :: st == S_WRITING ->
+#else
+       :: st == S_WRITING || (st == S_SHARED && cseq[i] >= lt) ->
+#endif
+          d_step {
+#ifdef PROBE_TAKE_BACK_SHARED
+            assert(st != S_SHARED);         /* a buffer marked shared, pushed nowhere */
+#endif
+            /* (a): nobody can have it: ours, or out but in no data ring */
+            assert(loc[i] == L_PRODUCER ||
+                   (loc[i] == L_OUT && share[i] == ALL && cseq[i] >= dtail[0] && cseq[i] >= dtail[1]));
+            state[i] = S_WRITING;
+            holders[i] = 0;
+            loc[i] = L_PRODUCER;
+            share[i] = 0;
+            abandoned = abandoned | BIT(i)
+          }
+       :: else ->
+#ifdef MUTANT_SHARED_COUNT
+          if
+          :: st == S_SHARED && cmsg[i] > mx -> mx = cmsg[i]
+          :: else -> skip
+          fi
+#else
+          if
+          :: cmsg[i] > mx ->
+#ifdef PROBE_COUNT_FREED
+             assert(st == S_SHARED || cmsg[i] <= pcount);   /* a freed buffer's record counts */
+#endif
+             mx = cmsg[i]
+          :: else -> skip
+          fi
+#endif
+       fi;
+       i++
+    :: else -> break
+    od;
+    m = mx + 1;                             /* (no jump into a d_step) */
+    d_step { mx = 0; i = 0; st = 0; lt = 0; ls = 0; b = 0 };
+    goto life
+  };
   p_done = 1
 }
 
@@ -383,6 +525,16 @@ proctype killer() {
 }
 #endif
 
+#ifdef PCRASH
+/* kills the producer at any point of its life, or not */
+proctype producer_killer() {
+  if
+  :: pkill = 1
+  :: skip
+  fi
+}
+#endif
+
 init {
   byte i;
   d_step {
@@ -401,6 +553,9 @@ init {
     run consumer(1);
 #ifdef CRASH
     run killer()
+#endif
+#ifdef PCRASH
+    ; run producer_killer()
 #endif
   };
   (p_done && c_done[0] && c_done[1]);

@@ -12,7 +12,8 @@
 #          and with a producer that may die mid-stream plus spurious returns;
 #          `terminates` with that producer, and with spurious returns under
 #          weak fairness. For broadcast: safety, without and with a
-#          consumer that may die at any step and be taken over.
+#          consumer that may die at any step and be taken over, and with a
+#          producer that may die at any step and be taken over.
 #   fail   every mutant of the protocol must make spin report the expected
 #          error: the lost wake-up mutants with end states ignored (-E), so
 #          that the safety assertion alone catches them, and some of them also
@@ -111,15 +112,23 @@ runs=(
   "gate|probe death-while-asleep|fail|-DDEATH -DPROBE_DEATH_WHILE_ASLEEP|$hunt||violated +!\\(\\(\\(g_asleep&& !\\(lock\\[0\\]"
   "gate|probe peer-died|fail|-DDEATH -DPROBE_PEER_DIED|$hunt||violated +\\(fin\\[0\\]!=2\\)"
   # Broadcast (2 consumers, 2 buffers, MSGS=3): the real protocol, then with
-  # one consumer that may die at any step and its successor's takeover.
+  # one consumer that may die at any step and its successor's takeover, then
+  # with the producer that may die at any step and its successor's.
   "broadcast|safety|pass||$safety|"
   "broadcast|safety crash|pass|-DCRASH|$safety|"
+  "broadcast|safety producer crash|pass|-DPCRASH|$safety|"
   # Its mutants: a leak shows as a pool not whole at the end.
   "broadcast|mutant last-clears crash|fail|-DCRASH -DMUTANT_LAST_CLEARS|$hunt||$leaked"
   "broadcast|mutant plain-store|fail|-DMUTANT_PLAIN_STORE|$hunt||$leaked"
   "broadcast|mutant successor-zero crash|fail|-DCRASH -DMUTANT_SUCCESSOR_ZERO|$hunt||assertion violated +\\(\\(loc\\[i\\]==1\\)&&\\(share"
   "broadcast|mutant no-sequence crash|fail|-DCRASH -DMUTANT_NO_SEQUENCE|$hunt||assertion violated +\\((state\\[(b|t)\\]==3|m==\\(prev\\+1\\))\\)"
+  "broadcast|mutant no-complete producer-crash|fail|-DPCRASH -DMUTANT_NO_COMPLETE|$hunt||$leaked"
+  "broadcast|mutant no-take-back producer-crash|fail|-DPCRASH -DMUTANT_NO_TAKE_BACK|$hunt||$leaked"
+  "broadcast|mutant shared-count producer-crash|fail|-DPCRASH -DMUTANT_SHARED_COUNT|$hunt||assertion violated +\\(m==\\(prev\\+1\\)\\)"
   # Its reachability probes.
+  "broadcast|probe complete|fail|-DPCRASH -DPROBE_COMPLETE|$hunt||violated +0"
+  "broadcast|probe take-back-shared|fail|-DPCRASH -DPROBE_TAKE_BACK_SHARED|$hunt||violated +\\(st!=3\\)"
+  "broadcast|probe count-freed|fail|-DPCRASH -DPROBE_COUNT_FREED|$hunt||violated +\\(\\(st==3\\)"
   "broadcast|probe cas-retry|fail|-DPROBE_CAS_RETRY|$hunt||violated +\\(who!="
   "broadcast|probe redeliver|fail|-DCRASH -DPROBE_REDELIVER|$hunt||violated +\\(redo!=3\\)"
   "broadcast|probe return-freed|fail|-DCRASH -DPROBE_RETURN_FREED|$hunt||violated +0"
