@@ -18,7 +18,8 @@
 // stream first, bit 2 attach a consumer first (open must then refuse), bit 3
 // take the producer over (Producer::attach, then acquires and commits)
 // before the consumer opens: the successor's recovery reads every state
-// word, ring index and commit record the patches may have forged.
+// word, ring index, holders word and commit record the patches may have
+// forged; bit 4 makes the channel a broadcast.
 
 #include <algorithm>
 #include <cstddef>
@@ -157,8 +158,11 @@ void raw_segment(const std::string& name, std::size_t size, std::span<const std:
 }
 
 void overlay(const std::string& name, FuzzInput& in, bool patches) {
-  const st::ChannelConfig config = config_from_byte(in.u8());
+  st::ChannelConfig config = config_from_byte(in.u8());
   const std::uint8_t flags = in.u8();
+  if ((flags & 16U) != 0) {
+    config.partitioner = st::Partitioner::kBroadcast;
+  }
   std::optional<st::Producer> producer;
   try {
     producer.emplace(st::Producer::create(name, config));
