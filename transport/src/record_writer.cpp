@@ -178,13 +178,12 @@ Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t su
 }
 
 void RecordWriter::start_run(std::span<const std::byte> record) noexcept {
+  settle_run();
   const std::size_t bytes = record.size();
   std::byte* const first = cursor_ - bytes - frame::kHeaderBytes;
   std::memmove(first + frame::kRunHeaderBytes, first + frame::kHeaderBytes, bytes);
   frame::write_header(first, frame::kRun | static_cast<std::uint32_t>(bytes));
   run_count_at_ = first + frame::kHeaderBytes;
-  run_count_ = 2;
-  frame::write_header(run_count_at_, run_count_);
   std::byte* const second = first + frame::kRunHeaderBytes + bytes;
   frame::copy_payload(second, record.data(), bytes);
   cursor_ = run_end_ = second + bytes;
@@ -299,6 +298,7 @@ Status RecordWriter::flush() noexcept {
   if (!current_.valid() || used() == 0) {
     return Status::kOk;
   }
+  settle_run();
   const std::size_t bytes = used();
   drop_current_view();
   const Status status = producer_->commit(std::move(current_), bytes, records_in_buffer_);

@@ -64,18 +64,17 @@ class RecordWriter {
     // Another record of the length just written joins its run, headerless.
     // Every member this needs is read before the record's bytes are stored:
     // a byte store may alias the writer, so a read after it is a reload.
+    // The run's count word is written when the run is settled (a new run,
+    // or the buffer's commit), not per record: each member stored here is
+    // reloaded by the next call, so every one costs a store-to-load trip.
     std::byte* const at = cursor_;
     const std::size_t size = record.size();
     if (at == run_end_ && size == run_bytes_ && size <= static_cast<std::size_t>(limit_ - at))
         [[likely]] {
-      std::byte* const count_at = run_count_at_;
-      const std::uint32_t count = run_count_ + 1;
       const std::uint64_t in_buffer = records_in_buffer_ + 1;
       const std::uint64_t check_at = next_policy_check_;
       frame::copy_payload(at, record.data(), size);
       cursor_ = run_end_ = at + size;
-      run_count_ = count;
-      frame::write_header(count_at, count);
       records_in_buffer_ = in_buffer;
       if (in_buffer >= check_at) [[unlikely]] {
         return apply_flush_policy();
@@ -168,8 +167,6 @@ class RecordWriter {
             cursor += bytes;
           }
           cursor_ = run_end_ = cursor;
-          run_count_ += static_cast<std::uint32_t>(run);
-          frame::write_header(run_count_at_, run_count_);
           count -= run;
           records_in_buffer_ += run;
           if (records_in_buffer_ >= next_policy_check_) {
@@ -258,28 +255,34 @@ class RecordWriter {
     cursor_ = plain_end_ = at + frame::kHeaderBytes + record.size();
     plain_bytes_ = record.size() - 1 < frame::kRunMaxRecordBytes ? record.size() : kNoRecords;
   }
-  void extend_run(std::span<const std::byte> record) noexcept {
-    std::byte* const at = cursor_;
-    frame::copy_payload(at, record.data(), record.size());
-    cursor_ = run_end_ = at + record.size();
-    frame::write_header(run_count_at_, ++run_count_);
-  }
   // The frame just before the cursor is a plain record of `record`'s length:
   // makes it the first record of a run and appends `record` as the second.
   void start_run(std::span<const std::byte> record) noexcept;
   // Starts an empty run of `bytes`-byte records at the cursor; the caller
   // appends at least one before anything else happens to the buffer.
   void open_run(std::size_t bytes) noexcept {
+    settle_run();
     frame::write_header(cursor_, frame::kRun | static_cast<std::uint32_t>(bytes));
     run_count_at_ = cursor_ + frame::kHeaderBytes;
-    run_count_ = 0;
     run_bytes_ = bytes;
     cursor_ = run_end_ = cursor_ + frame::kRunHeaderBytes;
+  }
+  // Writes the count word of the run last opened in this buffer, which ends
+  // at run_end_ (the cursor may have moved past it since). Called before a
+  // new run replaces it and before the buffer is committed; the run must not
+  // be extended after it.
+  void settle_run() noexcept {
+    if (run_count_at_ != nullptr) {
+      const auto count = static_cast<std::uint32_t>(
+          static_cast<std::size_t>(run_end_ - (run_count_at_ + frame::kHeaderBytes)) / run_bytes_);
+      frame::write_header(run_count_at_, count);
+      run_count_at_ = nullptr;
+    }
   }
   // A new buffer (or none): nothing before the cursor can be extended. Its
   // address may equal the old buffer's end, so the ends are cleared too.
   void forget_last_frame() noexcept {
-    run_end_ = plain_end_ = nullptr;
+    run_end_ = plain_end_ = run_count_at_ = nullptr;
     run_bytes_ = plain_bytes_ = kNoRecords;
   }
   // One counter and one comparison per record: the flush policy is looked at
@@ -342,7 +345,8 @@ class RecordWriter {
   std::byte* cursor_ = nullptr;
   std::byte* limit_ = nullptr;
   // The frame last written, when it can take more records of its length:
-  // a run while the cursor is at run_end_ (its count word at run_count_at_),
+  // a run while the cursor is at run_end_ (its count word at run_count_at_,
+  // written by settle_run; null once written or before any run),
   // or a plain record (of 1..kRunMaxRecordBytes bytes) while the cursor is at
   // plain_end_. Any other frame moves the cursor past both; a new buffer
   // clears them (forget_last_frame).
@@ -350,7 +354,6 @@ class RecordWriter {
   std::byte* run_end_ = nullptr;
   std::byte* run_count_at_ = nullptr;
   std::size_t run_bytes_ = kNoRecords;
-  std::uint32_t run_count_ = 0;
   std::byte* plain_end_ = nullptr;
   std::size_t plain_bytes_ = kNoRecords;
   std::uint64_t records_in_buffer_ = 0;
