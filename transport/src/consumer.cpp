@@ -34,6 +34,7 @@ struct ConsumerState {
         my_bit(std::uint64_t{1} << mapping.subpartition()),
         possible_holders(all_holders(mapping.subpartitions())) {
     held.assign(buffer_count, 0);
+    policy = default_wait_policy(mapping.subpartitions() + 1);
     const ConsumerCounters& c = control->consumer_counters;
     records = c.records.load(std::memory_order_relaxed);
     bytes = c.bytes.load(std::memory_order_relaxed);

@@ -70,6 +70,7 @@ struct ProducerState {
       parts.push_back(part);
     }
     parts[0].sent = buffer_count;  // as if sent to 0 and returned: all start in its return ring
+    policy = default_wait_policy(subpartitions + 1);
   }
 
   Status mark_corrupt(const char* what, std::uint64_t value, std::uint64_t limit) noexcept {

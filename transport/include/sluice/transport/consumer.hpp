@@ -84,6 +84,9 @@ class Consumer {
   [[nodiscard]] const ChannelMapping& mapping() const noexcept;
   [[nodiscard]] const std::string& name() const noexcept;
   [[nodiscard]] std::string corruption() const;
+  // How a blocking call waits. The default is default_wait_policy(K + 1)
+  // for a channel of K subpartitions: no spinning once the channel's
+  // processes outnumber the CPUs this process may use.
   void set_wait_policy(const WaitPolicy& policy) noexcept;
   void set_producer_loss(ProducerLoss policy) noexcept;
   // Buffers taken over from a previous consumer still waiting to be received again.

@@ -113,6 +113,9 @@ class Producer {
   [[nodiscard]] const std::string& name() const noexcept;
   // What was wrong, after a call returned kCorrupt.
   [[nodiscard]] std::string corruption() const;
+  // How a blocking call waits. The default is default_wait_policy(K + 1)
+  // for a channel of K subpartitions: no spinning once the channel's
+  // processes outnumber the CPUs this process may use.
   void set_wait_policy(const WaitPolicy& policy) noexcept;
   void set_consumer_loss(ConsumerLoss policy) noexcept;
   // True when this producer took over a stream from another (attach()).

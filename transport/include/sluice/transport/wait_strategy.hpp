@@ -39,6 +39,22 @@ struct WaitPolicy {
   std::chrono::nanoseconds sleep_slice = std::chrono::milliseconds(20);  // peer-death check period
 };
 
+// CPUs this process may run on (its affinity mask), read once.
+std::uint32_t usable_cpus() noexcept;
+
+// The policy an endpoint starts with, for a channel of `endpoints` processes
+// (a fan-out's producer and its K consumers). While they fit the CPUs,
+// spinning catches the peer's next step within a microsecond; once they do
+// not, a spinning waiter holds a CPU that one of the others needs to make
+// the progress it waits for, so it goes straight to yielding.
+inline WaitPolicy default_wait_policy(std::uint32_t endpoints) noexcept {
+  WaitPolicy policy;
+  if (endpoints > usable_cpus()) {
+    policy.spin_rounds = 0;
+  }
+  return policy;
+}
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
