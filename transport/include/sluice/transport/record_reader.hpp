@@ -189,10 +189,8 @@ class RecordReader {
   // The rest of next_until, out of line so that the two fast paths above
   // stay small enough to be inlined into a caller's loop: the next frame of
   // an open buffer (published in place), else the slow path.
-  // The deadline comes by value, in registers: by reference, next()'s
-  // Deadline::never() would be stored to the caller's stack on every call.
   [[gnu::noinline]] Status next_in_place_or_slow(std::span<const std::byte>& record,
-                                                 const Deadline deadline) noexcept {
+                                                 const Deadline& deadline) noexcept {
     // The same for an open buffer: the next frame, published in place.
     if (in_place_bytes_left_ >= frame::kHeaderBytes) {
       const std::uint32_t word = frame::load_in_place_word(cursor_);
