@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "sluice/shm/segment.hpp"
+#include "sluice/transport/producer.hpp"
 #include "test_support.hpp"
 #include "tool_run.hpp"
 
@@ -19,6 +21,7 @@ using sluice::test::unique_channel;
 
 namespace {
 
+using sluice::test::read_file;
 using sluice::test::tool;
 using sluice::test::ToolRun;
 
@@ -302,6 +305,93 @@ TEST(Tools, ExperimentShowsTheProducerFollowingTheThrottledSide) {
 }  // namespace
 
 namespace {
+
+// A source killed mid-stream and resumed with `sluice-producer --resume`:
+// it continues at the first record its predecessor had not committed, so the
+// resuming consumers (one per subpartition) see every record exactly once.
+void producer_killed_and_resumed(std::uint32_t consumers, const char* partition) {
+  ChannelGuard guard(unique_channel("presume"));
+  const std::string producer_bin = tool("sluice-producer");
+  const std::string consumer_bin = tool("sluice-consumer");
+  const std::string channel = guard.name();
+  const std::string records = "3000000";
+  std::vector<std::unique_ptr<sluice::test::ChildProcess>> readers;
+  std::vector<std::string> logs;
+  for (std::uint32_t s = 0; s < consumers; ++s) {
+    logs.push_back("/tmp/sluice-test-presume-" + std::to_string(getpid()) + "-" +
+                   std::to_string(s));
+    std::string command = consumer_bin + " --channel " + channel + " --records " + records +
+                          " --size 64 --resume --wait 30 --json";
+    if (consumers > 1) {
+      command += " --subpartition " + std::to_string(s);
+    }
+    readers.push_back(std::make_unique<sluice::test::ChildProcess>(
+        [command, log = logs.back()] { return run(command + " > " + log).status; }));
+  }
+  std::vector<std::string> args = {producer_bin, "--channel", channel,  "--records", records,
+                                   "--size",     "64",        "--rate", "2000000"};
+  if (consumers > 1) {
+    args.insert(args.end(), {"--consumers", std::to_string(consumers), "--partition", partition});
+  }
+  sluice::test::ChildProcess first([&]() -> int {
+    std::vector<char*> argv;
+    for (std::string& arg : args) {
+      argv.push_back(arg.data());
+    }
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    return 127;
+  });
+  // Killed once the consumers are well into the stream.
+  ASSERT_TRUE(sluice::test::eventually([&] {
+    const ToolRun stat = run(tool("sluice") + " stat " + channel + " --json --interval 0.01");
+    return stat.status == 0 && stat.out.find("\"records_received\":0,") == std::string::npos;
+  }));
+  first.kill_now();
+  EXPECT_EQ(first.wait(), 128 + SIGKILL);
+  const ToolRun resumed = run(producer_bin + " --channel " + channel + " --records " + records +
+                              " --size 64 --resume --json");
+  EXPECT_EQ(resumed.status, 0) << resumed.out;
+  for (std::uint32_t s = 0; s < consumers; ++s) {
+    EXPECT_EQ(readers[s]->wait(), 0) << read_file(logs[s]);
+    const std::string summary = last_line(read_file(logs[s]));
+    EXPECT_NE(summary.find("\"ok\":true"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("\"records\":" + records + ","), std::string::npos) << summary;
+    EXPECT_NE(summary.find("\"lost\":0,"), std::string::npos) << summary;
+    EXPECT_NE(summary.find("\"duplicated\":0,"), std::string::npos) << summary;
+    std::remove(logs[s].c_str());
+  }
+}
+
+TEST(Tools, AResumedProducerContinuesAKilledOnesStreamExactly) {
+  producer_killed_and_resumed(1, "");
+}
+
+TEST(Tools, AResumedBroadcastProducerContinuesAKilledOnesStreamExactly) {
+  producer_killed_and_resumed(2, "broadcast");
+}
+
+TEST(Tools, ResumingARoundRobinProducerIsRefusedWithAReason) {
+  ChannelGuard guard(unique_channel("presume-rr"));
+  const std::string producer_bin = tool("sluice-producer");
+  {
+    // A producer that leaves without closing, as a killed one would.
+    auto producer = sluice::transport::Producer::create(guard.name(), [] {
+      sluice::transport::ChannelConfig config;
+      config.subpartitions = 2;
+      return config;
+    }());
+  }
+  const ToolRun resumed =
+      run(producer_bin + " --channel " + guard.name() + " --records 10 --size 64 --resume");
+  EXPECT_EQ(resumed.status, 2) << resumed.out;
+  EXPECT_NE(resumed.out.find("round-robin fan-out; --resume is available for"), std::string::npos)
+      << resumed.out;
+  const ToolRun missing = run(producer_bin + " --channel " + guard.name() +
+                              "-none --records 10 --size 64 --resume --wait 0");
+  EXPECT_EQ(missing.status, 2) << missing.out;
+  EXPECT_NE(missing.out.find("does not exist"), std::string::npos) << missing.out;
+}
 
 TEST(Tools, AResumingConsumerTakesOverFromAKilledOne) {
   ChannelGuard guard(unique_channel("resume"));

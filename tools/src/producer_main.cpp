@@ -63,6 +63,13 @@ constexpr const char* kUsage =
     "                         broadcast (every record to every consumer; the slowest\n"
     "                         sets the pace)\n"
     "  --max-queued-buffers N at most N buffers queued per subpartition (default 10)\n"
+    "  --resume               continue the stream of a producer that died: attach to\n"
+    "                         channel NAME (waiting up to --wait for it) instead of\n"
+    "                         creating it, and send from the first record it had not\n"
+    "                         committed up to N-1 (the channel's own configuration\n"
+    "                         applies). For a 1:1, least-loaded or broadcast channel;\n"
+    "                         refused for round-robin and key, whose committed records\n"
+    "                         are not a prefix of the stream\n"
     "  --json                 one JSON object per output line\n"
     "\n"
     "NAME is 1 to 200 letters, digits, '.', '_' or '-', not starting with '.'.\n"
@@ -84,6 +91,7 @@ struct Options {
   bool wait_for_consumer = true;  // success means delivered, not just sent
   double wait_seconds = 10;       // for a first consumer
   bool partitioned = false;       // --consumers or --partition given
+  bool resume = false;            // attach to a dead producer's channel and continue it
 };
 
 Options parse(int argc, char** argv) {
@@ -93,7 +101,7 @@ Options parse(int argc, char** argv) {
        "--buffers", "--flush-timeout-us", "--mode", "--wait", "--consumers", "--partition",
        "--max-queued-buffers"},
       {"--json", "--replace-stale", "--huge-pages", "--wait-for-new-consumer",
-       "--no-wait-for-consumer", "--help"});
+       "--no-wait-for-consumer", "--resume", "--help"});
   if (args.has("--help")) {
     std::fputs(kUsage, stdout);
     std::exit(0);  // NOLINT(concurrency-mt-unsafe): single-threaded, before any work
@@ -128,7 +136,33 @@ Options parse(int argc, char** argv) {
     o.wait_seconds = args.real_number("--wait", 0, 86400);
   }
   o.json = args.has("--json");
+  o.resume = args.has("--resume");
   return o;
+}
+
+// With --resume: the producer of the existing channel, its stream taken
+// over from the one that died; the options then describe that channel.
+st::Producer attach_to_continue(Options& options) {
+  st::OpenOptions open;
+  open.wait_for_channel = std::chrono::duration_cast<std::chrono::nanoseconds>(
+      std::chrono::duration<double>(options.wait_seconds));
+  st::Producer producer = st::Producer::attach(options.channel, open);
+  const st::ChannelConfigRecord& config = producer.config();
+  const auto partitioner = static_cast<st::Partitioner>(config.partitioner);
+  if (config.subpartitions > 1 &&
+      (partitioner == st::Partitioner::kRoundRobin || partitioner == st::Partitioner::kKey)) {
+    // One writer per subpartition, each committing on its own: the records
+    // committed are not the first records_committed() of the stream.
+    throw sluice::shm::SetupError(
+        "channel \"" + options.channel + "\" is a " +
+        std::string(st::partitioner_name(partitioner)) +
+        " fan-out; --resume is available for a 1:1, least-loaded or broadcast channel");
+  }
+  options.config.subpartitions = config.subpartitions;
+  options.config.partitioner = partitioner;
+  options.config.flush_timeout = std::chrono::nanoseconds(config.flush_timeout_ns);
+  options.config.buffer_bytes = config.buffer_bytes;
+  return producer;
 }
 
 }  // namespace
@@ -146,7 +180,11 @@ int main(int argc, char** argv) {
 
   std::optional<st::Producer> producer;
   try {
-    producer.emplace(st::Producer::create(options.channel, options.config, options.create));
+    if (options.resume) {
+      producer.emplace(attach_to_continue(options));
+    } else {
+      producer.emplace(st::Producer::create(options.channel, options.config, options.create));
+    }
   } catch (const std::exception& e) {
     sluice::tools::report_failure("producer", options.json, e.what());
     return 2;
@@ -180,7 +218,8 @@ int main(int argc, char** argv) {
   progress.start();
   pacer.start(sluice::tools::Pacer::Clock::now());
   st::Status status = st::Status::kOk;
-  std::uint64_t sent = 0;
+  // Resumed: every record below the count is in the stream already.
+  std::uint64_t sent = std::min(producer->records_committed(), options.records);
   // Once a consumer is there, records that fit a buffer are filled in place
   // in runs (write_batch: the write position stays in registers), as many
   // per run as the pacer allows before its next look at the clock.
