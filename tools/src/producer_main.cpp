@@ -161,7 +161,6 @@ st::Producer attach_to_continue(Options& options) {
   options.config.subpartitions = config.subpartitions;
   options.config.partitioner = partitioner;
   options.config.flush_timeout = std::chrono::nanoseconds(config.flush_timeout_ns);
-  options.config.buffer_bytes = config.buffer_bytes;
   return producer;
 }
 
