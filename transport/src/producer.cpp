@@ -421,6 +421,21 @@ struct ProducerState {
     return found;
   }
 
+  // A free buffer the previous producer marked kWriting but died before
+  // taking off its return ring (it marks first, then advances): the ring
+  // moves past it, and the scan of the states then finds it as its own.
+  void pass_buffers_taken_but_not_advanced() noexcept {
+    for (std::uint32_t s = 0; s < subpartitions; ++s) {
+      RingReader& free_in = parts[s].free_in;
+      std::uint64_t value = 0;
+      if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
+          states[value].load(std::memory_order_relaxed) ==
+              static_cast<std::uint32_t>(BufferState::kWriting)) {
+        free_in.advance();
+      }
+    }
+  }
+
   // After the previous producer of a partitioned channel (not broadcast)
   // died: adopt what it held and rebuild its private books from the shared
   // state words, which a consumer changes only within its own subpartition
@@ -434,15 +449,8 @@ struct ProducerState {
     // lies in [head, tail) of the ring read here (tails are ours, stable).
     std::vector<std::uint8_t> published(buffer_count, 0);
     const std::uint64_t capacity = mapping.config().ring_capacity;
+    pass_buffers_taken_but_not_advanced();
     for (std::uint32_t s = 0; s < subpartitions; ++s) {
-      // A free buffer it marked kWriting but died before taking off ring s.
-      RingReader& free_in = parts[s].free_in;
-      std::uint64_t value = 0;
-      if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
-          states[value].load(std::memory_order_relaxed) ==
-              static_cast<std::uint32_t>(BufferState::kWriting)) {
-        free_in.advance();
-      }
       const std::uint64_t head = mapping.data_ring(s).head.load(std::memory_order_acquire);
       const std::uint64_t tail = parts[s].data_out.position();
       if (tail - head > capacity) {
@@ -525,16 +533,7 @@ struct ProducerState {
         wake_peer_always(parts[s].control->data_ready);
       }
     }
-    // A free buffer it marked kWriting but died before taking off a return ring.
-    for (std::uint32_t s = 0; s < subpartitions; ++s) {
-      RingReader& free_in = parts[s].free_in;
-      std::uint64_t value = 0;
-      if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
-          states[value].load(std::memory_order_relaxed) ==
-              static_cast<std::uint32_t>(BufferState::kWriting)) {
-        free_in.advance();
-      }
-    }
+    pass_buffers_taken_but_not_advanced();
     std::uint64_t committed = records;
     for (std::uint32_t i = 0; i < buffer_count; ++i) {
       const std::uint32_t word = states[i].load(std::memory_order_relaxed);
@@ -569,16 +568,9 @@ struct ProducerState {
       recover_partitioned();
       return;
     }
-    RingReader& free_in = parts[0].free_in;
     const RingWriter& data_out = parts[0].data_out;
     recount_committed_records();
-    // A free buffer it marked kWriting but died before taking off the ring.
-    std::uint64_t value = 0;
-    if (free_in.peek(value) == RingResult::kOk && value < buffer_count &&
-        states[value].load(std::memory_order_relaxed) ==
-            static_cast<std::uint32_t>(BufferState::kWriting)) {
-      free_in.advance();
-    }
+    pass_buffers_taken_but_not_advanced();
     // What is in the data ring right now. The consumer marks a buffer
     // kReading before it moves the head past it, so a kQueued buffer outside
     // [head, tail) was marked but never published.
