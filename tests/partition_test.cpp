@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -133,18 +134,37 @@ int read_records_to_end(const std::string& name, std::uint32_t s, SharedCounts& 
   }
 }
 
-// Buffer API consumer: each buffer holds one 8-byte sequence number.
+// How read_buffers_to_end reads, beyond its defaults.
+struct BufferReading {
+  const Signal* start = nullptr;               // waited for after opening, before the first receive
+  bool wait_for_new_producer = false;          // a producer's death is waited out (takeover tests)
+  std::function<bool(std::uint64_t)> mine;     // numbers this subpartition may get (empty: any)
+  std::atomic<std::uint64_t>* seen = nullptr;  // counts every number received
+  std::chrono::seconds timeout = 30s;
+};
+
+BufferReading starting_at(const Signal* start) {
+  BufferReading how;
+  how.start = start;
+  return how;
+}
+
+// Buffer API consumer: each buffer holds one 8-byte sequence number, and the
+// numbers increase within a subpartition. 0 at the end of the stream.
 int read_buffers_to_end(const std::string& name, std::uint32_t s, SharedCounts& counts,
-                        const Signal* start = nullptr) {
+                        const BufferReading& how = {}) {
   auto consumer = st::Consumer::open(name, subpartition(s));
-  if (start != nullptr && !start->wait()) {
+  if (how.wait_for_new_producer) {
+    consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
+  }
+  if (how.start != nullptr && !how.start->wait()) {
     return 3;
   }
   st::ReadableBuffer buffer;
   std::uint64_t last = 0;
   bool first = true;
   for (;;) {
-    const st::Status status = consumer.receive_for(buffer, 30s);
+    const st::Status status = consumer.receive_for(buffer, how.timeout);
     if (status == st::Status::kClosed) {
       return 0;
     }
@@ -153,8 +173,13 @@ int read_buffers_to_end(const std::string& name, std::uint32_t s, SharedCounts& 
     }
     const std::uint64_t seq = read_u64(buffer.data());
     counts.see(seq);
-    if (!first && seq <= last) {
-      return 1;  // increasing within a subpartition
+    if (how.seen != nullptr) {
+      how.seen->fetch_add(1);
+    }
+    if ((!first && seq <= last) || (how.mine && !how.mine(seq))) {
+      std::fprintf(stderr, "subpartition %u: %llu after %llu\n", s,
+                   static_cast<unsigned long long>(seq), static_cast<unsigned long long>(last));
+      return 1;
     }
     first = false;
     last = seq;
@@ -461,8 +486,9 @@ TEST(Partition, LeastLoadedRoutesAroundAStalledConsumer) {
   Signal go;
   std::vector<std::unique_ptr<ChildProcess>> consumers;
   for (std::uint32_t s = 0; s < kK; ++s) {
-    consumers.push_back(std::make_unique<ChildProcess>(
-        [&, s] { return read_buffers_to_end(guard.name(), s, counts, s == 1 ? &go : nullptr); }));
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      return read_buffers_to_end(guard.name(), s, counts, starting_at(s == 1 ? &go : nullptr));
+    }));
   }
   const st::ChannelMapping& mapping = producer.mapping();
   ASSERT_TRUE(eventually(
@@ -497,8 +523,9 @@ TEST(Partition, RoundRobinBlocksAtTheCapOfAStalledConsumerAndTakesNoMore) {
   Signal go;
   std::vector<std::unique_ptr<ChildProcess>> consumers;
   for (std::uint32_t s = 0; s < kK; ++s) {
-    consumers.push_back(std::make_unique<ChildProcess>(
-        [&, s] { return read_buffers_to_end(guard.name(), s, counts, s == 1 ? &go : nullptr); }));
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      return read_buffers_to_end(guard.name(), s, counts, starting_at(s == 1 ? &go : nullptr));
+    }));
   }
   const st::ChannelMapping& mapping = producer.mapping();
   ASSERT_TRUE(eventually(
@@ -692,25 +719,13 @@ void fan_out_producer_killed_and_taken_over(st::Partitioner partitioner) {
   });
   std::vector<std::unique_ptr<ChildProcess>> consumers;
   for (std::uint32_t s = 0; s < kK; ++s) {
-    consumers.push_back(std::make_unique<ChildProcess>([&, s]() -> int {
-      auto consumer = st::Consumer::open(guard.name(), subpartition(s));
-      consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
-      st::ReadableBuffer buffer;
-      std::uint64_t last = 0;
-      bool first = true;
-      st::Status status;
-      while ((status = consumer.receive_for(buffer, 30s)) == st::Status::kOk) {
-        const std::uint64_t seq = read_u64(buffer.data());
-        counts.see(seq);
-        if (buffer.size() != 8 || (!first && seq <= last) ||
-            (keyed && st::subpartition_for_key(seq, kK) != s)) {
-          return 1;
-        }
-        first = false;
-        last = seq;
-        buffer.reset();
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      BufferReading how;
+      how.wait_for_new_producer = true;
+      if (keyed) {
+        how.mine = [s](std::uint64_t seq) { return st::subpartition_for_key(seq, kK) == s; };
       }
-      return status == st::Status::kClosed ? 0 : 2;
+      return read_buffers_to_end(guard.name(), s, counts, how);
     }));
   }
   ASSERT_TRUE(holding.wait());
@@ -787,27 +802,12 @@ void fan_out_producer_killed_again_and_again(st::Partitioner partitioner, int ki
   auto producer = start_producer(true);
   std::vector<std::unique_ptr<ChildProcess>> consumers;
   for (std::uint32_t s = 0; s < kK; ++s) {
-    consumers.push_back(std::make_unique<ChildProcess>([&, s]() -> int {
-      auto consumer = st::Consumer::open(guard.name(), subpartition(s));
-      consumer.set_producer_loss(st::ProducerLoss::kWaitForNewProducer);
-      st::ReadableBuffer buffer;
-      std::uint64_t last = 0;
-      bool first = true;
-      st::Status status;
-      while ((status = consumer.receive_for(buffer, 60s)) == st::Status::kOk) {
-        const std::uint64_t seq = read_u64(buffer.data());
-        counts.see(seq);
-        seen[0].fetch_add(1);
-        if (buffer.size() != 8 || (!first && seq <= last)) {
-          std::fprintf(stderr, "subpartition %u: %llu after %llu\n", s,
-                       static_cast<unsigned long long>(seq), static_cast<unsigned long long>(last));
-          return 1;
-        }
-        first = false;
-        last = seq;
-        buffer.reset();
-      }
-      return status == st::Status::kClosed ? 0 : 2;
+    consumers.push_back(std::make_unique<ChildProcess>([&, s] {
+      BufferReading how;
+      how.wait_for_new_producer = true;
+      how.seen = &seen[0];
+      how.timeout = 60s;
+      return read_buffers_to_end(guard.name(), s, counts, how);
     }));
   }
   std::mt19937 random(777 + static_cast<unsigned>(partitioner));
@@ -1276,6 +1276,41 @@ TEST(PartitionHostile, BadSubpartitionCountInTheHeaderIsRefused) {
   RawSegment(guard.name()).header().config.partitioner = 4;
   const std::string error = setup_error([&] { (void)st::Consumer::open(guard.name()); });
   EXPECT_NE(error.find("partitioner 4"), std::string::npos) << error;
+}
+
+// A successor producer reads every state word and ring index its dead
+// predecessor and the consumers left; forged ones make it corrupt (with the
+// reason), never hand out a buffer twice.
+TEST(PartitionHostile, ATakeoverFindingAStateWordOfNoSubpartitionIsCorrupt) {
+  ChannelGuard guard(unique_channel("hostile-takeover"));
+  {
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kRoundRobin, 8));
+    ASSERT_EQ(commit_seq(producer, 0), st::Status::kOk);
+    // A free buffer said to be freed by subpartition 7 of 3.
+    producer.mapping().buffer_states()[5].store(st::state_word(st::BufferState::kFree, 7));
+  }
+  auto successor = st::Producer::attach(guard.name());
+  st::WritableBuffer buffer;
+  EXPECT_EQ(successor.try_acquire(buffer), st::Status::kCorrupt);
+  EXPECT_NE(successor.corruption().find("names no place in this fan-out"), std::string::npos)
+      << successor.corruption();
+}
+
+TEST(PartitionHostile, ATakeoverFindingBroadcastRingsTwoPublishesApartIsCorrupt) {
+  ChannelGuard guard(unique_channel("hostile-bc-tails"));
+  {
+    auto producer =
+        st::Producer::create(guard.name(), partitioned(3, st::Partitioner::kBroadcast, 8));
+    ASSERT_EQ(commit_seq(producer, 0), st::Status::kOk);
+    ASSERT_EQ(commit_seq(producer, 1), st::Status::kOk);
+    producer.mapping().data_ring(1).tail.store(0);  // two publishes behind the others
+  }
+  auto successor = st::Producer::attach(guard.name());
+  st::WritableBuffer buffer;
+  EXPECT_EQ(successor.try_acquire(buffer), st::Status::kCorrupt);
+  EXPECT_NE(successor.corruption().find("more than one publish apart"), std::string::npos)
+      << successor.corruption();
 }
 
 TEST(PartitionHostile, ImpossibleStateWordsAreReportedByTheCheck) {
