@@ -294,6 +294,91 @@ BENCHMARK(BM_RecordFraming)
     ->ArgNames({"bytes", "mode"})
     ->ArgsProduct({{8, 64, 1024}, {0, 1, 2, 3}});
 
+// A relay stage's cost: records already in channel A are read and written
+// unchanged into channel B, on one thread (B is drained after each batch).
+// mode 0: record by record, read_batch() and write() per record (as
+// sluice-relay does when throttled); 1: read_runs_until() and
+// write_records(), a run per call (as it does otherwise).
+void BM_Relay(benchmark::State& state) {
+  const auto size = static_cast<std::size_t>(state.range(0));
+  const bool by_runs = state.range(1) == 1;
+  try {
+    ScratchChannel input;
+    ScratchChannel output;
+    st::Consumer input_consumer = st::Consumer::open(input.name());
+    st::Consumer output_consumer = st::Consumer::open(output.name());
+    const st::ChannelConfigRecord& config = input.producer().config();
+    const std::size_t pool_bytes = config.buffer_bytes * config.buffer_count;
+    const std::size_t batch =
+        std::min<std::size_t>(4096, pool_bytes / 2 / (st::frame::kHeaderBytes + size));
+    std::vector<std::byte> payload(size);
+    st::pattern::fill(payload, 0);
+    st::RecordWriter source(input.producer());
+    st::RecordReader from(input_consumer);
+    st::RecordWriter to(output.producer());
+    st::RecordReader sink(output_consumer);
+
+    auto relay_batch = [&]() noexcept {
+      if (source.write_batch(size, batch,
+                             [&payload](std::span<std::byte> record) noexcept {
+                               st::frame::copy_payload(record.data(), payload.data(),
+                                                       record.size());
+                             }) != st::Status::kOk ||
+          source.flush() != st::Status::kOk) {
+        return false;
+      }
+      std::size_t relayed = 0;
+      bool written = true;
+      while (relayed < batch && written) {
+        const st::Status status =
+            by_runs ? from.read_runs_until(
+                          [&](std::span<const std::byte> records, std::uint64_t count) {
+                            written = to.write_records(records, count) == st::Status::kOk;
+                            relayed += count;
+                            return written && relayed < batch;
+                          },
+                          st::Deadline::immediate())
+                    : from.try_read_batch([&](std::span<const std::byte> record) {
+                        written = to.write(record) == st::Status::kOk;
+                        ++relayed;
+                        return written && relayed < batch;
+                      });
+        if (status != st::Status::kOk) {
+          return false;
+        }
+      }
+      if (!written || to.flush() != st::Status::kOk) {
+        return false;
+      }
+      std::size_t read = 0;
+      bool intact = true;
+      while (read < batch) {
+        if (sink.try_read_batch([&](std::span<const std::byte> record) {
+              intact = intact && record.size() == size;
+              benchmark::DoNotOptimize(record.data());
+              return ++read < batch;
+            }) != st::Status::kOk ||
+            !intact) {
+          return false;
+        }
+      }
+      return true;
+    };
+    for (auto _ : state) {
+      if (!relay_batch()) {
+        state.SkipWithError("a record was not relayed or not read back intact");
+        break;
+      }
+    }
+    const auto records = state.iterations() * static_cast<std::int64_t>(batch);
+    state.SetItemsProcessed(records);
+    state.SetBytesProcessed(records * static_cast<std::int64_t>(size));
+  } catch (const std::exception& error) {
+    state.SkipWithError(error.what());
+  }
+}
+BENCHMARK(BM_Relay)->ArgNames({"bytes", "mode"})->ArgsProduct({{8, 64, 1024}, {0, 1}});
+
 // ---------------------------------------------------------------------------
 // Wake-up: every commit and every release calls wake_peer(). With the peer
 // awake it must stay one locked instruction on the peer's flag line and no

@@ -19,6 +19,7 @@
 #include <random>
 #include <vector>
 
+#include "partition_writing.hpp"
 #include "sluice/transport/channel_metrics.hpp"
 #include "sluice/transport/consumer.hpp"
 #include "sluice/transport/ownership_check.hpp"
@@ -32,8 +33,11 @@ using namespace std::chrono_literals;
 using sluice::test::ChannelGuard;
 using sluice::test::ChildProcess;
 using sluice::test::eventually;
+using sluice::test::kEveryWriting;
 using sluice::test::Signal;
 using sluice::test::unique_channel;
+using sluice::test::write_numbers;
+using sluice::test::Writing;
 
 namespace {
 
@@ -141,7 +145,7 @@ void expect_sound(const st::ChannelMapping& mapping) {
   EXPECT_TRUE(report.sound()) << report.problems.front();
 }
 
-TEST(Broadcast, EveryConsumerReceivesEveryRecordOnceInOrder) {
+void every_consumer_receives_every_record_once_in_order(Writing how) {
   constexpr std::uint32_t kK = 3;
   constexpr std::uint64_t kN = 20000;
   ChannelGuard guard(unique_channel("bc-all"));
@@ -170,10 +174,7 @@ TEST(Broadcast, EveryConsumerReceivesEveryRecordOnceInOrder) {
     }));
   }
   st::PartitionWriter writer(producer);
-  for (std::uint64_t seq = 0; seq < kN; ++seq) {
-    ASSERT_EQ(writer.write(std::as_bytes(std::span(&seq, 1))), st::Status::kOk) << seq;
-  }
-  ASSERT_EQ(writer.close(), st::Status::kOk);
+  ASSERT_EQ(write_numbers(writer, kN, how), st::Status::kOk);
   for (std::uint32_t s = 0; s < kK; ++s) {
     EXPECT_EQ(consumers[s]->wait(), 0) << s;
     EXPECT_EQ(counts.not_once(s), 0U) << s;
@@ -183,6 +184,13 @@ TEST(Broadcast, EveryConsumerReceivesEveryRecordOnceInOrder) {
   const auto report = st::check_ownership(producer.mapping(), {2, 1ms});
   EXPECT_TRUE(report.sound()) << report.problems.front();
   EXPECT_EQ(report.places.in_return_ring, producer.config().buffer_count);
+}
+
+TEST(Broadcast, EveryConsumerReceivesEveryRecordOnceInOrder) {
+  for (const Writing how : kEveryWriting) {
+    SCOPED_TRACE(to_string(how));
+    every_consumer_receives_every_record_once_in_order(how);
+  }
 }
 
 TEST(Broadcast, BufferReturnsOnlyAfterTheLastConsumerReleasedIt) {

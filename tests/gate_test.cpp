@@ -128,6 +128,45 @@ TEST(FanIn, ReadsEveryInputToTheEndOfItsStream) {
   EXPECT_EQ(gate.next_for(record, 10ms), st::Status::kClosed);  // stays ended
 }
 
+TEST(FanIn, RunsComeFromOneInputInOrderWithinItsTurn) {
+  constexpr std::size_t kInputs = 3;
+  constexpr std::uint64_t kRecords = 20000;
+  const auto guards = guards_for("gate-runs", kInputs);
+  const auto names = names_of(guards);
+  std::vector<std::unique_ptr<ChildProcess>> producers;
+  for (std::size_t i = 0; i < kInputs; ++i) {
+    producers.push_back(
+        std::make_unique<ChildProcess>([&names, i] { return produce(names[i], kRecords); }));
+  }
+  st::GateOptions options = waiting_gate();
+  options.records_per_turn = 50;
+  auto gate = st::InputGate::open(names, options);
+  StreamCheck check(kInputs);
+  std::uint64_t runs = 0;
+  std::uint64_t over_turn = 0;
+  st::Status status;
+  while ((status = gate.read_runs_until(
+              [&](std::span<const std::byte> records, std::uint64_t count) {
+                runs += count > 1 ? 1 : 0;
+                over_turn += count > 50 ? 1 : 0;
+                for (std::uint64_t i = 0; i < count; ++i) {
+                  check.observe(gate.last_input(),
+                                records.subspan(i * kRecordBytes, records.size() / count));
+                }
+                return true;
+              },
+              st::Deadline::after(60s))) == st::Status::kOk) {
+  }
+  EXPECT_EQ(status, st::Status::kClosed);
+  EXPECT_EQ(check.errors, 0U);
+  EXPECT_EQ(over_turn, 0U);
+  EXPECT_GT(runs, 0U);
+  for (std::size_t i = 0; i < kInputs; ++i) {
+    EXPECT_EQ(check.next[i], kRecords) << names[i];
+    EXPECT_EQ(producers[i]->wait(), 0);
+  }
+}
+
 TEST(FanIn, SixtyFourInputsThroughOneGate) {
   constexpr std::size_t kInputs = 64;
   constexpr std::uint64_t kRecords = 500;

@@ -23,6 +23,7 @@
 #include <boost/interprocess/mapped_region.hpp>
 #include <boost/interprocess/shared_memory_object.hpp>
 
+#include "partition_writing.hpp"
 #include "sluice/shm/segment_name.hpp"
 #include "sluice/shm/setup_error.hpp"
 #include "sluice/transport/channel_metrics.hpp"
@@ -40,8 +41,11 @@ using namespace std::chrono_literals;
 using sluice::test::ChannelGuard;
 using sluice::test::ChildProcess;
 using sluice::test::eventually;
+using sluice::test::kEveryWriting;
 using sluice::test::Signal;
 using sluice::test::unique_channel;
+using sluice::test::write_numbers;
+using sluice::test::Writing;
 
 namespace {
 
@@ -205,14 +209,6 @@ std::uint64_t queued_in(const st::ChannelMapping& mapping, std::uint32_t s) {
   return mapping.data_ring(s).tail.load() - mapping.data_ring(s).head.load();
 }
 
-void write_records(st::PartitionWriter& writer, std::uint64_t n, bool keyed) {
-  for (std::uint64_t seq = 0; seq < n; ++seq) {
-    const auto bytes = std::as_bytes(std::span(&seq, 1));
-    ASSERT_EQ(keyed ? writer.write(seq, bytes) : writer.write(bytes), st::Status::kOk) << seq;
-  }
-  ASSERT_EQ(writer.close(), st::Status::kOk);
-}
-
 // --- configuration -------------------------------------------------------
 
 TEST(PartitionConfig, BadValuesAreRefusedWithAReason) {
@@ -288,7 +284,7 @@ TEST(PartitionConfig, InPlaceOnAFanOutIsRefused) {
 
 // --- partitioners end to end ----------------------------------------------
 
-TEST(Partition, RoundRobinSendsRecordNToSubpartitionNModK) {
+void round_robin_sends_record_n_to_subpartition_n_mod_k(Writing how) {
   constexpr std::uint32_t kK = 3;
   constexpr std::uint64_t kN = 20000;
   ChannelGuard guard(unique_channel("rr"));
@@ -303,7 +299,7 @@ TEST(Partition, RoundRobinSendsRecordNToSubpartitionNModK) {
     }));
   }
   st::PartitionWriter writer(producer);
-  write_records(writer, kN, false);
+  ASSERT_EQ(write_numbers(writer, kN, how), st::Status::kOk);
   for (auto& consumer : consumers) {
     EXPECT_EQ(consumer->wait(), 0);
   }
@@ -311,6 +307,13 @@ TEST(Partition, RoundRobinSendsRecordNToSubpartitionNModK) {
       << counts.wrong().size() << " wrong, first " << counts.wrong().front();
   for (std::uint32_t s = 0; s < kK; ++s) {
     EXPECT_GT(producer.mapping().control(s).producer_counters.records.load(), 0U);
+  }
+}
+
+TEST(Partition, RoundRobinSendsRecordNToSubpartitionNModK) {
+  for (const Writing how : kEveryWriting) {
+    SCOPED_TRACE(to_string(how));
+    round_robin_sends_record_n_to_subpartition_n_mod_k(how);
   }
 }
 
@@ -335,7 +338,7 @@ TEST(Partition, KeySendsEachKeyToOneSubpartitionInOrder) {
     }));
   }
   st::PartitionWriter writer(producer);
-  write_records(writer, kN, true);
+  ASSERT_EQ(write_numbers(writer, kN, Writing::kRecordByRecord, true), st::Status::kOk);
   for (auto& consumer : consumers) {
     EXPECT_EQ(consumer->wait(), 0);
   }
@@ -376,7 +379,7 @@ TEST(Partition, KeyedRecordsOfOneKeyKeepTheirOrder) {
   EXPECT_TRUE(counts.wrong().empty());
 }
 
-TEST(Partition, LeastLoadedDeliversEverythingOnceInIncreasingOrder) {
+void least_loaded_delivers_everything_once_in_increasing_order(Writing how) {
   constexpr std::uint32_t kK = 3;
   constexpr std::uint64_t kN = 20000;
   ChannelGuard guard(unique_channel("ll"));
@@ -396,11 +399,31 @@ TEST(Partition, LeastLoadedDeliversEverythingOnceInIncreasingOrder) {
     }));
   }
   st::PartitionWriter writer(producer);
-  write_records(writer, kN, false);
+  ASSERT_EQ(write_numbers(writer, kN, how), st::Status::kOk);
   for (auto& consumer : consumers) {
     EXPECT_EQ(consumer->wait(), 0);
   }
   EXPECT_TRUE(counts.wrong().empty());
+}
+
+TEST(Partition, LeastLoadedDeliversEverythingOnceInIncreasingOrder) {
+  for (const Writing how : kEveryWriting) {
+    SCOPED_TRACE(to_string(how));
+    least_loaded_delivers_everything_once_in_increasing_order(how);
+  }
+}
+
+TEST(Partition, AKeyStreamRefusesWritesWithoutKeys) {
+  ChannelGuard guard(unique_channel("key-nokey"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey));
+  st::PartitionWriter writer(producer);
+  const std::uint64_t number = 7;
+  const auto bytes = std::as_bytes(std::span(&number, 1));
+  EXPECT_EQ(writer.write(bytes), st::Status::kInvalidArgument);
+  EXPECT_EQ(writer.write_records(bytes, 1), st::Status::kInvalidArgument);
+  EXPECT_EQ(writer.write_batch(8, 1, [](std::span<std::byte>) noexcept {}),
+            st::Status::kInvalidArgument);
+  EXPECT_EQ(writer.records_written(), 0U);
 }
 
 // Records larger than one buffer (sequence number, then a pattern), each

@@ -492,6 +492,143 @@ TEST(Batches, ReadBatchStopsInsideARunAndNextContinuesIt) {
   EXPECT_EQ(reader.records_read(), 100U);
 }
 
+// Reads `from` with read_runs_until (at most `most` records a call) and
+// writes what it gets to `to` with write_records, as a relay does, until the
+// stream ends. Returns how many calls handed over more than one record.
+std::uint64_t relay_by_runs(st::RecordReader& from, st::RecordWriter& to, std::uint64_t most,
+                            std::uint64_t& records) {
+  std::uint64_t runs = 0;
+  st::Status status;
+  while ((status = from.read_runs_until(
+              [&](std::span<const std::byte> got, std::uint64_t count) {
+                EXPECT_GE(count, 1U);
+                EXPECT_LE(count, most);
+                EXPECT_EQ(got.size() % count, 0U);
+                runs += count > 1 ? 1 : 0;
+                records += count;
+                return to.write_records(got, count) == st::Status::kOk;
+              },
+              st::Deadline::after(30s), most)) == st::Status::kOk) {
+  }
+  EXPECT_EQ(status, st::Status::kClosed);
+  EXPECT_EQ(to.close(), st::Status::kOk);
+  return runs;
+}
+
+TEST(RunsRelay, EveryRecordPassesUnchangedThroughReadRunsAndWriteRecords) {
+  // Runs of two sizes, then records of every size up to ones that span the
+  // input's 512-byte buffers, relayed into 200-byte buffers: runs that do
+  // not fit are split, records too large are written spanning.
+  std::vector<std::size_t> sizes;
+  for (std::size_t i = 0; i < 4'000; ++i) {
+    const std::size_t phase = i % 500;
+    sizes.push_back(phase < 300 ? 16 : phase < 420 ? 190 : (i * 37) % 700);
+  }
+  for (const std::uint64_t most : {std::numeric_limits<std::uint64_t>::max(), std::uint64_t{7}}) {
+    SCOPED_TRACE(most);
+    ChannelGuard input(unique_channel("runs-in"));
+    ChannelGuard output(unique_channel("runs-out"));
+    auto in_producer = st::Producer::create(input.name(), config_of(4, 512));
+    auto in_consumer = st::Consumer::open(input.name());
+    auto out_producer = st::Producer::create(output.name(), config_of(4, 200));
+    auto out_consumer = st::Consumer::open(output.name());
+    std::thread source([&] {
+      st::RecordWriter writer(in_producer);
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        ASSERT_EQ(writer.write(pattern_record(sizes[i], i)), st::Status::kOk) << i;
+      }
+      ASSERT_EQ(writer.close(), st::Status::kOk);
+    });
+    st::RecordReader from(in_consumer);
+    std::uint64_t relayed = 0;
+    std::uint64_t runs = 0;
+    std::thread relay([&] {
+      st::RecordWriter to(out_producer);
+      runs = relay_by_runs(from, to, most, relayed);
+    });
+    st::RecordReader reader(out_consumer);
+    std::span<const std::byte> record;
+    for (std::size_t i = 0; i < sizes.size(); ++i) {
+      ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << i;
+      const auto expected = pattern_record(sizes[i], i);
+      ASSERT_EQ(record.size(), expected.size()) << "record " << i;
+      ASSERT_TRUE(std::equal(record.begin(), record.end(), expected.begin())) << "record " << i;
+    }
+    EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+    source.join();
+    relay.join();
+    EXPECT_EQ(relayed, sizes.size());
+    EXPECT_EQ(from.records_read(), sizes.size());
+    EXPECT_GT(runs, 0U);  // runs came in one call each, not record by record
+  }
+}
+
+TEST(RunsRelay, ACallTakesAtMostItsBoundAndAThrowingHandlerHasReadWhatItWasGiven) {
+  ChannelGuard guard(unique_channel("runs-bound"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 4096));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  std::uint64_t sequence = 0;
+  ASSERT_EQ(writer.write_batch(16, 100,
+                               [&](std::span<std::byte> record) noexcept {
+                                 st::pattern::fill(record, sequence++);
+                               }),
+            st::Status::kOk);
+  ASSERT_EQ(writer.close(), st::Status::kOk);
+  st::RecordReader reader(consumer);
+  std::uint64_t seen = 0;
+  const auto check = [&](std::span<const std::byte> records, std::uint64_t count) {
+    EXPECT_EQ(records.size(), count * 16);
+    for (std::uint64_t i = 0; i < count; ++i) {
+      EXPECT_EQ(st::pattern::sequence_of(records.subspan(i * 16, 16)), seen + i);
+    }
+    seen += count;
+  };
+  // The first record alone, then the rest of the run up to the bound.
+  std::vector<std::uint64_t> counts;
+  ASSERT_EQ(reader.read_runs_until(
+                [&](std::span<const std::byte> records, std::uint64_t count) {
+                  check(records, count);
+                  counts.push_back(count);
+                  return true;
+                },
+                st::Deadline::after(10s), 10),
+            st::Status::kOk);
+  EXPECT_EQ(counts, (std::vector<std::uint64_t>{1, 9}));
+  std::span<const std::byte> record;
+  ASSERT_EQ(reader.next_for(record, 10s), st::Status::kOk);
+  EXPECT_EQ(st::pattern::sequence_of(record), 10U);
+  ++seen;
+  // A handler that throws on the rest of the run: all it was given is read.
+  std::uint64_t calls = 0;
+  EXPECT_THROW((void)reader.read_runs_until(
+                   [&](std::span<const std::byte> records, std::uint64_t count) -> bool {
+                     check(records, count);
+                     if (++calls == 2) {
+                       throw std::runtime_error("handler failed");
+                     }
+                     return true;
+                   },
+                   st::Deadline::after(10s)),
+               std::runtime_error);
+  EXPECT_EQ(seen, 100U);
+  EXPECT_EQ(reader.records_read(), 100U);
+  EXPECT_EQ(reader.next_for(record, 10s), st::Status::kClosed);
+}
+
+TEST(RunsRelay, WriteRecordsRefusesBytesThatAreNotWholeRecords) {
+  ChannelGuard guard(unique_channel("runs-args"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 256));
+  st::RecordWriter writer(producer);
+  const std::vector<std::byte> bytes(10);
+  EXPECT_EQ(writer.write_records(bytes, 3), st::Status::kInvalidArgument);
+  EXPECT_EQ(writer.write_records(bytes, 0), st::Status::kInvalidArgument);
+  EXPECT_EQ(writer.write_records({}, 0), st::Status::kOk);
+  EXPECT_EQ(writer.records_written(), 0U);
+  EXPECT_EQ(writer.write_records(bytes, 5), st::Status::kOk);
+  EXPECT_EQ(writer.records_written(), 5U);
+}
+
 TEST_F(CorruptFrames, WellFormedBytesAreAccepted) {
   EXPECT_EQ(read_raw({1, 0, 0, 0, 9, 0, 0, 0, 0}), st::Status::kClosed);
 }

@@ -42,6 +42,26 @@ Status PartitionWriter::write(std::uint64_t key, std::span<const std::byte> reco
   return writers_[first + subpartition_for_key(key, subpartitions_)]->write(record);
 }
 
+Status PartitionWriter::write_records(std::span<const std::byte> records,
+                                      std::uint64_t count) noexcept {
+  if (partitioner_ == Partitioner::kLeastLoaded || partitioner_ == Partitioner::kBroadcast) {
+    return writers_.front()->write_records(records, count);
+  }
+  if (count == 0) {
+    return records.empty() ? Status::kOk : Status::kInvalidArgument;
+  }
+  const std::size_t bytes = records.size() / count;
+  if (bytes * count != records.size()) {
+    return Status::kInvalidArgument;
+  }
+  for (std::uint64_t i = 0; i < count; ++i) {
+    if (const Status status = write(records.subspan(i * bytes, bytes)); status != Status::kOk) {
+      return status;
+    }
+  }
+  return Status::kOk;
+}
+
 Status PartitionWriter::flush() noexcept {
   Status result = Status::kOk;
   for (const auto& writer : writers_) {

@@ -294,6 +294,36 @@ Status RecordWriter::make_room(std::size_t needed) noexcept {
   return Status::kOk;
 }
 
+Status RecordWriter::write_records(std::span<const std::byte> records,
+                                   std::uint64_t count) noexcept {
+  if (count == 0) {
+    return records.empty() ? Status::kOk : Status::kInvalidArgument;
+  }
+  const std::size_t bytes = records.size() / count;
+  if (bytes * count != records.size()) {
+    return Status::kInvalidArgument;
+  }
+  if (count == 1 || frame::kHeaderBytes + bytes > producer_->config().buffer_bytes) {
+    // A record alone, or records that span this channel's buffers: write()'s way.
+    for (std::uint64_t i = 0; i < count; ++i) {
+      if (const Status status = write(records.subspan(i * bytes, bytes)); status != Status::kOk) {
+        return status;
+      }
+    }
+    return Status::kOk;
+  }
+  const std::byte* from = records.data();
+  const auto copy_one = [&from, bytes](std::span<std::byte> out) noexcept {
+    frame::copy_payload(out.data(), from, bytes);
+    from += bytes;
+  };
+  return place_records(bytes, count, copy_one,
+                       [&from, bytes](std::byte* at, std::uint64_t n) noexcept {
+                         std::memcpy(at, from, n * bytes);
+                         from += n * bytes;
+                       });
+}
+
 Status RecordWriter::flush() noexcept {
   if (!current_.valid() || used() == 0) {
     return Status::kOk;

@@ -134,6 +134,28 @@ class InputGate {
     turn_left_ = left;
     return Status::kOk;
   }
+  // As RecordReader::read_runs_until, at most the rest of the input's turn
+  // (a run counts as its records): for a stage that passes records on.
+  template <class OnRun>
+  Status read_runs_until(OnRun&& on_run, const Deadline& deadline) {
+    std::span<const std::byte> first;
+    const Status status = next_until(first, deadline);
+    if (status != Status::kOk) {
+      return status;
+    }
+    if (!on_run(first, std::uint64_t{1}) || turn_left_ == 0) {
+      return Status::kOk;
+    }
+    std::uint64_t left = turn_left_;
+    (void)inputs_[current_]->reader.read_runs_until(
+        [&](std::span<const std::byte> records, std::uint64_t count) {
+          left -= count;
+          return on_run(records, count) && left != 0;
+        },
+        Deadline::immediate(), left);
+    turn_left_ = static_cast<std::uint32_t>(left);
+    return Status::kOk;
+  }
   template <class OnRecord>
   Status read_batch(OnRecord&& on_record) {
     return read_batch_until(std::forward<OnRecord>(on_record), Deadline::never());

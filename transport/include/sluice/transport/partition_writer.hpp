@@ -45,6 +45,34 @@ class PartitionWriter {
   // Under broadcast the key changes nothing: the record goes to all.
   Status write(std::uint64_t key, std::span<const std::byte> record) noexcept;
 
+  // `count` records of `bytes` bytes each, filled in place by
+  // fill(std::span<std::byte>) as RecordWriter::write_batch fills them,
+  // routed as write() routes each: least-loaded and broadcast in runs (one
+  // writer), a round-robin stream record by record. kInvalidArgument for a
+  // key stream. records_written() counts those that went in.
+  template <class Fill>
+  Status write_batch(std::size_t bytes, std::uint64_t count, Fill&& fill) noexcept {
+    if (partitioner_ == Partitioner::kLeastLoaded || partitioner_ == Partitioner::kBroadcast) {
+      return writers_.front()->write_batch(bytes, count, fill);
+    }
+    if (partitioner_ != Partitioner::kRoundRobin) {
+      return Status::kInvalidArgument;
+    }
+    for (; count > 0; --count) {
+      if (const Status status = writers_[next_]->write_batch(bytes, 1, fill);
+          status != Status::kOk) {
+        return status;
+      }
+      next_ = next_ + 1 == subpartitions_ ? 0 : next_ + 1;
+    }
+    return Status::kOk;
+  }
+  // `count` records of records.size() / count bytes each, back to back (as
+  // RecordReader::read_runs_until hands them over), routed as write() routes
+  // each: least-loaded and broadcast copy a run in one go (one writer), a
+  // round-robin stream record by record. kInvalidArgument for a key stream.
+  Status write_records(std::span<const std::byte> records, std::uint64_t count) noexcept;
+
   // Hands over every subpartition's current buffer; the first error, if any.
   Status flush() noexcept;
   // Hands over each buffer whose oldest record is older than the flush

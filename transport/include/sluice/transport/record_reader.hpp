@@ -107,25 +107,90 @@ class RecordReader {
     if (!on_record(first)) {
       return Status::kOk;
     }
-    // The rest of this buffer's plain frames, with the fast path's checks.
-    // The position is written back once, or in the handler if on_record
-    // throws: a destructor holding references to it would take its address
-    // and keep it in memory, a store and a reload per record.
+    walk_frames([&](const std::byte* at, std::size_t record_bytes, std::uint64_t count,
+                    std::uint64_t& taken) __attribute__((always_inline)) {
+      for (std::uint64_t i = 0; i < count; ++i) {
+        taken = i + 1;  // before the call: a record given to on_record counts as read
+        if (!on_record(std::span<const std::byte>(at + i * record_bytes, record_bytes))) {
+          return false;
+        }
+      }
+      return true;
+    });
+    return Status::kOk;
+  }
+  // Run form, for a stage that passes records on unchanged (a relay): as
+  // read_batch_until, but hands over records that lie back to back in the
+  // buffer together, on_run(std::span<const std::byte> records,
+  // std::uint64_t count): `count` >= 1 records of records.size() / count
+  // bytes each. A run of equal-size records comes in one call (a writer's
+  // write_records copies it in one go); any other record comes alone, as
+  // does the first. At most `most` records per call (at least one). Every
+  // record handed over counts as read, also when on_run throws.
+  template <class OnRun>
+  Status read_runs_until(OnRun&& on_run, const Deadline& deadline,
+                         std::uint64_t most = UINT64_MAX) {
+    std::span<const std::byte> first;
+    const Status status = next_until(first, deadline);
+    if (status != Status::kOk) {
+      return status;
+    }
+    if (!on_run(first, std::uint64_t{1}) || most <= 1) {
+      return Status::kOk;
+    }
+    std::uint64_t left = most - 1;
+    walk_frames([&](const std::byte* at, std::size_t record_bytes, std::uint64_t count,
+                    std::uint64_t& taken) __attribute__((always_inline)) {
+      taken = std::min(count, left);
+      left -= taken;
+      return on_run(std::span<const std::byte>(at, taken * record_bytes), taken) && left != 0;
+    });
+    return Status::kOk;
+  }
+  template <class OnRecord>
+  Status read_batch(OnRecord&& on_record) {
+    return read_batch_until(std::forward<OnRecord>(on_record), Deadline::never());
+  }
+  template <class OnRecord>
+  Status try_read_batch(OnRecord&& on_record) {
+    return read_batch_until(std::forward<OnRecord>(on_record), Deadline::immediate());
+  }
+
+  [[nodiscard]] std::uint64_t records_read() const noexcept {
+    return records_before_buffer_ + records_in_buffer_ - run_left_;
+  }
+  // Why the last kCorrupt was returned, when the stream's framing was at fault.
+  [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
+
+ private:
+  // The rest of the current buffer's whole frames after the fast path's
+  // position, checked as next() checks them: take(at, record_bytes, count,
+  // taken) gets each run's unread records (a plain frame as a run of one),
+  // sets how many of them it took (from the front; those count as read) and
+  // returns whether to go on. Stops at anything next() must look at. The
+  // position lives in locals and is written back once, or in the handler if
+  // take throws: a destructor holding references to it would take its
+  // address and keep it in memory, a store and a reload per record.
+  template <class Take>
+  [[gnu::always_inline]] void walk_frames(Take&& take) {
     std::uint64_t run_left = run_left_;
     std::size_t run_bytes = run_bytes_;
     const std::byte* at = cursor_;
     const std::byte* const end = cursor_ + run_left * run_bytes + fast_bytes_left_;
     std::uint64_t counted = 0;  // plain records delivered and runs' records begun
+    std::uint64_t taken = 0;    // set by take, before any call that may throw
     try {
       for (;;) {
-        // The rest of a run: its length and count were checked at its header.
-        for (; run_left != 0; --run_left) {
-          const std::span<const std::byte> record(at, run_bytes);
-          at += run_bytes;
-          if (!on_record(record)) {
-            end_batch(at, end, counted, run_left - 1, run_bytes);
-            return Status::kOk;
+        if (run_left != 0) {
+          // The rest of a run: its length and count were checked at its header.
+          const bool go_on = take(at, run_bytes, run_left, taken);
+          at += taken * run_bytes;
+          run_left -= taken;
+          if (!go_on) {
+            end_batch(at, end, counted, run_left, run_bytes);
+            return;
           }
+          continue;
         }
         if (static_cast<std::size_t>(end - at) < frame::kHeaderBytes) {
           break;
@@ -147,37 +212,26 @@ class RecordReader {
         if ((word & ~frame::kLengthMask) != 0 || word > left - frame::kHeaderBytes) {
           break;  // not a plain whole record: next() decides what it is
         }
-        const std::span<const std::byte> record(at + frame::kHeaderBytes, word);
+        const std::byte* const record = at + frame::kHeaderBytes;
         at += frame::kHeaderBytes + word;
         ++counted;
-        if (!on_record(record)) {
+        if (!take(record, std::size_t{word}, std::uint64_t{1}, taken)) {
           break;
         }
       }
     } catch (...) {
-      // The record being delivered when on_record threw counts as read.
-      end_batch(at, end, counted, run_left == 0 ? 0 : run_left - 1, run_bytes);
+      // What take had counted as taken when it threw is read: of a run the
+      // records up to `taken` (run_left is not yet lowered), a plain record
+      // (`at` is already past it) itself.
+      if (run_left != 0) {
+        at += taken * run_bytes;
+        run_left -= taken;
+      }
+      end_batch(at, end, counted, run_left, run_bytes);
       throw;
     }
     end_batch(at, end, counted, 0, run_bytes);
-    return Status::kOk;
   }
-  template <class OnRecord>
-  Status read_batch(OnRecord&& on_record) {
-    return read_batch_until(std::forward<OnRecord>(on_record), Deadline::never());
-  }
-  template <class OnRecord>
-  Status try_read_batch(OnRecord&& on_record) {
-    return read_batch_until(std::forward<OnRecord>(on_record), Deadline::immediate());
-  }
-
-  [[nodiscard]] std::uint64_t records_read() const noexcept {
-    return records_before_buffer_ + records_in_buffer_ - run_left_;
-  }
-  // Why the last kCorrupt was returned, when the stream's framing was at fault.
-  [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
-
- private:
   void end_batch(const std::byte* at, const std::byte* end, std::uint64_t counted,
                  std::uint64_t run_left, std::size_t run_bytes) noexcept {
     cursor_ = at;

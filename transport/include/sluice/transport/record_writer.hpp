@@ -135,6 +135,30 @@ class RecordWriter {
     static_assert(std::is_nothrow_invocable_v<Fill&, std::span<std::byte>>,
                   "fill must be callable as fill(std::span<std::byte>) and noexcept: a record "
                   "half filled when it throws could not be taken back");
+    return place_records(bytes, count, fill,
+                         [&fill, bytes](std::byte* at, std::uint64_t records) noexcept {
+                           for (std::uint64_t i = 0; i < records; ++i) {
+                             fill(std::span<std::byte>(at, bytes));
+                             at += bytes;
+                           }
+                         });
+  }
+
+  // Copies `count` records of records.size() / count bytes each, lying back
+  // to back in `records` (as RecordReader::read_runs_until hands them over),
+  // for a stage that passes records on unchanged. The same as write() of
+  // each, but the records of one run are copied in one go. kInvalidArgument
+  // when records.size() is not a multiple of count; records too large for
+  // this channel's buffers are written one by one (each spanning buffers).
+  Status write_records(std::span<const std::byte> records, std::uint64_t count) noexcept;
+
+ private:
+  // write_batch's body: fill_one(std::span<std::byte>) fills a record of its
+  // own frame, fill_run(std::byte* at, std::uint64_t n) n headerless records
+  // of `bytes` back to back at `at`.
+  template <class FillOne, class FillRun>
+  Status place_records(std::size_t bytes, std::uint64_t count, FillOne& fill,
+                       FillRun&& fill_run) noexcept {
     if (bytes > frame::kLengthMask) {
       return Status::kInvalidArgument;  // larger than any buffer
     }
@@ -161,12 +185,9 @@ class RecordWriter {
         // Records of the open run: no header each, one count update.
         const std::uint64_t run = records_until_policy(bytes, count);
         if (run > 0) {
-          std::byte* cursor = cursor_;
-          for (std::uint64_t i = 0; i < run; ++i) {
-            fill(std::span<std::byte>(cursor, bytes));
-            cursor += bytes;
-          }
-          cursor_ = run_end_ = cursor;
+          std::byte* const cursor = cursor_;
+          fill_run(cursor, run);
+          cursor_ = run_end_ = cursor + run * bytes;
           count -= run;
           records_in_buffer_ += run;
           if (records_in_buffer_ >= next_policy_check_) {
@@ -210,6 +231,7 @@ class RecordWriter {
     return Status::kOk;
   }
 
+ public:
   // As write(), but gives up with kTimeout if no buffer is free by the
   // deadline before the record's first byte is placed. Once part of a
   // spanning record is handed over, the rest is waited for without deadline
