@@ -224,16 +224,41 @@ int main(int argc, char** argv) {
   // per run as the pacer allows before its next look at the clock.
   const bool in_runs = options.size + sizeof(std::uint32_t) <= producer->config().buffer_bytes;
   constexpr std::uint64_t kMostPerRun = 4096;
-  // Fan-out: record by record through the partition writer (one writer per
-  // subpartition), which routes it by the partitioner or by its key.
-  for (; fan_out && sent < options.records; ++sent) {
+  // Records for the next write_batch: as many as the pacer allows before its
+  // next look at the clock, at most kMostPerRun. Counts them with the pacer.
+  const auto next_run = [&] {
+    const std::uint64_t run = std::min<std::uint64_t>(
+        {options.records - sent, kMostPerRun,
+         std::min<std::uint64_t>(pacer.records_until_check(), kMostPerRun) + 1});
+    pacer.count(run - 1);
+    return run;
+  };
+  // Fan-out: through the partition writer (one writer per subpartition),
+  // which routes each record by the partitioner or by its key; filled in
+  // place in runs unless keyed or larger than a buffer.
+  while (fan_out && sent < options.records) {
     pacer.pace([&] { (void)partitioned->flush_if_due(); });
-    st::pattern::fill(record, sent);
-    status = keyed ? partitioned->write(sent, record) : partitioned->write(record);
+    if (keyed || !in_runs) {
+      st::pattern::fill(record, sent);
+      status = keyed ? partitioned->write(sent, record) : partitioned->write(record);
+      if (status != st::Status::kOk) {
+        break;
+      }
+      ++sent;
+      progress.tick(sent, sent - 1);
+      continue;
+    }
+    const std::uint64_t run = next_run();
+    const std::uint64_t written_before = partitioned->records_written();
+    std::uint64_t sequence = sent;
+    status = partitioned->write_batch(
+        options.size, run,
+        [&sequence](std::span<std::byte> out) noexcept { st::pattern::fill(out, sequence++); });
+    sent += partitioned->records_written() - written_before;
     if (status != st::Status::kOk) {
       break;
     }
-    progress.tick(sent + 1, sent);
+    progress.tick(sent, sent - 1);
   }
   while (!fan_out && sent < options.records) {
     pacer.pace([&writer] { (void)writer.flush_if_due(); });
@@ -248,10 +273,7 @@ int main(int argc, char** argv) {
       progress.tick(sent, sent - 1);
       continue;
     }
-    const std::uint64_t run = std::min<std::uint64_t>(
-        {options.records - sent, kMostPerRun,
-         std::min<std::uint64_t>(pacer.records_until_check(), kMostPerRun) + 1});
-    pacer.count(run - 1);
+    const std::uint64_t run = next_run();
     const std::uint64_t written_before = writer.records_written();
     std::uint64_t sequence = sent;
     status = writer.write_batch(options.size, run, [&sequence](std::span<std::byte> out) noexcept {
