@@ -746,6 +746,39 @@ TEST(WriteBatch, DeliversEveryRecordInOrderAcrossBuffersAndSizes) {
   }
 }
 
+TEST(WriteBatch, RecordsGivenOneACallStillMakeOneRun) {
+  // As write() does: the second record of a length turns the plain first
+  // into a run, which the rest join. A round-robin fan-out's writers get
+  // one record per call; begin_record's frames take part the same way.
+  ChannelGuard guard(unique_channel("wbatch1"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  std::uint64_t seq = 0;
+  std::span<std::byte> first;
+  ASSERT_EQ(writer.begin_record(16, first), st::Status::kOk);
+  st::pattern::fill(first, seq++);
+  ASSERT_EQ(writer.finish_record(), st::Status::kOk);
+  for (int i = 1; i < 50; ++i) {
+    ASSERT_EQ(writer.write_batch(16, 1,
+                                 [&seq](std::span<std::byte> record) noexcept {
+                                   st::pattern::fill(record, seq++);
+                                 }),
+              st::Status::kOk);
+  }
+  ASSERT_EQ(writer.flush(), st::Status::kOk);
+  st::ReadableBuffer buffer;
+  ASSERT_EQ(consumer.try_receive(buffer), st::Status::kOk);
+  EXPECT_EQ(buffer.size(), st::frame::kRunHeaderBytes + 50U * 16);
+  EXPECT_EQ(st::frame::read_header(buffer.data().data()), st::frame::kRun | 16U);
+  EXPECT_EQ(st::frame::read_header(buffer.data().data() + st::frame::kHeaderBytes), 50U);
+  for (std::uint64_t i = 0; i < 50; ++i) {
+    const auto record = buffer.data().subspan(st::frame::kRunHeaderBytes + i * 16, 16);
+    EXPECT_EQ(st::pattern::sequence_of(record), i);
+    EXPECT_TRUE(st::pattern::body_matches(record, i)) << i;
+  }
+}
+
 TEST(WriteBatch, PublishesInPlaceRecordByRecord) {
   EXPECT_EQ(
       batch_round_trip(config_of(3, 256), st::Publication::kEachRecordInPlace, 40, 5'000, 300),

@@ -178,17 +178,20 @@ Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t su
 }
 
 void RecordWriter::start_run(std::span<const std::byte> record) noexcept {
+  std::byte* const second = run_from_plain(record.size());
+  frame::copy_payload(second, record.data(), record.size());
+  cursor_ = run_end_ = second + record.size();
+}
+
+std::byte* RecordWriter::run_from_plain(std::size_t bytes) noexcept {
   settle_run();
-  const std::size_t bytes = record.size();
   std::byte* const first = cursor_ - bytes - frame::kHeaderBytes;
   std::memmove(first + frame::kRunHeaderBytes, first + frame::kHeaderBytes, bytes);
   frame::write_header(first, frame::kRun | static_cast<std::uint32_t>(bytes));
   run_count_at_ = first + frame::kHeaderBytes;
-  std::byte* const second = first + frame::kRunHeaderBytes + bytes;
-  frame::copy_payload(second, record.data(), bytes);
-  cursor_ = run_end_ = second + bytes;
   run_bytes_ = bytes;
   plain_end_ = nullptr;
+  return first + frame::kRunHeaderBytes + bytes;
 }
 
 Status RecordWriter::write_for(std::span<const std::byte> record,

@@ -116,7 +116,8 @@ class RecordWriter {
     std::byte* const at = cursor_;
     frame::write_header(at, static_cast<std::uint32_t>(bytes));
     out = std::span<std::byte>(at + frame::kHeaderBytes, bytes);
-    cursor_ = at + needed;
+    cursor_ = plain_end_ = at + needed;
+    plain_bytes_ = bytes - 1 < frame::kRunMaxRecordBytes ? bytes : kNoRecords;
     return Status::kOk;
   }
   Status finish_record() noexcept { return after_append(); }
@@ -165,6 +166,21 @@ class RecordWriter {
     const std::size_t frame_bytes = frame::kHeaderBytes + bytes;
     const bool in_runs = !in_place_ && bytes >= 1 && bytes <= frame::kRunMaxRecordBytes;
     while (count > 0) {
+      if (in_runs && cursor_ == plain_end_ && bytes == plain_bytes_ &&
+          room() >= frame::kHeaderBytes + bytes) {
+        // The record before is a plain one of this length: the two become
+        // a run, which the next records join (as write() does). A writer
+        // given one record per call, as a round-robin fan-out's are, would
+        // otherwise never open a run.
+        std::byte* const second = run_from_plain(bytes);
+        fill(std::span<std::byte>(second, bytes));
+        cursor_ = run_end_ = second + bytes;
+        --count;
+        if (const Status status = after_append(); status != Status::kOk) {
+          return status;
+        }
+        continue;
+      }
       // A run is opened for two records or more before the flush policy's
       // next look (a zero flush timeout hands over every record alone).
       if (in_runs && (cursor_ != run_end_ || bytes != run_bytes_) && count >= 2 &&
@@ -280,6 +296,10 @@ class RecordWriter {
   // The frame just before the cursor is a plain record of `record`'s length:
   // makes it the first record of a run and appends `record` as the second.
   void start_run(std::span<const std::byte> record) noexcept;
+  // The same for a second record of `bytes` filled in place: moves the plain
+  // record into a run and returns where the second goes (needs
+  // kHeaderBytes + bytes of room); the caller moves the cursor past it.
+  std::byte* run_from_plain(std::size_t bytes) noexcept;
   // Starts an empty run of `bytes`-byte records at the cursor; the caller
   // appends at least one before anything else happens to the buffer.
   void open_run(std::size_t bytes) noexcept {
