@@ -163,6 +163,43 @@ TEST(Pipeline, FourStagesOfDemoProgramsMoveEveryRecord) {
   }
 }
 
+TEST(Pipeline, AThrottledRelayPassesEveryRecordAtNoMoreThanItsRate) {
+  // A throttled relay copies runs too, a call at most what its pacer allows
+  // before the next look at the clock: the rate must still hold.
+  ChannelGuard a(unique_channel("slow-a"));
+  ChannelGuard b(unique_channel("slow-b"));
+  const std::string sink_log = log_path("slow-sink");
+  const std::string relay_log = log_path("slow-relay");
+  ChildProcess sink([&] {
+    return exec_tool({tool("sluice-consumer"), "--channel", b.name(), "--records", "100000",
+                      "--size", "40", "--json", "--wait", "60"},
+                     sink_log);
+  });
+  ChildProcess relay([&] {
+    return exec_tool({tool("sluice-relay"), "--from", a.name(), "--to", b.name(), "--json",
+                      "--wait", "60", "--rate", "200000"},
+                     relay_log);
+  });
+  ChildProcess source([&] {
+    return exec_tool(
+        {tool("sluice-producer"), "--channel", a.name(), "--records", "100000", "--size", "40"},
+        "/dev/null");
+  });
+  EXPECT_EQ(source.wait(), 0);
+  EXPECT_EQ(relay.wait(), 0) << read_file(relay_log);
+  EXPECT_EQ(sink.wait(), 0) << read_file(sink_log);
+  EXPECT_NE(read_file(sink_log).find("\"ok\":true"), std::string::npos) << read_file(sink_log);
+  const std::string relay_out = read_file(relay_log);
+  EXPECT_NE(relay_out.find("\"records\":100000,"), std::string::npos) << relay_out;
+  const std::size_t at = relay_out.rfind("\"records_per_sec\":");
+  ASSERT_NE(at, std::string::npos) << relay_out;
+  // Unthrottled it moves these in a few milliseconds (millions a second).
+  EXPECT_LE(std::stod(relay_out.substr(at + 18)), 200000 * 1.1) << relay_out;
+  for (const auto& log : {sink_log, relay_log}) {
+    std::remove(log.c_str());
+  }
+}
+
 TEST(Pipeline, FanInConsumerChecksEachProducersStream) {
   ChannelGuard a(unique_channel("fanin-a"));
   ChannelGuard b(unique_channel("fanin-b"));

@@ -230,20 +230,15 @@ int main(int argc, char** argv) {
   st::Status read_status = st::Status::kOk;
   progress.start();
   pacer.start(sluice::tools::Pacer::Clock::now());
-  // Throttled, record by record; else the records of a run are copied in
-  // one go (for small records several times faster than a write() each).
+  // The records of a run are copied in one go (for small records several
+  // times faster than a write() each). Throttled, a call takes at most the
+  // records the pacer allows before its next look at the clock.
   const bool pacing = pacer.active();
-  const auto relay_record = [&](std::span<const std::byte> record) {
-    pacer.pace([&] { (void)writer->flush_if_due(); });
-    write_status = writer->write(record);
-    if (write_status != st::Status::kOk) {
-      return false;
-    }
-    ++relayed;
-    progress.tick(relayed, relayed - 1);
-    return true;
-  };
   const auto relay_run = [&](std::span<const std::byte> records, std::uint64_t count) {
+    if (pacing) {
+      pacer.pace([&] { (void)writer->flush_if_due(); });
+      pacer.count(count - 1);
+    }
     const std::uint64_t written_before = writer->records_written();
     write_status = writer->write_records(records, count);
     if (write_status != st::Status::kOk) {
@@ -255,9 +250,8 @@ int main(int argc, char** argv) {
     return true;
   };
   for (;;) {
-    const st::Deadline deadline = st::Deadline::after(flush_timeout);
-    read_status = pacing ? gate->read_batch_until(relay_record, deadline)
-                         : gate->read_runs_until(relay_run, deadline);
+    read_status = gate->read_runs_until(relay_run, st::Deadline::after(flush_timeout),
+                                        pacing ? pacer.records_until_check() + 1 : UINT64_MAX);
     if (write_status != st::Status::kOk) {
       break;
     }

@@ -134,26 +134,32 @@ class InputGate {
     turn_left_ = left;
     return Status::kOk;
   }
-  // As RecordReader::read_runs_until, at most the rest of the input's turn
-  // (a run counts as its records): for a stage that passes records on.
+  // As RecordReader::read_runs_until (at most `most` records), and at most
+  // the rest of the input's turn (a run counts as its records): for a stage
+  // that passes records on.
   template <class OnRun>
-  Status read_runs_until(OnRun&& on_run, const Deadline& deadline) {
+  Status read_runs_until(OnRun&& on_run, const Deadline& deadline,
+                         std::uint64_t most = UINT64_MAX) {
     std::span<const std::byte> first;
     const Status status = next_until(first, deadline);
     if (status != Status::kOk) {
       return status;
     }
-    if (!on_run(first, std::uint64_t{1}) || turn_left_ == 0) {
+    if (!on_run(first, std::uint64_t{1}) || turn_left_ == 0 || most <= 1) {
       return Status::kOk;
     }
-    std::uint64_t left = turn_left_;
+    const std::uint64_t turn = turn_left_;
+    const std::uint64_t left = std::min(turn, most - 1);
+    std::uint64_t taken = 0;
+    // The rest is this input's; a status it reports (an end, corruption) is
+    // reported by the next call, which asks it again.
     (void)inputs_[current_]->reader.read_runs_until(
         [&](std::span<const std::byte> records, std::uint64_t count) {
-          left -= count;
-          return on_run(records, count) && left != 0;
+          taken += count;
+          return on_run(records, count) && taken < left;
         },
         Deadline::immediate(), left);
-    turn_left_ = static_cast<std::uint32_t>(left);
+    turn_left_ = static_cast<std::uint32_t>(turn - taken);
     return Status::kOk;
   }
   template <class OnRecord>
