@@ -380,7 +380,29 @@ class Session {
     if (r == nullptr) {
       return;
     }
-    if (in.u8() % 2U == 0) {
+    const unsigned form = in.u8() % 3U;
+    if (form == 1) {
+      // The run form: records back to back, a whole run per call; each
+      // must lie inside one buffer, as a record of the batch form must.
+      std::uint64_t delivered = 0;
+      const st::Status status = r->read_runs_until(
+          [&](std::span<const std::byte> records, std::uint64_t n) {
+            if (n == 0 || records.size() % n != 0 || delivered + n > count) {
+              violated("a run that is not whole records, or more than the bound");
+            }
+            check_record(records);  // the run as a whole inside one buffer
+            const std::size_t bytes = records.size() / n;
+            for (std::uint64_t i = 0; i < n; ++i) {
+              check_record(records.subspan(i * bytes, bytes));
+            }
+            delivered += n;
+            return delivered < count;
+          },
+          st::Deadline::immediate(), count);
+      trace("read_runs_until", status);
+      return;
+    }
+    if (form == 0) {
       // The batch form, which steps through runs and plain frames itself.
       unsigned delivered = 0;
       const st::Status status = r->try_read_batch([&](std::span<const std::byte> record) {
