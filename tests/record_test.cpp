@@ -48,6 +48,18 @@ std::vector<std::byte> pattern_record(std::size_t size, std::uint64_t seq) {
   return record;
 }
 
+// Reads pattern records 0.. of `sizes` in order, each intact, then the end.
+void expect_pattern_records(st::RecordReader& reader, const std::vector<std::size_t>& sizes) {
+  std::span<const std::byte> record;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << i;
+    const auto expected = pattern_record(sizes[i], i);
+    ASSERT_EQ(record.size(), expected.size()) << "record " << i;
+    ASSERT_TRUE(std::equal(record.begin(), record.end(), expected.begin())) << "record " << i;
+  }
+  EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+}
+
 // Writes `sizes` on one thread and reads them back on another; the pool is
 // small, so this also exercises blocking in both directions.
 void round_trip(const st::ChannelConfig& config, const std::vector<std::size_t>& sizes,
@@ -64,14 +76,7 @@ void round_trip(const st::ChannelConfig& config, const std::vector<std::size_t>&
     ASSERT_EQ(writer.close(), st::Status::kOk);
   });
   st::RecordReader reader(consumer);
-  std::span<const std::byte> record;
-  for (std::size_t i = 0; i < sizes.size(); ++i) {
-    ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << i;
-    const auto expected = pattern_record(sizes[i], i);
-    ASSERT_EQ(record.size(), expected.size()) << "record " << i;
-    ASSERT_TRUE(std::equal(record.begin(), record.end(), expected.begin())) << "record " << i;
-  }
-  EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+  expect_pattern_records(reader, sizes);
   writer_thread.join();
   EXPECT_EQ(reader.records_read(), sizes.size());
 }
@@ -448,18 +453,24 @@ TEST_F(CorruptFrames, RunsThatAreEmptyOrRunPastTheirBuffer) {
   EXPECT_EQ(read_raw({2, 0, 0, 0x90, 3, 0, 0, 0, 1, 2, 3, 4, 5, 6}), st::Status::kClosed);
 }
 
-TEST(Batches, ReadBatchStopsInsideARunAndNextContinuesIt) {
-  ChannelGuard guard(unique_channel("run-stop"));
-  auto producer = st::Producer::create(guard.name(), config_of(4, 4096));
-  auto consumer = st::Consumer::open(guard.name());
+// A closed stream of `count` pattern records of `bytes` each, numbered from
+// 0, written in one batch (one run while they fit a buffer).
+void write_closed_run(st::Producer& producer, std::size_t bytes, std::uint64_t count) {
   st::RecordWriter writer(producer);
   std::uint64_t sequence = 0;
-  ASSERT_EQ(writer.write_batch(16, 100,
+  ASSERT_EQ(writer.write_batch(bytes, count,
                                [&](std::span<std::byte> record) noexcept {
                                  st::pattern::fill(record, sequence++);
                                }),
             st::Status::kOk);
   ASSERT_EQ(writer.close(), st::Status::kOk);
+}
+
+TEST(Batches, ReadBatchStopsInsideARunAndNextContinuesIt) {
+  ChannelGuard guard(unique_channel("run-stop"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 4096));
+  auto consumer = st::Consumer::open(guard.name());
+  write_closed_run(producer, 16, 100);
   st::RecordReader reader(consumer);
   std::uint64_t seen = 0;
   ASSERT_EQ(reader.read_batch([&](std::span<const std::byte> record) {
@@ -547,14 +558,7 @@ TEST(RunsRelay, EveryRecordPassesUnchangedThroughReadRunsAndWriteRecords) {
       runs = relay_by_runs(from, to, most, relayed);
     });
     st::RecordReader reader(out_consumer);
-    std::span<const std::byte> record;
-    for (std::size_t i = 0; i < sizes.size(); ++i) {
-      ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << i;
-      const auto expected = pattern_record(sizes[i], i);
-      ASSERT_EQ(record.size(), expected.size()) << "record " << i;
-      ASSERT_TRUE(std::equal(record.begin(), record.end(), expected.begin())) << "record " << i;
-    }
-    EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+    expect_pattern_records(reader, sizes);
     source.join();
     relay.join();
     EXPECT_EQ(relayed, sizes.size());
@@ -567,14 +571,7 @@ TEST(RunsRelay, ACallTakesAtMostItsBoundAndAThrowingHandlerHasReadWhatItWasGiven
   ChannelGuard guard(unique_channel("runs-bound"));
   auto producer = st::Producer::create(guard.name(), config_of(4, 4096));
   auto consumer = st::Consumer::open(guard.name());
-  st::RecordWriter writer(producer);
-  std::uint64_t sequence = 0;
-  ASSERT_EQ(writer.write_batch(16, 100,
-                               [&](std::span<std::byte> record) noexcept {
-                                 st::pattern::fill(record, sequence++);
-                               }),
-            st::Status::kOk);
-  ASSERT_EQ(writer.close(), st::Status::kOk);
+  write_closed_run(producer, 16, 100);
   st::RecordReader reader(consumer);
   std::uint64_t seen = 0;
   const auto check = [&](std::span<const std::byte> records, std::uint64_t count) {

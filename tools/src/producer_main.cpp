@@ -224,14 +224,22 @@ int main(int argc, char** argv) {
   // per run as the pacer allows before its next look at the clock.
   const bool in_runs = options.size + sizeof(std::uint32_t) <= producer->config().buffer_bytes;
   constexpr std::uint64_t kMostPerRun = 4096;
-  // Records for the next write_batch: as many as the pacer allows before its
-  // next look at the clock, at most kMostPerRun. Counts them with the pacer.
-  const auto next_run = [&] {
+  // The next records filled in place by `target` (the RecordWriter, or the
+  // PartitionWriter of a fan-out) in one write_batch: as many as the pacer
+  // allows before its next look at the clock, at most kMostPerRun. `sent`
+  // counts those that went in.
+  const auto write_run = [&](auto& target) {
     const std::uint64_t run = std::min<std::uint64_t>(
         {options.records - sent, kMostPerRun,
          std::min<std::uint64_t>(pacer.records_until_check(), kMostPerRun) + 1});
     pacer.count(run - 1);
-    return run;
+    const std::uint64_t written_before = target.records_written();
+    std::uint64_t sequence = sent;
+    const st::Status result = target.write_batch(
+        options.size, run,
+        [&sequence](std::span<std::byte> out) noexcept { st::pattern::fill(out, sequence++); });
+    sent += target.records_written() - written_before;
+    return result;
   };
   // Fan-out: through the partition writer (one writer per subpartition),
   // which routes each record by the partitioner or by its key; filled in
@@ -248,13 +256,7 @@ int main(int argc, char** argv) {
       progress.tick(sent, sent - 1);
       continue;
     }
-    const std::uint64_t run = next_run();
-    const std::uint64_t written_before = partitioned->records_written();
-    std::uint64_t sequence = sent;
-    status = partitioned->write_batch(
-        options.size, run,
-        [&sequence](std::span<std::byte> out) noexcept { st::pattern::fill(out, sequence++); });
-    sent += partitioned->records_written() - written_before;
+    status = write_run(*partitioned);
     if (status != st::Status::kOk) {
       break;
     }
@@ -273,13 +275,7 @@ int main(int argc, char** argv) {
       progress.tick(sent, sent - 1);
       continue;
     }
-    const std::uint64_t run = next_run();
-    const std::uint64_t written_before = writer.records_written();
-    std::uint64_t sequence = sent;
-    status = writer.write_batch(options.size, run, [&sequence](std::span<std::byte> out) noexcept {
-      st::pattern::fill(out, sequence++);
-    });
-    sent += writer.records_written() - written_before;
+    status = write_run(writer);
     if (status != st::Status::kOk) {
       break;
     }
