@@ -12,6 +12,9 @@ PartitionWriter::PartitionWriter(Producer& producer)
   if (partitioner_ == Partitioner::kBroadcast) {
     return;  // every buffer goes to every subpartition: nothing to pin
   }
+  if (partitioner_ == Partitioner::kRoundRobin) {
+    scratch_.resize(producer.config().buffer_bytes);
+  }
   // Key writes are pinned even under least-loaded; those writers come after it.
   for (std::uint32_t s = 0; s < subpartitions_; ++s) {
     writers_.push_back(std::make_unique<RecordWriter>(producer, TargetSubpartition{s}));

@@ -45,11 +45,13 @@ class PartitionWriter {
   // Under broadcast the key changes nothing: the record goes to all.
   Status write(std::uint64_t key, std::span<const std::byte> record) noexcept;
 
-  // `count` records of `bytes` bytes each, filled in place by
-  // fill(std::span<std::byte>) as RecordWriter::write_batch fills them,
-  // routed as write() routes each: least-loaded and broadcast in runs (one
-  // writer), a round-robin stream record by record. kInvalidArgument for a
-  // key stream. records_written() counts those that went in.
+  // `count` records of `bytes` bytes each, filled by fill(std::span<std::byte>)
+  // as RecordWriter::write_batch fills them, routed as write() routes each:
+  // least-loaded and broadcast in place, in runs (one writer); a round-robin
+  // stream record by record, each filled in a scratch record and written
+  // (a write() that joins a run costs less than a batch of one in place).
+  // kInvalidArgument for a key stream, or records larger than a buffer.
+  // records_written() counts those that went in.
   template <class Fill>
   Status write_batch(std::size_t bytes, std::uint64_t count, Fill&& fill) noexcept {
     if (partitioner_ == Partitioner::kLeastLoaded || partitioner_ == Partitioner::kBroadcast) {
@@ -58,9 +60,13 @@ class PartitionWriter {
     if (partitioner_ != Partitioner::kRoundRobin) {
       return Status::kInvalidArgument;
     }
+    if (bytes > scratch_.size()) {
+      return Status::kInvalidArgument;
+    }
+    const std::span<std::byte> record(scratch_.data(), bytes);
     for (; count > 0; --count) {
-      if (const Status status = writers_[next_]->write_batch(bytes, 1, fill);
-          status != Status::kOk) {
+      fill(record);
+      if (const Status status = writers_[next_]->write(record); status != Status::kOk) {
         return status;
       }
       next_ = next_ + 1 == subpartitions_ ? 0 : next_ + 1;
@@ -92,6 +98,8 @@ class PartitionWriter {
   // One per subpartition (round-robin, key), one unpinned (least-loaded,
   // where the pinned ones follow it, for keys), or one unpinned alone (broadcast).
   std::vector<std::unique_ptr<RecordWriter>> writers_;
+  // Round-robin write_batch: a record of up to a buffer, filled, then written.
+  std::vector<std::byte> scratch_;
 };
 
 }  // namespace sluice::transport
