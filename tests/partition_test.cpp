@@ -413,6 +413,17 @@ TEST(Partition, LeastLoadedDeliversEverythingOnceInIncreasingOrder) {
   }
 }
 
+TEST(Partition, RoundRobinWriteBatchRefusesRecordsLargerThanABufferAndWritesNothing) {
+  ChannelGuard guard(unique_channel("rr-big"));
+  auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kRoundRobin));
+  st::PartitionWriter writer(producer);
+  std::uint64_t calls = 0;
+  EXPECT_EQ(writer.write_batch(257, 3, [&calls](std::span<std::byte>) noexcept { ++calls; }),
+            st::Status::kInvalidArgument);
+  EXPECT_EQ(calls, 0U);
+  EXPECT_EQ(writer.records_written(), 0U);
+}
+
 TEST(Partition, AKeyStreamRefusesWritesWithoutKeys) {
   ChannelGuard guard(unique_channel("key-nokey"));
   auto producer = st::Producer::create(guard.name(), partitioned(2, st::Partitioner::kKey));

@@ -385,8 +385,19 @@ TEST(InPlace, AHostileFrameInAnOpenBufferIsReportedNotRead) {
 
 class CorruptFrames : public ::testing::Test {
  protected:
-  // Commits raw bytes as one buffer and returns what the reader makes of it.
+  enum class Reading { kNext, kBatch, kRuns };
+
+  // Commits raw bytes as one buffer and returns what the reader makes of
+  // it. Read record by record; the batch and run forms must end the same way.
   st::Status read_raw(const std::vector<std::uint8_t>& bytes, const char** why = nullptr) {
+    const st::Status status = read_raw_by(bytes, Reading::kNext, why);
+    EXPECT_EQ(read_raw_by(bytes, Reading::kBatch, nullptr), status) << "read_batch";
+    EXPECT_EQ(read_raw_by(bytes, Reading::kRuns, nullptr), status) << "read_runs_until";
+    return status;
+  }
+
+ private:
+  st::Status read_raw_by(const std::vector<std::uint8_t>& bytes, Reading how, const char** why) {
     ChannelGuard guard(unique_channel("frames"));
     auto producer = st::Producer::create(guard.name(), config_of(4, 256));
     auto consumer = st::Consumer::open(guard.name());
@@ -397,9 +408,21 @@ class CorruptFrames : public ::testing::Test {
     producer.close();
     st::RecordReader reader(consumer);
     std::span<const std::byte> record;
+    const auto deadline = st::Deadline::after(5s);
     st::Status status;
-    while ((status = reader.next_for(record, 5s)) == st::Status::kOk) {
-    }
+    do {
+      switch (how) {
+        case Reading::kNext: status = reader.next_for(record, 5s); break;
+        case Reading::kBatch:
+          status =
+              reader.read_batch_until([](std::span<const std::byte>) { return true; }, deadline);
+          break;
+        case Reading::kRuns:
+          status = reader.read_runs_until(
+              [](std::span<const std::byte>, std::uint64_t) { return true; }, deadline);
+          break;
+      }
+    } while (status == st::Status::kOk);
     if (why != nullptr) {
       *why = reader.framing_error();
     }
