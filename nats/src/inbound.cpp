@@ -203,6 +203,10 @@ class Inbound {
   }
 
   void fetch(int batch, const std::atomic<bool>& stop) {
+    if (resubscribe_ && std::chrono::steady_clock::now() < next_take_over_) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      return;
+    }
     if (resubscribe_) {
       // Messages went missing in flight (a gap in an origin's positions):
       // their redelivery would wait for the ack wait and come behind later
@@ -331,12 +335,40 @@ class Inbound {
     std::uint64_t skip = 0;
     const auto known = positions_.find(headers.origin);
     if (known != positions_.end() && headers.first > known->second) {
+      const bool seen_before =
+          gap_ && gap_->origin == headers.origin && gap_->position == known->second;
+      if (gap_stays(headers.origin, known->second)) {
+        // The stream holds an origin's messages in record order, so after a
+        // take-over the missing ones would have come first: they are no
+        // longer in the stream. Going on would lose them without a word.
+        fail("records " + std::to_string(known->second) + " to " +
+             std::to_string(headers.first - 1) + " of " + headers.origin +
+             " are no longer in stream " + options_.stream + ": after " +
+             std::to_string(gap_->take_overs) + " take-overs in " +
+             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                std::chrono::steady_clock::now() - gap_->since)
+                                .count()) +
+             " s its next message still starts at record " + std::to_string(headers.first) +
+             " (acknowledged or removed before they were written here); stopping instead of "
+             "going on without them");
+        natsMsg_Destroy(msg);
+        return;
+      }
       // Records between were in messages lost in flight (a link cut): this
-      // one must wait for them, or the stream's order breaks.
-      options_.log("records " + std::to_string(known->second) + " to " +
-                   std::to_string(headers.first - 1) + " of " + headers.origin +
-                   " were lost in flight; reading the stream again from its first "
-                   "unacknowledged message");
+      // one must wait for them, or the stream's order breaks. Said once per
+      // gap; a take-over that did not close it is followed by the next after
+      // a growing pause (50 ms, doubling to 1 s), not at once.
+      if (!seen_before) {
+        options_.log("records " + std::to_string(known->second) + " to " +
+                     std::to_string(headers.first - 1) + " of " + headers.origin +
+                     " were lost in flight; reading the stream again from its first "
+                     "unacknowledged message");
+      } else {
+        const std::uint64_t doublings = std::min<std::uint64_t>(gap_->take_overs - 2, 5);
+        const auto pause =
+            std::min(std::chrono::milliseconds(50 << doublings), std::chrono::milliseconds(1000));
+        next_take_over_ = std::chrono::steady_clock::now() + pause;
+      }
       --result_.messages;
       resubscribe_ = true;
       natsMsg_Destroy(msg);
@@ -566,6 +598,19 @@ class Inbound {
     return text;
   }
 
+  // Whether the gap before `position` of `origin` has outlasted what can
+  // bring its records back: several take-overs, over twice the ack wait (a
+  // delivery that went to a reader no longer there comes again after one
+  // ack wait at the latest).
+  bool gap_stays(const std::string& origin, std::uint64_t position) {
+    const auto now = std::chrono::steady_clock::now();
+    if (!gap_ || gap_->origin != origin || gap_->position != position) {
+      gap_ = Gap{origin, position, now, 0};
+    }
+    ++gap_->take_overs;
+    return gap_->take_overs > kGapTakeOvers && now - gap_->since >= 2 * options_.ack_wait;
+  }
+
   void fail(const std::string& why) {
     if (result_.why.empty()) {
       result_.why = why;
@@ -593,6 +638,16 @@ class Inbound {
   natsMsg* end_msg_ = nullptr;
   bool fetch_failing_ = false;
   bool resubscribe_ = false;
+  // The gap the last take-over was for: an origin's next record that did not come.
+  struct Gap {
+    std::string origin;
+    std::uint64_t position = 0;
+    std::chrono::steady_clock::time_point since;
+    std::uint64_t take_overs = 0;
+  };
+  static constexpr std::uint64_t kGapTakeOvers = 3;
+  std::optional<Gap> gap_;
+  std::chrono::steady_clock::time_point next_take_over_{};
   // The last delivery number seen from the durable (0: none yet), and whether
   // this reader created it (its deliveries then start at 1).
   std::uint64_t last_delivery_ = 0;
