@@ -15,8 +15,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "partition_writing.hpp"
@@ -265,8 +267,12 @@ TEST(Broadcast, ConsumerKilledRepeatedlyIsResumedAndNothingIsLost) {
   SharedCounts counts(kK, kN);
   // [0]: buffers subpartition 1 has released, all runs together; [1]: one
   // past the highest number it received, all runs together; [2]: buffers
-  // redelivered to its successors.
-  SharedWords progress(3);
+  // redelivered to its successors; [3]: how many releases a run may reach
+  // before it waits (set before each run, so that a kill always finds the
+  // run unfinished, however late the test thread gets to it).
+  SharedWords progress(4);
+  constexpr std::uint64_t kNoCap = std::numeric_limits<std::uint64_t>::max();
+  progress[3].store(kNoCap);
   Signal created;
   ChildProcess producer_process([&]() -> int {
     auto producer = st::Producer::create(guard.name(), broadcast(kK, 16, 4));
@@ -298,6 +304,9 @@ TEST(Broadcast, ConsumerKilledRepeatedlyIsResumedAndNothingIsLost) {
     bool first = true;
     std::uint64_t last = 0;
     for (;;) {
+      while (progress[0].load() >= progress[3].load()) {
+        std::this_thread::sleep_for(100us);  // to be killed
+      }
       const st::Status status = consumer.receive_for(buffer, 30s);
       if (status == st::Status::kClosed) {
         return 0;
@@ -330,12 +339,14 @@ TEST(Broadcast, ConsumerKilledRepeatedlyIsResumedAndNothingIsLost) {
   };
   std::mt19937 random(20261206);
   for (int kill = 0; kill < kKills; ++kill) {
-    ChildProcess victim(run);
     const std::uint64_t target = progress[0].load() + 1 + random() % 200;
+    progress[3].store(target + 100);
+    ChildProcess victim(run);
     ASSERT_TRUE(eventually([&] { return progress[0].load() >= target; }, 60s)) << kill;
     victim.kill_now();
     EXPECT_EQ(victim.wait(), 128 + SIGKILL) << kill;
   }
+  progress[3].store(kNoCap);  // redelivered buffers count twice in [0]: no cap of kN
   ChildProcess last_run(run);
   EXPECT_EQ(last_run.wait(), 0);
   // The work per buffer makes most kills land while a buffer is held (not

@@ -136,7 +136,10 @@ TEST(Channel, CloseWakesASleepingConsumer) {
   auto producer = st::Producer::create(guard.name(), small_config());
   auto consumer = st::Consumer::open(guard.name());
   std::thread closer([&producer] {
-    std::this_thread::sleep_for(30ms);  // let the consumer reach its sleep
+    // Closes once the consumer has announced its sleep (the flag is set
+    // right before the futex wait).
+    const auto& flag = producer.mapping().control().consumer_sleeping.sleeping;
+    (void)sluice::test::eventually([&] { return flag.load() != 0; }, 60s);
     producer.close();
   });
   st::ReadableBuffer buffer;

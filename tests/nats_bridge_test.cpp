@@ -313,11 +313,15 @@ TEST(NatsBridge, TwoHostsWithDelayAndLossFollowTheFarConsumersSchedule) {
         i + 1, percents[i], phase.whole.producer, phase.whole.consumer, phase.settled.producer,
         phase.settled.consumer, phase.settled_seconds);
     if (i > 0) {
-      EXPECT_GE(phase.settled_seconds, 0.5)
-          << "phase " << i + 1 << ": the producer was still running ahead of the consumer\n"
+      // Rates and how soon they settle are judged only where nothing slows
+      // the processes down unevenly: the sanitizer builds check memory and
+      // threads here (and that nothing is lost and the gap stays bounded),
+      // and under TSan a 3 s phase may end before the stream between the
+      // two hosts has settled to its new level.
+      EXPECT_TRUE(kSanitized || phase.settled_seconds >= 0.5)
+          << "phase " << i + 1 << ": the producer was still running ahead of the consumer ("
+          << phase.settled_seconds << " s settled)\n"
           << run.logs;
-      // A rate judged in a test: only where nothing slows the processes down
-      // unevenly (the sanitizer builds check memory and threads here).
       EXPECT_TRUE(kSanitized || within(phase.settled.producer, phase.settled.consumer, 0.10))
           << "phase " << i + 1 << ": producer " << phase.settled.producer << "/s, consumer "
           << phase.settled.consumer << "/s\n"

@@ -270,8 +270,14 @@ std::vector<std::vector<std::string>> read_csv(const std::string& path) {
 
 TEST(Tools, ExperimentShowsTheProducerFollowingTheThrottledSide) {
   const std::string out = "/tmp/" + unique_channel("experiment");
+  // A small pool (8 x 4 KiB, about 480 records): the two rates of a window
+  // differ by at most what the pool gained or lost in it, which is then far
+  // under a tenth of a window even in the sanitizer builds' slow code. With
+  // the default pool (about 30 000 records) a stall of tens of ms at a
+  // window's edge could take a tenth there; a producer that did not follow
+  // would still run at several times the consumer's rate.
   const ToolRun experiment = run(tool("sluice") + " experiment --phase-seconds 2 --window 0.5 " +
-                                 "--calibrate-seconds 1 --out " + out);
+                                 "--calibrate-seconds 1 --buffers 8 --buffer-size 4K --out " + out);
   ASSERT_EQ(experiment.status, 0) << experiment.out;
   EXPECT_NE(experiment.out.find("0 lost, 0 duplicated, 0 corrupt"), std::string::npos)
       << experiment.out;
@@ -328,8 +334,11 @@ void producer_killed_and_resumed(std::uint32_t consumers, const char* partition)
     readers.push_back(std::make_unique<sluice::test::ChildProcess>(
         [command, log = logs.back()] { return run(command + " > " + log).status; }));
   }
+  // Paced to 6 s of records, so that the kill comes before the first
+  // producer is done also where each `sluice stat` below starts slowly (the
+  // sanitizer builds); the resumed producer runs unthrottled.
   std::vector<std::string> args = {producer_bin, "--channel", channel,  "--records", records,
-                                   "--size",     "64",        "--rate", "2000000"};
+                                   "--size",     "64",        "--rate", "500000"};
   if (consumers > 1) {
     args.insert(args.end(), {"--consumers", std::to_string(consumers), "--partition", partition});
   }
