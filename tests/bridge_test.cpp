@@ -116,8 +116,9 @@ class Bridge : public ::testing::Test {
            std::to_string(records) + " --size 64 --wait 30 --json " + extra;
   }
 
-  // The stream's current size, through a connection of the test's own.
-  std::uint64_t stream_bytes() const {
+  // Calls use(jsCtx*) with a JetStream context on a connection of the test's own.
+  template <class Use>
+  void with_jetstream(Use&& use) const {
     sn::ConnectOptions options;
     options.url = server_.url();
     options.log = [](const std::string&) {};
@@ -125,7 +126,14 @@ class Bridge : public ::testing::Test {
     jsOptions js_options;
     jsOptions_Init(&js_options);
     const sn::JetStream js(connection, js_options);
-    return sn::require_stream(js.get(), stream_).bytes;
+    use(js.get());
+  }
+
+  // The stream's current size.
+  std::uint64_t stream_bytes() const {
+    std::uint64_t bytes = 0;
+    with_jetstream([&](jsCtx* js) { bytes = sn::require_stream(js, stream_).bytes; });
+    return bytes;
   }
 
   static void expect_every_record_once(Process& consumer, std::uint64_t records) {
@@ -412,15 +420,9 @@ TEST_F(Bridge, RecordsMissingFromTheStreamStopTheReaderWithAClearError) {
     ASSERT_EQ(producer.wait(), 0) << producer.err();
     ASSERT_EQ(out.wait(), 0) << out.err();
   }
-  {
-    sn::ConnectOptions options;
-    options.url = server_.url();
-    const sn::Connection connection = sn::Connection::connect(options);
-    jsOptions js_options;
-    jsOptions_Init(&js_options);
-    const sn::JetStream js(connection, js_options);
-    ASSERT_EQ(js_DeleteMsg(js.get(), stream_.c_str(), 10, nullptr, nullptr), NATS_OK);
-  }
+  with_jetstream([&](jsCtx* js) {
+    ASSERT_EQ(js_DeleteMsg(js, stream_.c_str(), 10, nullptr, nullptr), NATS_OK);
+  });
   Process in(in_command("--ack-wait 1"), log("in"));
   EXPECT_EQ(in.wait(), 1) << in.err();
   EXPECT_NE(in.err().find("are no longer in stream " + stream_), std::string::npos) << in.err();
@@ -433,13 +435,7 @@ TEST_F(Bridge, RecordsMissingFromTheStreamStopTheReaderWithAClearError) {
 TEST_F(Bridge, MessageOfAnotherFormatIsRefused) {
   // A stream the bridge did not make, holding a plain message, then one that
   // claims a future format.
-  {
-    sn::ConnectOptions options;
-    options.url = server_.url();
-    const sn::Connection connection = sn::Connection::connect(options);
-    jsOptions js_options;
-    jsOptions_Init(&js_options);
-    const sn::JetStream js(connection, js_options);
+  with_jetstream([&](jsCtx* js) {
     jsStreamConfig config;
     jsStreamConfig_Init(&config);
     const char* subjects[] = {stream_.c_str()};
@@ -447,11 +443,10 @@ TEST_F(Bridge, MessageOfAnotherFormatIsRefused) {
     config.Subjects = subjects;
     config.SubjectsLen = 1;
     jsStreamInfo* info = nullptr;
-    ASSERT_EQ(js_AddStream(&info, js.get(), &config, nullptr, nullptr), NATS_OK);
+    ASSERT_EQ(js_AddStream(&info, js, &config, nullptr, nullptr), NATS_OK);
     jsStreamInfo_Destroy(info);
-    ASSERT_EQ(js_Publish(nullptr, js.get(), stream_.c_str(), "hello", 5, nullptr, nullptr),
-              NATS_OK);
-  }
+    ASSERT_EQ(js_Publish(nullptr, js, stream_.c_str(), "hello", 5, nullptr, nullptr), NATS_OK);
+  });
   Process in(in_command(), log("in"));
   EXPECT_EQ(in.wait(), 1);
   EXPECT_NE(in.err().find("not in sluice-bridge format 1"), std::string::npos) << in.err();
@@ -459,23 +454,17 @@ TEST_F(Bridge, MessageOfAnotherFormatIsRefused) {
 }
 
 TEST_F(Bridge, MessageOfAFutureFormatIsRefused) {
-  {
-    sn::ConnectOptions options;
-    options.url = server_.url();
-    const sn::Connection connection = sn::Connection::connect(options);
-    jsOptions js_options;
-    jsOptions_Init(&js_options);
-    const sn::JetStream js(connection, js_options);
+  with_jetstream([&](jsCtx* js) {
     sn::StreamSpec spec;
     spec.name = stream_;
     spec.subject = stream_;
-    (void)sn::ensure_stream(js.get(), spec);
+    (void)sn::ensure_stream(js, spec);
     natsMsg* msg = nullptr;
     ASSERT_EQ(natsMsg_Create(&msg, stream_.c_str(), nullptr, "", 0), NATS_OK);
     natsMsgHeader_Set(msg, "Sluice-Format", "2");
-    ASSERT_EQ(js_PublishMsg(nullptr, js.get(), msg, nullptr, nullptr), NATS_OK);
+    ASSERT_EQ(js_PublishMsg(nullptr, js, msg, nullptr, nullptr), NATS_OK);
     natsMsg_Destroy(msg);
-  }
+  });
   Process in(in_command(), log("in"));
   EXPECT_EQ(in.wait(), 1);
   EXPECT_NE(in.err().find("Sluice-Format \"2\""), std::string::npos) << in.err();
