@@ -228,15 +228,54 @@ TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
   ASSERT_EQ(in.wait(), 0) << in.err();
   EXPECT_LE(largest, kMaxBytes);
   EXPECT_GT(largest, 0U);
-  // The stream filled up and refused publishes, and the producer waited for
-  // the far consumer: it cannot have finished before the consumer read all
-  // but what the buffers between them hold.
-  EXPECT_GT(json_value(summary_of(out.out()), "refusals"), 0) << out.out() << out.err();
+  // The stream filled up and out waited for room, and the producer waited
+  // for the far consumer: it cannot have finished before the consumer read
+  // all but what the buffers between them hold.
+  EXPECT_GT(json_value(summary_of(out.out()), "held_for_room"), 0) << out.out() << out.err();
   const std::string produced = summary_of(producer.out());
   EXPECT_GE(json_value(produced, "seconds"),
             0.8 * static_cast<double>(kRecords - kBufferedAtMost) / kRate)
       << produced;
   EXPECT_GT(json_value(produced, "blocked_seconds"), 0) << produced;
+}
+
+TEST_F(Bridge, AStreamHeldAtItsBoundLosesNoMessage) {
+  // Messages of one record each (a producer slower than its flush timeout)
+  // into a stream of 4 KiB that a slower consumer keeps full: out publishes
+  // at the bound thousands of times, with messages of several sizes. A server
+  // that checks the bound without its per-message overhead (nats-server
+  // before 2.9.22 and 2.10.5) stores a message that ends past the bound and
+  // then deletes the oldest one, unread. out keeps the stream's stored bytes
+  // within the bound itself, so the server never has to.
+  constexpr std::uint64_t kRecords = 3'000;
+  constexpr std::uint64_t kMaxBytes = 4096;
+  Process producer(
+      producer_command(kRecords, "--rate 3000 --flush-timeout-us 100 --buffer-size 1K"),
+      log("producer"));
+  Process out(out_command("--max-bytes " + std::to_string(kMaxBytes)), log("out"));
+  ASSERT_TRUE(eventually([&] {
+    try {
+      (void)stream_bytes();
+      return true;
+    } catch (const std::exception&) {
+      return false;
+    }
+  })) << out.err();
+  Process in(in_command("--buffers 2 --buffer-size 1K --ack-wait 1"), log("in"));
+  Process consumer(consumer_command(kRecords, "--rate 1000"), log("consumer"));
+  std::uint64_t largest = 0;
+  while (consumer.running()) {
+    largest = std::max(largest, stream_bytes());
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  expect_every_record_once(consumer, kRecords);
+  ASSERT_EQ(in.wait(), 0) << in.err();
+  ASSERT_EQ(out.wait(), 0) << out.err();
+  ASSERT_EQ(producer.wait(), 0) << producer.err();
+  EXPECT_LE(largest, kMaxBytes);
+  const std::string out_summary = summary_of(out.out());
+  EXPECT_GT(json_value(out_summary, "held_for_room"), 0) << out_summary << out.err();
+  EXPECT_EQ(json_value(summary_of(in.out()), "skipped_records"), 0) << in.out();
 }
 
 TEST_F(Bridge, OutKilledMidStreamAndResumedLosesAndDuplicatesNothing) {
@@ -495,6 +534,18 @@ TEST_F(Bridge, BuffersLargerThanTheServersMaxPayloadAreRefused) {
   Process out(out_command(), log("out"));
   EXPECT_EQ(out.wait(), 1);
   EXPECT_NE(out.err().find("max_payload"), std::string::npos) << out.err();
+}
+
+TEST_F(Bridge, BuffersLargerThanTheStreamsBoundAreRefused) {
+  // A full 32 KiB buffer could never be stored in a stream of 16 KiB: out
+  // would hold it for ever, and the producer with it.
+  Process producer(
+      tool("sluice-producer") + " --channel " + near_ + " --records 10 --size 64 --wait 30",
+      log("producer"));
+  Process out(out_command("--max-bytes 16K"), log("out"));
+  EXPECT_EQ(out.wait(), 1);
+  EXPECT_NE(out.err().find("do not fit stream " + stream_ + "'s bound"), std::string::npos)
+      << out.err();
 }
 
 TEST_F(Bridge, BadArgumentsExitTwo) {

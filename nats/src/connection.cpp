@@ -250,12 +250,18 @@ std::string stream_description() {
   return std::string(kDescriptionPrefix) + kFormatVersion;
 }
 
-std::string ensure_stream(jsCtx* js, const StreamSpec& spec) {
+EnsuredStream ensure_stream(jsCtx* js, const StreamSpec& spec) {
   if (StreamInfoPtr existing = find_stream(js, spec.name)) {
     check_description(spec.name, *existing);
-    const std::int64_t bound = existing->Config != nullptr ? existing->Config->MaxBytes : -1;
-    return "using existing stream " + spec.name + " (max bytes " +
-           (bound > 0 ? std::to_string(bound) : std::string("unbounded")) + ")";
+    const jsStreamConfig* config = existing->Config;
+    const std::int64_t bound = config != nullptr ? config->MaxBytes : -1;
+    EnsuredStream found;
+    found.note = "using existing stream " + spec.name + " (max bytes " +
+                 (bound > 0 ? std::to_string(bound) : std::string("unbounded")) + ")";
+    if (bound > 0 && config->Discard == js_DiscardNew) {
+      found.bound_bytes = bound;
+    }
+    return found;
   }
   jsStreamConfig config;
   jsStreamConfig_Init(&config);
@@ -278,10 +284,14 @@ std::string ensure_stream(jsCtx* js, const StreamSpec& spec) {
     throw BridgeError("cannot create stream " + spec.name + ": " + describe(s, code));
   }
   jsStreamInfo_Destroy(created);
-  return "created stream " + spec.name + " (subject " + spec.subject + ", " +
-         (spec.retention == Retention::kWorkQueue ? "work-queue" : "limits") +
-         " retention, max bytes " +
-         (spec.max_bytes > 0 ? std::to_string(spec.max_bytes) : std::string("unbounded")) + ")";
+  EnsuredStream made;
+  made.note = "created stream " + spec.name + " (subject " + spec.subject + ", " +
+              (spec.retention == Retention::kWorkQueue ? "work-queue" : "limits") +
+              " retention, max bytes " +
+              (spec.max_bytes > 0 ? std::to_string(spec.max_bytes) : std::string("unbounded")) +
+              ")";
+  made.bound_bytes = spec.max_bytes > 0 ? spec.max_bytes : -1;
+  return made;
 }
 
 StreamFacts require_stream(jsCtx* js, const std::string& name) {

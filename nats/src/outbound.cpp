@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -70,7 +71,25 @@ struct Slot {
   bool end = false;
   SlotState state = SlotState::kToSend;
   std::chrono::steady_clock::time_point sent{};
+  std::uint64_t stored_bytes = 0;  // what the stream keeps for it at most, once published
 };
+
+using Headers = std::vector<std::pair<const char*, std::string>>;
+
+// What a file store keeps for a message, at most: its record's length,
+// sequence, time and subject length (22 bytes), header length (4) and hash
+// (8), the subject, the headers as sent ("NATS/1.0\r\n", "Key: Value\r\n"
+// each, a closing "\r\n") and the body; plus a margin for other layouts.
+std::uint64_t stored_bytes_at_most(const std::string& subject, const Headers& headers,
+                                   std::size_t body_bytes) {
+  constexpr std::uint64_t kRecordBytes = 22 + 4 + 8;
+  constexpr std::uint64_t kMargin = 64;
+  std::uint64_t header_bytes = 10 + 2;
+  for (const auto& [key, value] : headers) {
+    header_bytes += std::strlen(key) + 2 + value.size() + 2;
+  }
+  return kRecordBytes + subject.size() + header_bytes + body_bytes + kMargin;
+}
 
 class Outbound {
  public:
@@ -216,43 +235,127 @@ class Outbound {
       const Slot* before = i > 0 ? &window_[i - 1] : nullptr;
       const char* expected =
           before != nullptr && before->state != SlotState::kAcked ? before->id.c_str() : nullptr;
-      if (!publish(slot, expected)) {
-        back_off();
+      const Headers headers = headers_of(slot, expected);
+      const std::uint64_t stored =
+          stored_bytes_at_most(options_.subject, headers, slot.body.size());
+      if (!room_for(stored, now)) {
         return;  // later slots wait: they must not overtake this one
       }
+      if (!publish(slot, headers)) {
+        back_off();
+        return;
+      }
+      slot.stored_bytes = stored;
       slot.state = SlotState::kInFlight;
       slot.sent = now;
       ++in_flight;
     }
   }
 
-  bool publish(const Slot& slot, const char* expected_last_id) {
+  Headers headers_of(const Slot& slot, const char* expected_last_id) const {
+    Headers headers = {{kFormatHeader, kFormatVersion},
+                       {kOriginHeader, origin_},
+                       {kFirstHeader, std::to_string(slot.first)},
+                       {kRecordsHeader, std::to_string(slot.records)}};
+    if (slot.end) {
+      headers.emplace_back(kEndHeader, "1");
+    }
+    headers.emplace_back(kMsgIdHeader, slot.id);
+    if (expected_last_id != nullptr) {
+      headers.emplace_back(kExpectedLastIdHeader, expected_last_id);
+    }
+    return headers;
+  }
+
+  // Whether a message the stream keeps in `bytes` may be published now
+  // without the stream's stored bytes passing its bound. Counts it in if so.
+  // The stream's figure is asked for only when what out knows (the last
+  // figure plus everything published since) leaves no room: in's
+  // acknowledgements, which make room, are not seen otherwise. While it
+  // stays full the stream is asked again after a back-off.
+  bool room_for(std::uint64_t bytes, std::chrono::steady_clock::time_point now) {
+    if (options_.stream_bound_bytes <= 0) {
+      return true;
+    }
+    const auto bound = static_cast<std::uint64_t>(options_.stream_bound_bytes);
+    if (stream_figure_known_ && stream_bytes_at_most_ + bytes <= bound) {
+      stream_bytes_at_most_ += bytes;
+      return true;
+    }
+    if (now < next_look_) {
+      return false;
+    }
+    const std::optional<std::uint64_t> stored = stream_stored_bytes();
+    if (!stored) {
+      next_look_ = now + options_.retry_max;
+      return false;
+    }
+    // A message in flight may or may not be in the figure: counted as not.
+    std::uint64_t in_flight = 0;
+    for (const Slot& slot : window_) {
+      in_flight += slot.state == SlotState::kInFlight ? slot.stored_bytes : 0;
+    }
+    stream_bytes_at_most_ = *stored + in_flight;
+    stream_figure_known_ = true;
+    // An empty stream takes any message the server takes: out never waits
+    // for room that cannot come.
+    if (stream_bytes_at_most_ + bytes <= bound || stream_bytes_at_most_ == 0) {
+      stream_bytes_at_most_ += bytes;
+      if (waiting_for_room_) {
+        waiting_for_room_ = false;
+        look_backoff_ = {};
+      }
+      return true;
+    }
+    if (!waiting_for_room_) {
+      waiting_for_room_ = true;
+      ++result_.held_for_room;
+      if (result_.held_for_room == 1 || now - last_room_log_ > std::chrono::seconds(10)) {
+        options_.log("stream " + options_.stream + " is at its bound (" +
+                     std::to_string(stream_bytes_at_most_) + " of " + std::to_string(bound) +
+                     " bytes stored or in flight); holding the channel's buffers until there "
+                     "is room (" +
+                     std::to_string(result_.held_for_room) + " times so far)");
+        last_room_log_ = now;
+      }
+    }
+    look_backoff_ = look_backoff_.count() == 0 ? options_.retry_first
+                                               : std::min(look_backoff_ * 2, options_.retry_max);
+    next_look_ = now + look_backoff_;
+    return false;
+  }
+
+  // The bytes the stream stores now, or nothing (logged) if it does not say.
+  std::optional<std::uint64_t> stream_stored_bytes() {
+    jsOptions look;
+    jsOptions_Init(&look);
+    look.Wait = std::min<std::int64_t>(options_.ack_timeout.count(), 1000);
+    jsStreamInfo* info = nullptr;
+    jsErrCode code = static_cast<jsErrCode>(0);
+    const natsStatus s = js_GetStreamInfo(&info, js_->get(), options_.stream.c_str(), &look, &code);
+    if (s != NATS_OK || info == nullptr) {
+      if (!stream_look_failing_) {
+        options_.log("cannot read the size of stream " + options_.stream + ": " +
+                     describe(s, code) + "; retrying");
+        stream_look_failing_ = true;
+      }
+      return std::nullopt;
+    }
+    stream_look_failing_ = false;
+    const std::uint64_t bytes = info->State.Bytes;
+    jsStreamInfo_Destroy(info);
+    return bytes;
+  }
+
+  bool publish(const Slot& slot, const Headers& headers) {
     natsMsg* msg = nullptr;
     natsStatus s = natsMsg_Create(&msg, options_.subject.c_str(), nullptr,
                                   reinterpret_cast<const char*>(slot.body.data()),
                                   static_cast<int>(slot.body.size()));
-    const std::string first = std::to_string(slot.first);
-    const std::string records = std::to_string(slot.records);
-    if (s == NATS_OK) {
-      s = natsMsgHeader_Set(msg, kFormatHeader, kFormatVersion);
-    }
-    if (s == NATS_OK) {
-      s = natsMsgHeader_Set(msg, kOriginHeader, origin_.c_str());
-    }
-    if (s == NATS_OK) {
-      s = natsMsgHeader_Set(msg, kFirstHeader, first.c_str());
-    }
-    if (s == NATS_OK) {
-      s = natsMsgHeader_Set(msg, kRecordsHeader, records.c_str());
-    }
-    if (s == NATS_OK && slot.end) {
-      s = natsMsgHeader_Set(msg, kEndHeader, "1");
-    }
-    if (s == NATS_OK) {
-      s = natsMsgHeader_Set(msg, kMsgIdHeader, slot.id.c_str());
-    }
-    if (s == NATS_OK && expected_last_id != nullptr) {
-      s = natsMsgHeader_Set(msg, kExpectedLastIdHeader, expected_last_id);
+    for (const auto& [key, value] : headers) {
+      if (s == NATS_OK) {
+        s = natsMsgHeader_Set(msg, key, value.c_str());
+      }
     }
     if (s == NATS_OK) {
       jsPubOptions publish_options;
@@ -362,7 +465,8 @@ class Outbound {
     status.acknowledged_records = result_.records;
     status.pending_messages = window_.size();
     status.refusals = result_.refusals;
-    status.stream_full = probing_;
+    status.stream_full = probing_ || waiting_for_room_;
+    status.held_for_room = result_.held_for_room;
     options_.on_status(status);
   }
 
@@ -404,6 +508,17 @@ class Outbound {
   std::uint64_t refused_in_a_row_ = 0;
   bool publish_failing_ = false;
   bool probing_ = false;
+  // The stream's bound, kept by out (OutboundOptions::stream_bound_bytes):
+  // the stored bytes it last read plus what it published since, which
+  // overstates the stream (in removes messages, and one published before the
+  // figure is counted twice) until the next look.
+  std::uint64_t stream_bytes_at_most_ = 0;
+  bool stream_figure_known_ = false;
+  bool waiting_for_room_ = false;
+  bool stream_look_failing_ = false;
+  std::chrono::milliseconds look_backoff_{};
+  std::chrono::steady_clock::time_point next_look_{};
+  std::chrono::steady_clock::time_point last_room_log_{};
   std::chrono::steady_clock::time_point
       next_status_{};  // the last answer was a refusal: one message at a time
   OutboundResult result_;

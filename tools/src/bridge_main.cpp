@@ -41,7 +41,8 @@ constexpr const char* kUsage =
     "JetStream acknowledged it, so a bridge killed mid-stream loses nothing: run it again\n"
     "(--resume) and it republishes what was not acknowledged, under the same Nats-Msg-Id\n"
     "(duplicates are dropped by the stream). When the stream is full (--max-bytes,\n"
-    "discard new) publishes are refused, buffers stay held and the producer blocks.\n"
+    "which out keeps itself, counting each message's stored size; discard new refuses\n"
+    "the rest) buffers stay held and the producer blocks.\n"
     "When the channel's stream closes, out publishes an end marker and exits 0.\n"
     "\n"
     "in: a durable pull consumer of STREAM that writes the records into channel NAME\n"
@@ -243,7 +244,10 @@ int run_out(int argc, char** argv) {
     jsOptions js_options;
     jsOptions_Init(&js_options);
     const sn::JetStream js(*connection, js_options);
-    stream_note = sn::ensure_stream(js.get(), spec);
+    const sn::EnsuredStream stream = sn::ensure_stream(js.get(), spec);
+    stream_note = stream.note;
+    options.stream = spec.name;
+    options.stream_bound_bytes = stream.bound_bytes;
   } catch (const sn::BridgeError& e) {
     sluice::tools::report_failure("bridge", c.json, e.what());
     return 1;
@@ -276,6 +280,19 @@ int run_out(int argc, char** argv) {
             std::to_string(max_payload) + " bytes): use smaller buffers or raise max_payload");
     return 1;
   }
+  // Nor may one be larger than the stream's bound: the stream would refuse
+  // it while empty, for ever.
+  const std::int64_t largest_stored =
+      largest + static_cast<std::int64_t>(options.subject.size()) + 256;
+  if (options.stream_bound_bytes > 0 && largest_stored > options.stream_bound_bytes) {
+    sluice::tools::report_failure(
+        "bridge", c.json,
+        "the channel's buffers (" + std::to_string(consumer->config().buffer_bytes) +
+            " bytes, plus headers) do not fit stream " + c.stream + "'s bound (" +
+            std::to_string(options.stream_bound_bytes) + " bytes, --max-bytes): a full buffer " +
+            "could never be stored; use smaller buffers or a larger bound");
+    return 1;
+  }
 
   // The status beside the channel, for `sluice stat` (removed at the end).
   const std::string status_file = sluice::tools::status_path(input.channel, "out");
@@ -292,6 +309,7 @@ int run_out(int argc, char** argv) {
         .add("pending_messages", status.pending_messages)
         .add("refusals", status.refusals)
         .add("stream_full", std::uint64_t{status.stream_full ? 1U : 0U})
+        .add("held_for_room", status.held_for_room)
         .str();
   };
   options.on_status = [&](const sn::OutboundStatus& status) {
@@ -320,6 +338,7 @@ int run_out(int argc, char** argv) {
       .add("bytes", result.bytes)
       .add("duplicates", result.duplicates)
       .add("refusals", result.refusals)
+      .add("held_for_room", result.held_for_room)
       .add("end_published", result.end_published)
       .add("reconnects", connection->reconnects())
       .add("seconds", seconds)
@@ -327,11 +346,13 @@ int run_out(int argc, char** argv) {
   char text[512];
   std::snprintf(text, sizeof(text),
                 "bridge out summary: %llu records in %llu messages from \"%s\" to stream %s in "
-                "%.3f s (%llu duplicates, %llu refused and retried, %llu reconnects)",
+                "%.3f s (%llu duplicates, %llu refused and retried, %llu waits for room in the "
+                "stream, %llu reconnects)",
                 static_cast<unsigned long long>(result.records),
                 static_cast<unsigned long long>(result.buffers), input.channel.c_str(),
                 c.stream.c_str(), seconds, static_cast<unsigned long long>(result.duplicates),
                 static_cast<unsigned long long>(result.refusals),
+                static_cast<unsigned long long>(result.held_for_room),
                 static_cast<unsigned long long>(connection->reconnects()));
   print_summary(c, json, text);
   // Read to its end and carried over: the channel's name goes, as after a

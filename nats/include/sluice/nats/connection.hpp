@@ -92,10 +92,18 @@ struct StreamSpec {
 // which format); a stream whose description names another format is refused.
 std::string stream_description();
 
+// The stream out publishes into.
+struct EnsuredStream {
+  std::string note;  // a line saying whether it was created or found, and its bound
+  // The bytes it may store when a full stream refuses new messages (discard
+  // new with a byte bound); -1 when nothing is refused for size.
+  std::int64_t bound_bytes = -1;
+};
+
 // Creates the stream if it does not exist (file storage, discard new, the
 // given bound and retention); an existing stream is used as it is, and
-// refused if it was made for another format. Returns a line saying which.
-std::string ensure_stream(jsCtx* js, const StreamSpec& spec);
+// refused if it was made for another format.
+EnsuredStream ensure_stream(jsCtx* js, const StreamSpec& spec);
 
 // What the bridge needs of an existing stream: throws BridgeError if it does
 // not exist or was made for another format.

@@ -33,11 +33,20 @@ struct OutboundStatus {
   std::uint64_t acknowledged_records = 0;
   std::uint64_t pending_messages = 0;  // received, not yet acknowledged
   std::uint64_t refusals = 0;
-  bool stream_full = false;  // the last answer was a refusal
+  bool stream_full = false;         // the last answer was a refusal, or out waits for room
+  std::uint64_t held_for_room = 0;  // times out found the stream at its bound and waited
 };
 
 struct OutboundOptions {
   std::string subject;
+  std::string stream;
+  // The stream's byte bound under discard new (-1: none). out publishes a
+  // message only when the stream's stored bytes, with those of every message
+  // in flight and this one's own, stay within it; so the server never
+  // checks a message against a full stream. Some servers (nats-server before
+  // 2.9.22 and 2.10.5) check the bound without the bytes they store per
+  // message, and then delete the oldest message, unread, to get back under it.
+  std::int64_t stream_bound_bytes = -1;
   std::size_t max_in_flight = 64;
   // A publish not acknowledged within this time is published again.
   std::chrono::milliseconds ack_timeout{5000};
@@ -58,6 +67,7 @@ struct OutboundResult {
   std::uint64_t bytes = 0;           // message bodies acknowledged
   std::uint64_t duplicates = 0;      // acknowledged as duplicates (already stored)
   std::uint64_t refusals = 0;        // publishes refused (stream full) or timed out, then retried
+  std::uint64_t held_for_room = 0;   // times the stream was at its bound and out waited for room
   std::uint64_t first_sequence = 0;  // commit sequence of the first buffer (diagnostics)
 };
 
