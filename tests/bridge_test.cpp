@@ -136,6 +136,18 @@ class Bridge : public ::testing::Test {
     return bytes;
   }
 
+  // Whether the stream exists within the usual wait (out creates it).
+  bool stream_appears() const {
+    return eventually([&] {
+      try {
+        (void)stream_bytes();
+        return true;
+      } catch (const std::exception&) {
+        return false;
+      }
+    });
+  }
+
   static void expect_every_record_once(Process& consumer, std::uint64_t records) {
     ASSERT_EQ(consumer.wait(std::chrono::seconds(120)), 0) << consumer.out() << consumer.err();
     const std::string summary = summary_of(consumer.out());
@@ -184,14 +196,7 @@ TEST_F(Bridge, SlowFarConsumerBlocksTheNearProducerWithinTheStreamBound) {
   constexpr std::uint64_t kBufferedAtMost = 3 * 256 * 1024 / 68;
   Process producer(producer_command(kRecords, "--buffers 8"), log("producer"));
   Process out(out_command("--max-bytes " + std::to_string(kMaxBytes)), log("out"));
-  ASSERT_TRUE(eventually([&] {
-    try {
-      (void)stream_bytes();
-      return true;
-    } catch (const std::exception&) {
-      return false;
-    }
-  })) << out.err();
+  ASSERT_TRUE(stream_appears()) << out.err();
   Process in(in_command("--buffers 8"), log("in"));
   Process consumer(consumer_command(kRecords, "--rate " + std::to_string(kRate)), log("consumer"));
 
@@ -253,14 +258,7 @@ TEST_F(Bridge, AStreamHeldAtItsBoundLosesNoMessage) {
       producer_command(kRecords, "--rate 3000 --flush-timeout-us 100 --buffer-size 1K"),
       log("producer"));
   Process out(out_command("--max-bytes " + std::to_string(kMaxBytes)), log("out"));
-  ASSERT_TRUE(eventually([&] {
-    try {
-      (void)stream_bytes();
-      return true;
-    } catch (const std::exception&) {
-      return false;
-    }
-  })) << out.err();
+  ASSERT_TRUE(stream_appears()) << out.err();
   Process in(in_command("--buffers 2 --buffer-size 1K --ack-wait 1"), log("in"));
   Process consumer(consumer_command(kRecords, "--rate 1000"), log("consumer"));
   std::uint64_t largest = 0;
