@@ -101,6 +101,45 @@ TEST(Records, SmallRecordsAreBatchedManyPerBuffer) {
   EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 50U);
 }
 
+TEST(Records, ARunWrittenRecordByRecordIsCountedExactlyWhateverCallComesNext) {
+  // write() appends to an open run without counting each record; every
+  // other call, and records_written(), must see them all.
+  ChannelGuard guard(unique_channel("runcount"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  std::uint64_t seq = 0;
+  for (; seq < 60; ++seq) {
+    ASSERT_EQ(writer.write(pattern_record(8, seq)), st::Status::kOk);
+    ASSERT_EQ(writer.records_written(), seq + 1);
+  }
+  ASSERT_EQ(
+      writer.write_batch(
+          8, 5, [&seq](std::span<std::byte> record) noexcept { st::pattern::fill(record, seq++); }),
+      st::Status::kOk);
+  EXPECT_EQ(writer.records_written(), 65U);
+  ASSERT_EQ(writer.write(pattern_record(8, seq++)), st::Status::kOk);
+  std::span<std::byte> in_place;
+  ASSERT_EQ(writer.begin_record(8, in_place), st::Status::kOk);
+  st::pattern::fill(in_place, seq++);
+  ASSERT_EQ(writer.finish_record(), st::Status::kOk);
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(writer.write(pattern_record(8, seq++)), st::Status::kOk);
+  }
+  EXPECT_EQ(writer.records_written(), 70U);
+  ASSERT_EQ(writer.flush(), st::Status::kOk);
+  // One buffer, committed with the count of every record in it.
+  EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 70U);
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  for (std::uint64_t i = 0; i < 70; ++i) {
+    ASSERT_EQ(reader.try_next(record), st::Status::kOk) << "record " << i;
+    ASSERT_EQ(record.size(), 8U);
+    EXPECT_EQ(st::pattern::sequence_of(record), i);
+  }
+  EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
+}
+
 TEST(Records, RunsOfEqualLengthsMixWithOtherFramesAndBufferEnds) {
   // Runs that start after a plain frame, end at a length change, a buffer's
   // end or a spanning record, and single records between them; lengths of

@@ -77,6 +77,24 @@ RecordWriter::~RecordWriter() {
   (void)flush();
 }
 
+void RecordWriter::set_run_fast_end() noexcept {
+  if (in_place_ || cursor_ == nullptr || cursor_ != run_end_ || run_bytes_ == kNoRecords ||
+      run_count_at_ == nullptr) {
+    return;  // not at the end of a run that may still grow
+  }
+  // Records that may follow before the one at which the policy is due.
+  const std::uint64_t before_policy =
+      next_policy_check_ > records_in_buffer_ + 1 ? next_policy_check_ - records_in_buffer_ - 1 : 0;
+  const std::size_t room_bytes = room();
+  const std::size_t fast_bytes =
+      before_policy >= room_bytes
+          ? room_bytes
+          : std::min<std::size_t>(static_cast<std::size_t>(before_policy) * run_bytes_, room_bytes);
+  if (fast_bytes >= run_bytes_) {
+    run_fast_end_ = cursor_ + fast_bytes;
+  }
+}
+
 bool RecordWriter::fits_in_place(std::size_t bytes) const noexcept {
   // The frame, a discard frame before it in a resumed stream's first buffer,
   // and the word after it.
@@ -196,6 +214,7 @@ std::byte* RecordWriter::run_from_plain(std::size_t bytes) noexcept {
 
 Status RecordWriter::write_for(std::span<const std::byte> record,
                                std::chrono::nanoseconds timeout) noexcept {
+  settle_fast_run();
   if (frame::kHeaderBytes + record.size() <= room()) {
     return write(record);  // no wait: it fits (as a frame, or in the run)
   }
@@ -299,6 +318,7 @@ Status RecordWriter::make_room(std::size_t needed) noexcept {
 
 Status RecordWriter::write_records(std::span<const std::byte> records,
                                    std::uint64_t count) noexcept {
+  settle_fast_run();
   if (count == 0) {
     return records.empty() ? Status::kOk : Status::kInvalidArgument;
   }
@@ -328,6 +348,7 @@ Status RecordWriter::write_records(std::span<const std::byte> records,
 }
 
 Status RecordWriter::flush() noexcept {
+  settle_fast_run();
   if (!current_.valid() || used() == 0) {
     return Status::kOk;
   }
@@ -344,6 +365,7 @@ Status RecordWriter::flush() noexcept {
 }
 
 Status RecordWriter::flush_if_due() noexcept {
+  settle_fast_run();
   if (!current_.valid() || used() == 0 || flush_timeout_.count() < 0) {
     return Status::kOk;
   }
@@ -354,6 +376,7 @@ Status RecordWriter::flush_if_due() noexcept {
 }
 
 Status RecordWriter::close() noexcept {
+  settle_fast_run();
   seal_in_place();
   const Status status = flush();
   producer_->close();

@@ -61,42 +61,50 @@ class RecordWriter {
   // Always inlined: left to itself GCC makes it a call (its in-place branch
   // makes it look large), which cost small records a third of their time.
   [[gnu::always_inline]] Status write(std::span<const std::byte> record) noexcept {
-    // Another record of the length just written joins its run, headerless.
-    // Every member this needs is read before the record's bytes are stored:
-    // a byte store may alias the writer, so a read after it is a reload.
-    // The run's count word is written when the run is settled (a new run,
-    // or the buffer's commit), not per record: each member stored here is
-    // reloaded by the next call, so every one costs a store-to-load trip.
+    // Another record of the open run's length, before the run's fast end:
+    // a copy and a cursor store. The run's end, its record count and the
+    // flush policy's next look are brought up to date only when anything
+    // else happens (settle_fast_run), and the fast end stops short of both
+    // the buffer's end and the record at which the policy is due, so none
+    // of them needs a look here. Each member stored per record is reloaded
+    // by the next call (a byte store may alias the writer), so each one
+    // costs a store-to-load trip: one is left.
     std::byte* const at = cursor_;
     const std::size_t size = record.size();
-    if (at == run_end_ && size == run_bytes_ && size <= static_cast<std::size_t>(limit_ - at))
-        [[likely]] {
-      const std::uint64_t in_buffer = records_in_buffer_ + 1;
-      const std::uint64_t check_at = next_policy_check_;
+    if (size == run_bytes_ && reinterpret_cast<std::uintptr_t>(at) + size <=
+                                  reinterpret_cast<std::uintptr_t>(run_fast_end_)) [[likely]] {
       frame::copy_payload(at, record.data(), size);
-      cursor_ = run_end_ = at + size;
-      records_in_buffer_ = in_buffer;
-      if (in_buffer >= check_at) [[unlikely]] {
-        return apply_flush_policy();
-      }
+      cursor_ = at + size;
       return Status::kOk;
     }
-    const std::size_t needed = frame::kHeaderBytes + record.size();
-    if (needed <= room()) [[likely]] {
-      if (cursor_ == plain_end_ && record.size() == plain_bytes_) {
+    settle_fast_run();
+    Status status = Status::kOk;
+    if (at == run_end_ && size == run_bytes_ && size <= static_cast<std::size_t>(limit_ - at)) {
+      // The run, with the flush policy due at this record, or before the
+      // fast end is set.
+      frame::copy_payload(at, record.data(), size);
+      cursor_ = run_end_ = at + size;
+      status = after_append();
+    } else if (const std::size_t needed = frame::kHeaderBytes + size; needed <= room()) [[likely]] {
+      if (cursor_ == plain_end_ && size == plain_bytes_) {
         start_run(record);  // needs 4 bytes more than a frame: `needed` bytes
+        status = after_append();
       } else {
         append_whole(record);
+        return after_append();
       }
-      return after_append();
-    }
-    if (fits_open_buffer_now(record.size())) {
+    } else if (fits_open_buffer_now(size)) {
       // In place, inline: a round trip pays for every instruction here.
-      frame::copy_payload(place_cursor_ + frame::kHeaderBytes, record.data(), record.size());
+      frame::copy_payload(place_cursor_ + frame::kHeaderBytes, record.data(), size);
       ++records_in_buffer_;
-      return publish_frame(record.size());
+      return publish_frame(size);
+    } else {
+      return write_slow(record, Deadline::never());
     }
-    return write_slow(record, Deadline::never());
+    if (status == Status::kOk) {
+      set_run_fast_end();
+    }
+    return status;
   }
   // Writes a record in place: reserves `bytes` for the next record in the
   // current buffer (blocking for a buffer when needed) and returns them in
@@ -104,6 +112,7 @@ class RecordWriter {
   // once finish_record() is called, before any other call on this writer.
   // Only for records that fit in one buffer (kInvalidArgument otherwise).
   Status begin_record(std::size_t bytes, std::span<std::byte>& out) noexcept {
+    settle_fast_run();
     const std::size_t needed = frame::kHeaderBytes + bytes;
     if (needed > room()) [[unlikely]] {
       if (in_place_) {
@@ -160,6 +169,7 @@ class RecordWriter {
   template <class FillOne, class FillRun>
   Status place_records(std::size_t bytes, std::uint64_t count, FillOne& fill,
                        FillRun&& fill_run) noexcept {
+    settle_fast_run();
     if (bytes > frame::kLengthMask) {
       return Status::kInvalidArgument;  // larger than any buffer
     }
@@ -262,7 +272,7 @@ class RecordWriter {
   Status close() noexcept;
 
   [[nodiscard]] std::uint64_t records_written() const noexcept {
-    return records_before_buffer_ + records_in_buffer_;
+    return records_before_buffer_ + records_in_buffer_ + records_past_run_end();
   }
 
  private:
@@ -324,9 +334,30 @@ class RecordWriter {
   // A new buffer (or none): nothing before the cursor can be extended. Its
   // address may equal the old buffer's end, so the ends are cleared too.
   void forget_last_frame() noexcept {
+    settle_fast_run();
     run_end_ = plain_end_ = run_count_at_ = nullptr;
     run_bytes_ = plain_bytes_ = kNoRecords;
   }
+  // write()'s fast path: while run_fast_end_ is set, the cursor is at the
+  // end of the open run, and the records write() appended since it was set
+  // lie between run_end_ and the cursor, not yet counted.
+  [[nodiscard]] std::uint64_t records_past_run_end() const noexcept {
+    return run_fast_end_ != nullptr ? static_cast<std::size_t>(cursor_ - run_end_) / run_bytes_ : 0;
+  }
+  // Counts them and moves run_end_ to the cursor: every path but write()'s
+  // fast one starts here, so the rest of the writer sees exact members.
+  void settle_fast_run() noexcept {
+    if (run_fast_end_ != nullptr) [[unlikely]] {
+      records_in_buffer_ += records_past_run_end();
+      run_end_ = cursor_;
+      run_fast_end_ = nullptr;
+    }
+  }
+  // With the cursor at the end of an open run (after write() appended to
+  // it): lets write() append more records of its length, up to the
+  // buffer's end and short of the record at which the flush policy is due.
+  void set_run_fast_end() noexcept;
+
   // One counter and one comparison per record: the flush policy is looked at
   // only when records_in_buffer_ reaches next_policy_check_ (every record for
   // a zero timeout, every clock_check_interval_ records for a positive one).
@@ -394,6 +425,8 @@ class RecordWriter {
   // clears them (forget_last_frame).
   static constexpr std::size_t kNoRecords = ~std::size_t{0};  // no record has this length
   std::byte* run_end_ = nullptr;
+  // Where write()'s fast path stops (set_run_fast_end); null when it is off.
+  std::byte* run_fast_end_ = nullptr;
   std::byte* run_count_at_ = nullptr;
   std::size_t run_bytes_ = kNoRecords;
   std::byte* plain_end_ = nullptr;
