@@ -140,6 +140,25 @@ TEST(Records, ARunWrittenRecordByRecordIsCountedExactlyWhateverCallComesNext) {
   EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
 }
 
+TEST(Records, CopyPayloadCopiesExactlyTheRecordsBytesAtEverySize) {
+  // Each size range has its own overlapping moves: every byte arrives, and
+  // none is written before or after the record.
+  constexpr std::size_t kGuard = 16;
+  for (std::size_t size = 0; size <= 130; ++size) {
+    std::vector<std::byte> from(size);
+    for (std::size_t i = 0; i < size; ++i) {
+      from[i] = static_cast<std::byte>(i * 7 + 1);
+    }
+    std::vector<std::byte> to(size + 2 * kGuard, std::byte{0xEE});
+    st::frame::copy_payload(to.data() + kGuard, from.data(), size);
+    for (std::size_t i = 0; i < kGuard; ++i) {
+      ASSERT_EQ(to[i], std::byte{0xEE}) << "size " << size << ", before at " << i;
+      ASSERT_EQ(to[kGuard + size + i], std::byte{0xEE}) << "size " << size << ", after at " << i;
+    }
+    ASSERT_TRUE(std::equal(from.begin(), from.end(), to.begin() + kGuard)) << "size " << size;
+  }
+}
+
 TEST(Records, RunsOfEqualLengthsMixWithOtherFramesAndBufferEnds) {
   // Runs that start after a plain frame, end at a length change, a buffer's
   // end or a spanning record, and single records between them; lengths of
