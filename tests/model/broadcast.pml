@@ -42,7 +42,11 @@
  *     the tails (pushed nowhere): kWriting, holders 0, used first; (4)
  *     continues at one past the highest message of every other buffer's
  *     commit record and the published-messages counter (stored after each
- *     publish); then it goes on as the producer, and closes.
+ *     publish); (5) stores that count into the counter, since it may take
+ *     the buffer whose commit record told it and die before publishing;
+ *     then it goes on as the producer, and closes. Under PCRASH2 the
+ *     successor may die too, at any step after its recovery, and its own
+ *     successor recovers the same way;
  *
  * Memory is sequentially consistent (spin interleaves whole transitions); the
  * memory orders are argued in consumer.cpp and producer.cpp. Every
@@ -54,13 +58,14 @@
  * the wake-up protocol is channel.pml's), the cap (broadcast_room: the pool
  * of NBUF buffers and rings of capacity NBUF bound the rings here),
  * abandoned buffers other than a dead producer's, both crashes in one run
- * (CRASH and PCRASH are run apart), more than one crash, K > 2 or more
+ * (CRASH and PCRASH are run apart), more than one consumer crash or two
+ * producer crashes, a successor dying inside its own recovery, K > 2 or more
  * than two buffers, releases out of the order taken, forged words (the C++
  * checks them; here any failed check is an assertion), counters, the record
  * layer.
  *
  * Options: MSGS (3); CRASH (one consumer may die, see above); PCRASH (the
- * producer may die, see above);
+ * producer may die, see above); PCRASH2 (with PCRASH: its successor too);
  * MUTANT_* (below); PROBE_* (reachability probes, each of which must fail:
  * PROBE_CAS_RETRY, a failed compare-exchange that finds its bit alone;
  * PROBE_COMPLETE, PROBE_TAKE_BACK_SHARED and PROBE_COUNT_FREED, a producer
@@ -109,6 +114,10 @@
  *                            buffer pushed nowhere leaks;
  *   MUTANT_SHARED_COUNT      producer takeover (4) from kShared buffers
  *                            only: a message every consumer already released
+ *                            is broadcast again;
+ *   MUTANT_NO_COUNT_STORE    producer takeover without (5): a successor
+ *                            that took the buffer telling the count and died
+ *                            leaves its successor one message short, which
  *                            is broadcast again.
  */
 
@@ -317,8 +326,12 @@ life:
        i++
     :: else -> break
     od;
+#ifndef MUTANT_NO_COUNT_STORE
+    pcount = mx;                            /* (5) the count stored for its own successor */
+#endif
     m = mx + 1;                             /* (no jump into a d_step) */
     d_step { mx = 0; i = 0; st = 0; lt = 0; ls = 0; b = 0 };
+    pkill = 3;                              /* recovered: PCRASH2 may kill it in turn */
     goto life
   };
   p_done = 1
@@ -526,12 +539,23 @@ proctype killer() {
 #endif
 
 #ifdef PCRASH
-/* kills the producer at any point of its life, or not */
+/* kills the producer at any point of its life, or not; under PCRASH2 its
+   successor too, at any point after its recovery, or not */
 proctype producer_killer() {
   if
   :: pkill = 1
   :: skip
+  fi;
+#ifdef PCRASH2
+  if
+  :: pkill == 3 ->
+     if
+     :: pkill = 1
+     :: skip
+     fi
+  :: p_done -> skip
   fi
+#endif
 }
 #endif
 

@@ -117,6 +117,7 @@ runs=(
   "broadcast|safety|pass||$safety|"
   "broadcast|safety crash|pass|-DCRASH|$safety|"
   "broadcast|safety producer crash|pass|-DPCRASH|$safety|"
+  "broadcast|safety two producer crashes|pass|-DPCRASH -DPCRASH2|$safety|"
   # Its mutants: a leak shows as a pool not whole at the end.
   "broadcast|mutant last-clears crash|fail|-DCRASH -DMUTANT_LAST_CLEARS|$hunt||$leaked"
   "broadcast|mutant plain-store|fail|-DMUTANT_PLAIN_STORE|$hunt||$leaked"
@@ -125,6 +126,7 @@ runs=(
   "broadcast|mutant no-complete producer-crash|fail|-DPCRASH -DMUTANT_NO_COMPLETE|$hunt||$leaked"
   "broadcast|mutant no-take-back producer-crash|fail|-DPCRASH -DMUTANT_NO_TAKE_BACK|$hunt||$leaked"
   "broadcast|mutant shared-count producer-crash|fail|-DPCRASH -DMUTANT_SHARED_COUNT|$hunt||assertion violated +\\(m==\\(prev\\+1\\)\\)"
+  "broadcast|mutant no-count-store two-producer-crashes|fail|-DPCRASH -DPCRASH2 -DMUTANT_NO_COUNT_STORE|$hunt||assertion violated +\\(m==\\(prev\\+1\\)\\)"
   # Its reachability probes.
   "broadcast|probe complete|fail|-DPCRASH -DPROBE_COMPLETE|$hunt||violated +0"
   "broadcast|probe take-back-shared|fail|-DPCRASH -DPROBE_TAKE_BACK_SHARED|$hunt||violated +\\(st!=3\\)"

@@ -467,6 +467,7 @@ struct ProducerState {
     }
     parts[0].sent = 0;  // the constructor's start (all in return ring 0) is replaced by a count
     std::uint64_t committed = records;
+    std::uint32_t last_owner = 0;  // the subpartition of the buffer that told `committed`
     for (std::uint32_t i = 0; i < buffer_count; ++i) {
       const std::uint32_t word = states[i].load(std::memory_order_relaxed);
       const auto state = static_cast<BufferState>(word & 0xFFU);
@@ -489,7 +490,19 @@ struct ProducerState {
       ++parts[owner].sent;
       // The last published buffer's records_through is the stream's count;
       // the counters, stored after each publish, may lag it by that buffer.
-      committed = std::max(committed, commits[i].records_through.load(std::memory_order_relaxed));
+      const std::uint64_t through = commits[i].records_through.load(std::memory_order_relaxed);
+      if (through > committed) {
+        committed = through;
+        last_owner = owner;
+      }
+    }
+    // The lag is that buffer's records, counted in its subpartition. Stored
+    // now: this producer may take that very buffer and die before its first
+    // publish, and its successor then finds the count only here.
+    if (committed > records) {
+      ProducerSubpartition& part = parts[last_owner];
+      part.records += committed - records;
+      part.control->producer_counters.records.store(part.records, std::memory_order_relaxed);
     }
     records = committed;
   }
@@ -556,6 +569,13 @@ struct ProducerState {
       committed = std::max(committed, commits[i].records_through.load(std::memory_order_relaxed));
     }
     records = committed;
+    // Stored now (each subpartition's counter counts every record): this
+    // producer may take the buffer that told the count and die before its
+    // first publish, and its successor then finds the count only here.
+    for (ProducerSubpartition& part : parts) {
+      part.records = committed;
+      part.control->producer_counters.records.store(committed, std::memory_order_relaxed);
+    }
   }
 
   // After the previous producer died: adopt what it held, so no buffer leaks.

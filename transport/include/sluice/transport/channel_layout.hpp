@@ -155,7 +155,8 @@ struct alignas(kCacheLine) SleepFlag {
 // writer, no read-modify-write needed); readers are tools that tolerate a
 // slightly stale view, and a producer that takes over, which reads them
 // after the writer died (records is stored after each publish, so it is
-// exact or one publish behind; see Producer::attach). Updated per buffer,
+// exact or one publish behind; see Producer::attach, which stores the exact
+// count back before it hands out a buffer). Updated per buffer,
 // or per record for records published in place. The *_since_ns
 // fields let a tool count a wait that is still going on (CLOCK_MONOTONIC is
 // one clock for all processes); they are written only on the slow path.
