@@ -62,17 +62,24 @@ inline void write_header(std::byte* at, std::uint32_t word) noexcept {
   std::memcpy(at, &word, sizeof(word));
 }
 
+// Copies sizeof(Word) to 2 * sizeof(Word) bytes as two word moves
+// (they overlap below 2 * sizeof(Word) bytes), both loaded before either is stored.
+template <class Word>
+inline void copy_head_and_tail(std::byte* to, const std::byte* from, std::size_t bytes) noexcept {
+  Word head = 0;
+  Word tail = 0;
+  std::memcpy(&head, from, sizeof(Word));
+  std::memcpy(&tail, from + bytes - sizeof(Word), sizeof(Word));
+  std::memcpy(to, &head, sizeof(Word));
+  std::memcpy(to + bytes - sizeof(Word), &tail, sizeof(Word));
+}
+
 // Copies a record's bytes. Records up to 64 bytes (the common case for high
 // record rates) are copied with a few fixed-size, overlapping moves the
 // compiler inlines, not a call to memcpy with a variable length.
 inline void copy_payload(std::byte* to, const std::byte* from, std::size_t bytes) noexcept {
   if (bytes >= 8 && bytes <= 16) {
-    std::uint64_t head = 0;
-    std::uint64_t tail = 0;
-    std::memcpy(&head, from, 8);
-    std::memcpy(&tail, from + bytes - 8, 8);
-    std::memcpy(to, &head, 8);
-    std::memcpy(to + bytes - 8, &tail, 8);
+    copy_head_and_tail<std::uint64_t>(to, from, bytes);
   } else if (bytes > 16 && bytes <= 64) {
     // Two (or four) overlapping 16-byte moves cover 17..64 bytes.
     alignas(16) std::byte a[16];
@@ -95,12 +102,7 @@ inline void copy_payload(std::byte* to, const std::byte* from, std::size_t bytes
       std::memcpy(to + bytes - 16, b, 16);
     }
   } else if (bytes >= 4 && bytes < 8) {
-    std::uint32_t head = 0;
-    std::uint32_t tail = 0;
-    std::memcpy(&head, from, 4);
-    std::memcpy(&tail, from + bytes - 4, 4);
-    std::memcpy(to, &head, 4);
-    std::memcpy(to + bytes - 4, &tail, 4);
+    copy_head_and_tail<std::uint32_t>(to, from, bytes);
   } else if (bytes > 0 && bytes < 4) {
     // 1..3 bytes: the first, and the last two (overlapping it for 2).
     const std::byte first = from[0];
