@@ -87,11 +87,13 @@ std::uint64_t g_iceoryx_max_records = kIceoryxMaxRecords;
 // A run whose processes have not all ended by then is killed and failed.
 constexpr auto kRunTimeout = std::chrono::seconds(300);
 
+// Above 1 KiB, one record per buffer and the pool sized for large records,
+// as the comparison and the demo programs do.
 st::ChannelConfig config_for(std::size_t size) {
   st::ChannelConfig config;
-  if (size > 1024) {  // one record per buffer, 2 MiB in flight, as the comparison does
-    config.buffer_bytes = static_cast<std::uint32_t>(size + 64);
-    config.buffer_count = std::max<std::uint32_t>(8, static_cast<std::uint32_t>((2U << 20) / size));
+  if (size > 1024) {
+    config.buffer_bytes = st::ChannelConfig::kMinBufferBytes;  // too small: sized for one record
+    config = st::sized_for_records(config, size);
   }
   return config;
 }

@@ -17,6 +17,7 @@
 
 #include "sluice/shm/segment.hpp"
 #include "sluice/shm/setup_error.hpp"
+#include "sluice/transport/channel_config.hpp"
 #include "sluice/transport/channel_info.hpp"
 #include "sluice/transport/channel_layout.hpp"
 #include "sluice/transport/consumer.hpp"
@@ -35,6 +36,48 @@ st::ChannelConfig small_config(std::uint32_t buffers = 4, std::uint32_t bytes = 
   config.buffer_count = buffers;
   config.buffer_bytes = bytes;
   return config;
+}
+
+TEST(ChannelConfig, SizedForRecordsGivesALargeRecordABufferOfItsOwnAndAboutOneMebibyteInFlight) {
+  const st::ChannelConfig defaults;
+  // Records that fit a default buffer with their header leave it alone.
+  const st::ChannelConfig small = st::sized_for_records(defaults, defaults.buffer_bytes - 4);
+  EXPECT_EQ(small.buffer_bytes, defaults.buffer_bytes);
+  EXPECT_EQ(small.buffer_count, defaults.buffer_count);
+
+  // One byte more would be split: one record and its header per buffer.
+  const st::ChannelConfig just_over = st::sized_for_records(defaults, defaults.buffer_bytes - 3);
+  EXPECT_EQ(just_over.buffer_bytes, defaults.buffer_bytes + 1);
+  EXPECT_EQ(just_over.buffer_count, 32U);  // 1 MiB / 32769, rounded up
+
+  const st::ChannelConfig at_64k = st::sized_for_records(defaults, 64 * 1024);
+  EXPECT_EQ(at_64k.buffer_bytes, 64U * 1024 + 4);
+  EXPECT_EQ(at_64k.buffer_count, 16U);
+  // At least two, one filled while the other is read.
+  const st::ChannelConfig at_1m = st::sized_for_records(defaults, 1U << 20);
+  EXPECT_EQ(at_1m.buffer_bytes, (1U << 20) + 4);
+  EXPECT_EQ(at_1m.buffer_count, 2U);
+  EXPECT_EQ(st::config_problem(at_1m), "");
+
+  // A fan-out keeps a buffer per subpartition's writer and one more.
+  st::ChannelConfig fan_out;
+  fan_out.subpartitions = 5;
+  fan_out.partitioner = st::Partitioner::kLeastLoaded;
+  const st::ChannelConfig sized_fan_out = st::sized_for_records(fan_out, 1U << 20);
+  EXPECT_EQ(sized_fan_out.buffer_count, 6U);
+  EXPECT_EQ(sized_fan_out.subpartitions, 5U);
+  EXPECT_EQ(st::config_problem(sized_fan_out), "");
+
+  // Beyond the largest buffer a record is split whatever the size: unchanged.
+  const st::ChannelConfig huge =
+      st::sized_for_records(defaults, st::ChannelConfig::kMaxBufferBytes);
+  EXPECT_EQ(huge.buffer_bytes, defaults.buffer_bytes);
+  EXPECT_EQ(huge.buffer_count, defaults.buffer_count);
+  const st::ChannelConfig largest =
+      st::sized_for_records(defaults, st::ChannelConfig::kMaxBufferBytes - 4);
+  EXPECT_EQ(largest.buffer_bytes, st::ChannelConfig::kMaxBufferBytes);
+  EXPECT_EQ(largest.buffer_count, 2U);
+  EXPECT_EQ(st::config_problem(largest), "");
 }
 
 TEST(Channel, CommittedBytesArriveInOrder) {

@@ -1,16 +1,30 @@
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
+#include "sluice/transport/channel_config.hpp"
+
 namespace sluice::bench {
 
-// Queue depth (messages) for systems that count in messages: 2 MiB of
-// payload in flight, like Sluice's default pool (64 x 32 KiB), at least 8
-// and at most 256 (iceoryx's compile-time maximum subscriber queue).
+// Queue depth (messages) for systems that count in messages: as many records
+// as Sluice's pool holds in flight at that size, at most 256 (iceoryx's
+// compile-time maximum subscriber queue). Up to 1 KiB that is the default
+// pool's 2 MiB of payload, at least 8 records; above, where Sluice gives each
+// record a buffer, the buffers sized_for_records gives (about 1 MiB, at
+// least 2).
 inline std::uint64_t queue_depth(std::size_t size) {
-  const std::uint64_t by_bytes = (std::uint64_t{2} << 20) / size;
-  return by_bytes < 8 ? 8 : (by_bytes > 256 ? 256 : by_bytes);
+  namespace st = sluice::transport;
+  std::uint64_t depth = 0;
+  if (size <= 1024) {
+    depth = std::max<std::uint64_t>(8, (std::uint64_t{2} << 20) / size);
+  } else {
+    st::ChannelConfig config;
+    config.buffer_bytes = st::ChannelConfig::kMinBufferBytes;  // too small: sized for one record
+    depth = st::sized_for_records(config, size).buffer_count;
+  }
+  return std::min<std::uint64_t>(depth, 256);
 }
 
 }  // namespace sluice::bench

@@ -9,7 +9,8 @@
 // reference, not a strict bound: a single run of a system can beat it.
 //
 // Same geometry as Sluice's rows: records up to 1 KiB packed into 64
-// buffers of 32 KiB, larger ones one per buffer in max(8, 2 MiB / S) buffers.
+// buffers of 32 KiB, larger ones one per buffer in as many buffers as the
+// library's sized_for_records gives (about 1 MiB in flight, at least 2).
 
 #include <sched.h>
 #include <sys/mman.h>
@@ -21,6 +22,7 @@
 #include <system_error>
 
 #include "harness.hpp"
+#include "sluice/transport/channel_config.hpp"
 
 namespace cmp {
 namespace {
@@ -63,7 +65,9 @@ Geometry geometry_for(std::size_t record_bytes) {
     geometry.records_per_buffer = kPackedBufferBytes / record_bytes;
   } else {
     geometry.buffer_bytes = record_bytes;
-    geometry.buffer_count = std::max<std::uint64_t>(8, (std::uint64_t{2} << 20) / record_bytes);
+    sluice::transport::ChannelConfig config;
+    config.buffer_bytes = sluice::transport::ChannelConfig::kMinBufferBytes;
+    geometry.buffer_count = sluice::transport::sized_for_records(config, record_bytes).buffer_count;
     geometry.records_per_buffer = 1;
   }
   return geometry;

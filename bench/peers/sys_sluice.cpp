@@ -47,12 +47,13 @@ inline void expect_ok(st::Status status, const char* what, std::uint64_t sequenc
   }
 }
 
+// One record per buffer (with room for a frame header, so the plain row's
+// records fit too) and the pool the library sizes for large records, as the
+// demo programs have.
 st::ChannelConfig buffer_api_config(std::size_t size) {
   st::ChannelConfig config;
-  config.buffer_bytes = static_cast<std::uint32_t>(size);
-  // The default 2 MiB in flight, at least 8 buffers.
-  config.buffer_count = std::max<std::uint32_t>(8, static_cast<std::uint32_t>((2U << 20) / size));
-  return config;
+  config.buffer_bytes = st::ChannelConfig::kMinBufferBytes;  // too small: sized for one record
+  return st::sized_for_records(config, size);
 }
 
 void apply_policy(const PingWork& work, st::Producer& producer, st::Consumer& consumer) {
@@ -253,7 +254,7 @@ class SluiceSystem final : public System {
   [[nodiscard]] static st::ChannelConfig plain_config(std::size_t size) {
     // Above 1 KiB, a buffer holds one record and its frame header, as the
     // buffer API rows use one buffer per record.
-    return size <= kRecordApiMaxBytes ? st::ChannelConfig{} : buffer_api_config(size + 64);
+    return size <= kRecordApiMaxBytes ? st::ChannelConfig{} : buffer_api_config(size);
   }
 
   void produce_plain(Link& link, const Work& work) {

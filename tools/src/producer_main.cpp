@@ -39,9 +39,9 @@ constexpr const char* kUsage =
     "  --buffer-size BYTES    size of each pool buffer (default 32K, or one record and its\n"
     "                         4-byte header when records are larger, so that none is\n"
     "                         split; K/M suffixes allowed; 64 bytes to 256 MiB)\n"
-    "  --buffers COUNT        number of pool buffers (default 64, or 2 MiB worth and at\n"
-    "                         least 8 with buffers of one record; the pool, buffers times\n"
-    "                         size, at most 64 GiB)\n"
+    "  --buffers COUNT        number of pool buffers (default 64; with buffers of one\n"
+    "                         record 1 MiB worth, at least 2 and at least --consumers\n"
+    "                         plus 1; the pool, buffers times size, at most 64 GiB)\n"
     "  --flush-timeout-us US  hand over a partly filled buffer after US microseconds\n"
     "                         (default 1000; 0 = every record at once, published in place)\n"
     "  --mode OCTAL           permissions of the channel (default 600)\n"
@@ -115,18 +115,17 @@ Options parse(int argc, char** argv) {
   o.size = args.unsigned_number("--size", st::pattern::kMinRecordBytes, 1ULL << 30);
   o.schedule = sluice::tools::rate_schedule_from(args);
   sluice::tools::channel_options_from(args, o.config, o.create);
-  if (!args.has("--buffer-size") && o.size + 4 > o.config.buffer_bytes &&
-      o.size + 4 <= st::ChannelConfig::kMaxBufferBytes) {
+  o.partitioned = sluice::tools::partition_options_from(args, o.config);
+  if (!args.has("--buffer-size")) {
     // A record larger than the default buffer would be split over several
-    // and copied piecewise at both ends; a buffer per record is what the
-    // buffer API would use.
-    o.config.buffer_bytes = static_cast<std::uint32_t>(o.size + 4);
+    // and copied piecewise at both ends: a buffer per record instead, and a
+    // pool sized for large records unless --buffers says otherwise.
+    const st::ChannelConfig sized = st::sized_for_records(o.config, o.size);
+    o.config.buffer_bytes = sized.buffer_bytes;
     if (!args.has("--buffers")) {
-      o.config.buffer_count =
-          static_cast<std::uint32_t>(std::max<std::uint64_t>(8, (2U << 20) / (o.size + 4)));
+      o.config.buffer_count = sized.buffer_count;
     }
   }
-  o.partitioned = sluice::tools::partition_options_from(args, o.config);
   if (args.has("--huge-pages")) {
     o.create.huge_pages = st::HugePages::kRequired;
   }

@@ -1,5 +1,9 @@
 #include "sluice/transport/channel_config.hpp"
 
+#include <algorithm>
+
+#include "sluice/transport/record_frame.hpp"
+
 namespace sluice::transport {
 
 namespace {
@@ -63,6 +67,18 @@ std::string config_problem(const ChannelConfig& config) {
            "one for the writer that chooses)";
   }
   return {};
+}
+
+ChannelConfig sized_for_records(ChannelConfig config, std::uint64_t record_bytes) {
+  const std::uint64_t framed = record_bytes + frame::kHeaderBytes;
+  if (framed <= config.buffer_bytes || framed > ChannelConfig::kMaxBufferBytes) {
+    return config;
+  }
+  config.buffer_bytes = static_cast<std::uint32_t>(framed);
+  const std::uint64_t for_bytes = (kLargeRecordsInFlightBytes + framed - 1) / framed;
+  config.buffer_count = static_cast<std::uint32_t>(
+      std::max<std::uint64_t>({for_bytes, 2, std::uint64_t{config.subpartitions} + 1}));
+  return config;
 }
 
 }  // namespace sluice::transport
