@@ -1,5 +1,6 @@
 #include "sluice/transport/channel.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstring>
@@ -221,6 +222,10 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
   shm::require_valid_name(name);
   const auto deadline = std::chrono::steady_clock::now() + options.wait_for_channel;
   std::string last_problem;
+  // A consumer started beside its producer finds the channel within a
+  // fraction of a millisecond; one that waits long looks every 5 ms.
+  std::chrono::microseconds pause{50};
+  constexpr std::chrono::microseconds kLongestPause{5000};
   for (;;) {
     const bool may_retry = std::chrono::steady_clock::now() < deadline;
     std::optional<shm::Segment> segment = shm::Segment::open_if_present(name);
@@ -265,7 +270,8 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
       }
       fail(name, last_problem + waited);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, kLongestPause);
   }
 }
 
