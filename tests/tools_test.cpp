@@ -13,6 +13,8 @@
 
 #include "sluice/shm/segment.hpp"
 #include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_writer.hpp"
+#include "sluice/transport/sequence_pattern.hpp"
 #include "test_support.hpp"
 #include "tool_run.hpp"
 
@@ -97,6 +99,46 @@ TEST(Tools, ConsumerCountsRecordsOfTheWrongSizeAsCorrupt) {
   const ToolRun consumer = run(tool("sluice-consumer") + channel + " --records 5 --size 24 --json");
   EXPECT_EQ(consumer.status, 1) << consumer.out;
   EXPECT_NE(consumer.out.find("\"corrupt\":5"), std::string::npos) << consumer.out;
+}
+
+TEST(Tools, ConsumerCountsEachGapDuplicateAndDamagedRecordOnceAndKeepsChecking) {
+  // Past the first record the consumer takes expected records on a fast path
+  // and everything else through its full tally; each kind of fault must be
+  // counted once there and the records after it checked again.
+  namespace st = sluice::transport;
+  ChannelGuard guard(unique_channel("faults"));
+  {
+    st::Producer producer = st::Producer::create(guard.name(), st::ChannelConfig{});
+    st::RecordWriter writer(producer);
+    std::array<std::byte, 16> record{};
+    const auto write = [&](std::uint64_t sequence, bool damaged) {
+      st::pattern::fill(record, sequence);
+      if (damaged) {
+        record[12] ^= std::byte{0x40};
+      }
+      ASSERT_EQ(writer.write(record), st::Status::kOk);
+    };
+    // 0 alone in the first buffer (the first record goes through the tally),
+    // then in the next: 1 2, 2 again, 3 and 4 missing, 5, 6 damaged, 7 8 9.
+    write(0, false);
+    ASSERT_EQ(writer.flush(), st::Status::kOk);
+    for (const std::uint64_t sequence : {1, 2, 2, 5}) {
+      write(sequence, false);
+    }
+    write(6, true);
+    for (const std::uint64_t sequence : {7, 8, 9}) {
+      write(sequence, false);
+    }
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  }
+  const ToolRun consumer = run(tool("sluice-consumer") + " --channel " + guard.name() +
+                               " --records 10 --size 16 --json");
+  EXPECT_EQ(consumer.status, 1) << consumer.out;
+  const std::string summary = last_line(consumer.out);
+  for (const char* expected : {"\"records\":9,", "\"duplicated\":1,", "\"corrupt\":1,",
+                               "\"lost\":3,", "\"last_seq\":9"}) {
+    EXPECT_NE(summary.find(expected), std::string::npos) << expected << " not in " << summary;
+  }
 }
 
 TEST(Tools, ConsumerGivesUpWaitingForAMissingChannel) {

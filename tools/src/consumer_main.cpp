@@ -121,6 +121,81 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// Reads records 0..wanted-1 (or to the stream's end) from `reader` and
+// checks each into `tally`; progress lines and the pacer as the options ask.
+// Out of line and small, so that the loop's state stays in registers (in
+// main it was spilled to the stack, a load or store per record each).
+[[gnu::noinline]] st::Status read_and_check(st::RecordReader& reader,
+                                            sluice::tools::SequenceCheck& tally,
+                                            sluice::tools::Progress& progress,
+                                            sluice::tools::Pacer& pacer, std::uint64_t wanted) {
+  st::Status status = st::Status::kOk;
+  bool started = false;
+  const bool pacing = pacer.active();
+  const std::uint64_t size = tally.record_bytes;
+  constexpr std::uint64_t kNoRecordSize = UINT64_MAX;  // larger than any buffer
+  // Every record already in the current buffer per call (read_batch: the
+  // read position stays in registers). The expected record (intact, next
+  // in sequence) only advances `next`; anything else, and the first record,
+  // goes through the full tally, which is then brought up to `next` first:
+  // the records taken by the fast path since are next - tally.expected_next.
+  // `next` never has its address taken beyond the inlined loop (the slow
+  // path gets and returns it by value), so it stays in a register: stores
+  // the reader makes per record cannot alias it.
+  std::uint64_t next = 0;
+  // Out of line, so that the per-record check below stays inline in read_batch's loop.
+  const auto unexpected = [&tally, &started, &progress, &pacer ](
+      std::span<const std::byte> record, std::uint64_t expected) __attribute__((noinline)) {
+    if (!started) {  // time from the first record, not from waiting for the producer
+      started = true;
+      progress.start();
+      pacer.start(sluice::tools::Pacer::Clock::now());
+    }
+    tally.received += expected - tally.expected_next;
+    tally.expected_next = expected;
+    (void)tally.observe(record);
+    return tally.expected_next;
+  };
+  pacer.pace([] {});
+  while (next < wanted) {
+    // The fast path needs a first record seen (its sequence number sets
+    // where a resuming consumer starts); until then every record's size
+    // misses `fast_size` and goes through the tally.
+    const std::uint64_t fast_size = tally.first_seq.has_value() ? size : kNoRecordSize;
+    // One loop with the pacer's look per record, one without.
+    const auto read_some = [&]<bool kPacing>() {
+      return reader.read_batch([&](
+          std::span<const std::byte> record) __attribute__((always_inline)) {
+        if (record.size() == fast_size && st::pattern::sequence_of(record) == next &&
+            st::pattern::body_matches(record, next)) [[likely]] {
+          ++next;
+        } else {
+          next = unexpected(record, next);
+        }
+        if (next >= wanted) {
+          return false;
+        }
+        if constexpr (kPacing) {
+          pacer.pace([] {});
+        }
+        return true;
+      });
+    };
+    status =
+        pacing ? read_some.template operator()<true>() : read_some.template operator()<false>();
+    progress.tick(tally.received + (next - tally.expected_next), next - 1);
+    if (status != st::Status::kOk) {
+      break;
+    }
+  }
+  tally.received += next - tally.expected_next;
+  tally.expected_next = next;
+  if (tally.first_seq) {
+    tally.last_seq = next - 1;  // the last new intact record is always expected_next - 1
+  }
+  return status;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -201,60 +276,7 @@ int main(int argc, char** argv) {
   {
     st::RecordReader reader(*consumer);
     sluice::tools::Pacer pacer(options.schedule);
-    bool started = false;
-    const bool pacing = pacer.active();
-    const std::uint64_t size = options.size;
-    const std::uint64_t wanted = options.records;
-    // Every record already in the current buffer per call (read_batch: the
-    // read position stays in registers). The expected record (intact, next
-    // in sequence) is counted in locals; anything else, and the first
-    // record, goes through the full tally.
-    std::uint64_t next = 0;      // tally.expected_next while the fast path runs
-    std::uint64_t in_order = 0;  // records taken by the fast path, not yet in the tally
-    bool first_seen = false;
-    // Out of line, so that the per-record check below stays inline in read_batch's loop.
-    const auto unexpected = [&](std::span<const std::byte> record) __attribute__((noinline)) {
-      if (!started) {  // time from the first record, not from waiting for the producer
-        started = true;
-        progress.start();
-        pacer.start(sluice::tools::Pacer::Clock::now());
-      }
-      tally.received += in_order;
-      tally.expected_next = next;
-      in_order = 0;
-      (void)tally.observe(record);
-      next = tally.expected_next;
-      first_seen = tally.first_seq.has_value();
-    };
-    const auto on_record = [&](std::span<const std::byte> record) __attribute__((always_inline)) {
-      if (record.size() == size && first_seen && st::pattern::sequence_of(record) == next &&
-          st::pattern::body_matches(record, next)) [[likely]] {
-        ++next;
-        ++in_order;
-      } else {
-        unexpected(record);
-      }
-      if (next >= wanted) {
-        return false;
-      }
-      if (pacing) {
-        pacer.pace([] {});
-      }
-      return true;
-    };
-    pacer.pace([] {});
-    while (next < wanted) {
-      status = reader.read_batch(on_record);
-      progress.tick(tally.received + in_order, next - 1);
-      if (status != st::Status::kOk) {
-        break;
-      }
-    }
-    tally.received += in_order;
-    tally.expected_next = next;
-    if (tally.first_seq) {
-      tally.last_seq = next - 1;  // the last new intact record is always expected_next - 1
-    }
+    status = read_and_check(reader, tally, progress, pacer, options.records);
   }
   const double seconds = tally.received > 0 ? progress.elapsed_seconds() : 0.0;
   if (tally.expected_next < options.records) {
