@@ -62,8 +62,9 @@ std::string config_problem(const ChannelConfig& config);
 // About this much in flight when buffers hold one large record each: the
 // consumer then reads lines the producer wrote moments ago, still in its
 // cache, rather than ones already pushed out to the shared cache or memory.
-// Measured with the demo programs (2 cores): 64 KiB records ran 1.25x faster
-// with 8-16 buffers than with 32, 1 MiB records 1.5x faster with 2 than 8.
+// Measured with the demo programs (2 cores): 64 KiB records ran 1.15-1.25x
+// faster with 8-16 buffers than with 32, 1 MiB records 1.5x faster with 2
+// than with 4 or 8.
 inline constexpr std::uint64_t kLargeRecordsInFlightBytes = 1U << 20;
 
 // `config` made fit for records of `record_bytes`: unchanged when a record
