@@ -78,28 +78,34 @@ inline void copy_head_and_tail(std::byte* to, const std::byte* from, std::size_t
 // record rates) are copied with a few fixed-size, overlapping moves the
 // compiler inlines, not a call to memcpy with a variable length.
 inline void copy_payload(std::byte* to, const std::byte* from, std::size_t bytes) noexcept {
-  if (bytes >= 8 && bytes <= 16) {
+  if (bytes == 8) {
+    // One move, not two overlapping ones: each store to the shared buffer
+    // holds a place in the store queue until its line is this core's.
+    std::uint64_t word = 0;
+    std::memcpy(&word, from, 8);
+    std::memcpy(to, &word, 8);
+  } else if (bytes > 8 && bytes <= 16) {
     copy_head_and_tail<std::uint64_t>(to, from, bytes);
   } else if (bytes > 16 && bytes <= 64) {
-    // Two (or four) overlapping 16-byte moves cover 17..64 bytes.
-    alignas(16) std::byte a[16];
-    alignas(16) std::byte b[16];
-    if (bytes > 32) {
-      alignas(16) std::byte c[16];
-      alignas(16) std::byte d[16];
-      std::memcpy(a, from, 16);
-      std::memcpy(b, from + 16, 16);
-      std::memcpy(c, from + bytes - 32, 16);
-      std::memcpy(d, from + bytes - 16, 16);
-      std::memcpy(to, a, 16);
-      std::memcpy(to + 16, b, 16);
-      std::memcpy(to + bytes - 32, c, 16);
-      std::memcpy(to + bytes - 16, d, 16);
-    } else {
-      std::memcpy(a, from, 16);
-      std::memcpy(b, from + bytes - 16, 16);
-      std::memcpy(to, a, 16);
-      std::memcpy(to + bytes - 16, b, 16);
+    // Word by word, the last word overlapping when the length is not a
+    // multiple of 8. Wider loads would be fewer, but a record is usually
+    // written just before it is copied, field by field: a load that spans
+    // two of those stores cannot be forwarded from them and waits until
+    // they reach the cache, behind the stores to the shared buffer, whose
+    // lines the consumer has just read: 64-byte records filled as the
+    // standard record is went through write() at 35-55 M/s with 16-byte
+    // moves, 55 M/s with these (before write() asked ahead for the lines).
+    // A word load lies within any store of 8 bytes or more.
+    std::size_t offset = 0;
+    for (; offset + 8 <= bytes; offset += 8) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, from + offset, 8);
+      std::memcpy(to + offset, &word, 8);
+    }
+    if (offset != bytes) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, from + bytes - 8, 8);
+      std::memcpy(to + bytes - 8, &word, 8);
     }
   } else if (bytes >= 4 && bytes < 8) {
     copy_head_and_tail<std::uint32_t>(to, from, bytes);
