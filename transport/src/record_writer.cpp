@@ -178,6 +178,7 @@ Status RecordWriter::start_buffer_for(const Deadline& deadline, std::uint32_t su
   }
   cursor_ = current_.data().data();
   limit_ = cursor_ + current_.capacity();
+  prefetch_start_for_write(cursor_, limit_);
   forget_last_frame();
   records_before_buffer_ += records_in_buffer_;  // of a buffer whose commit failed
   records_in_buffer_ = 0;
