@@ -101,6 +101,46 @@ TEST(Records, SmallRecordsAreBatchedManyPerBuffer) {
   EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 50U);
 }
 
+TEST(Records, EveryFormOfNextReturnsWhatIsBufferedAndWaitsOnlyWhenNothingIs) {
+  // Each form takes the inline path for a record already in the buffer (in
+  // a run and in plain frames) and makes its deadline only to wait.
+  ChannelGuard guard(unique_channel("forms"));
+  auto producer = st::Producer::create(guard.name(), config_of(4, 1024));
+  auto consumer = st::Consumer::open(guard.name());
+  st::RecordWriter writer(producer);
+  const std::vector<std::size_t> sizes = {8, 8, 8, 24, 40, 16};
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(writer.write(pattern_record(sizes[i], i)), st::Status::kOk);
+  }
+  ASSERT_EQ(writer.flush(), st::Status::kOk);
+  st::RecordReader reader(consumer);
+  std::span<const std::byte> record;
+  const auto next_by_form = [&](std::size_t i) {
+    switch (i % 4) {
+      case 0: return reader.try_next(record);
+      case 1: return reader.next(record);
+      case 2: return reader.next_for(record, 1ms);
+      default: return reader.next_until(record, st::Deadline::immediate());
+    }
+  };
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    ASSERT_EQ(next_by_form(i), st::Status::kOk) << "record " << i;
+    const auto expected = pattern_record(sizes[i], i);
+    ASSERT_TRUE(std::equal(record.begin(), record.end(), expected.begin(), expected.end()))
+        << "record " << i;
+  }
+  EXPECT_EQ(reader.records_read(), sizes.size());
+  EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
+  const auto waited_from = std::chrono::steady_clock::now();
+  EXPECT_EQ(reader.next_for(record, 20ms), st::Status::kTimeout);
+  EXPECT_GE(std::chrono::steady_clock::now() - waited_from, 20ms);
+  EXPECT_EQ(reader.next_until(record, st::Deadline::after(1ms)), st::Status::kTimeout);
+  ASSERT_EQ(writer.write(pattern_record(8, 6)), st::Status::kOk);
+  ASSERT_EQ(writer.flush(), st::Status::kOk);
+  ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk);
+  EXPECT_EQ(st::pattern::sequence_of(record), 6U);
+}
+
 TEST(Records, ARunWrittenRecordByRecordIsCountedExactlyWhateverCallComesNext) {
   // write() appends to an open run without counting each record; every
   // other call, and records_written(), must see them all.

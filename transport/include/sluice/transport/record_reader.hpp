@@ -51,40 +51,32 @@ class RecordReader {
 
   // kOk with `record` set, or kWouldBlock / kTimeout / kClosed / kPeerDied /
   // kCorrupt. A record cut short by a producer's death is dropped, never
-  // returned in part.
-  Status try_next(std::span<const std::byte>& record) noexcept {
-    return next_until(record, Deadline::immediate());
+  // returned in part. Each form tries the inline fast path first and makes
+  // its deadline only when it has to wait: next_for reads the clock then,
+  // not per record, and no deadline is stored to memory per record.
+  [[gnu::always_inline]] Status try_next(std::span<const std::byte>& record) noexcept {
+    if (next_in_buffer(record)) [[likely]] {
+      return Status::kOk;
+    }
+    return next_in_place_or_slow(record, Deadline::immediate());
   }
-  Status next(std::span<const std::byte>& record) noexcept {
-    return next_until(record, Deadline::never());
+  [[gnu::always_inline]] Status next(std::span<const std::byte>& record) noexcept {
+    if (next_in_buffer(record)) [[likely]] {
+      return Status::kOk;
+    }
+    return next_in_place_or_slow(record, Deadline::never());
   }
-  Status next_for(std::span<const std::byte>& record, std::chrono::nanoseconds timeout) noexcept {
-    return next_until(record, Deadline::after(timeout));
+  [[gnu::always_inline]] Status next_for(std::span<const std::byte>& record,
+                                         std::chrono::nanoseconds timeout) noexcept {
+    if (next_in_buffer(record)) [[likely]] {
+      return Status::kOk;
+    }
+    return next_in_place_or_slow(record, Deadline::after(timeout));
   }
   [[gnu::always_inline]] Status next_until(std::span<const std::byte>& record,
                                            const Deadline& deadline) noexcept {
-    // Fast path, inline: the next record of a run, checked when the run's
-    // header was read; or the next frame is a whole record in the current
-    // buffer. fast_bytes_left_ is 0 whenever anything needs the slow path
-    // (no buffer, a record being assembled, fragments still held, an error).
-    if (run_left_ != 0) [[likely]] {
-      // Two updates per record: the run's records were counted and its
-      // bytes set aside from fast_bytes_left_ at its header.
-      record = std::span<const std::byte>(cursor_, run_bytes_);
-      cursor_ += run_bytes_;
-      --run_left_;
+    if (next_in_buffer(record)) [[likely]] {
       return Status::kOk;
-    }
-    if (fast_bytes_left_ >= frame::kHeaderBytes) [[likely]] {
-      const std::uint32_t word = frame::read_header(cursor_);
-      if ((word & ~frame::kLengthMask) == 0 && word <= fast_bytes_left_ - frame::kHeaderBytes)
-          [[likely]] {
-        record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, word);
-        cursor_ += frame::kHeaderBytes + word;
-        fast_bytes_left_ -= frame::kHeaderBytes + word;
-        ++records_in_buffer_;
-        return Status::kOk;
-      }
     }
     return next_in_place_or_slow(record, deadline);
   }
@@ -163,6 +155,32 @@ class RecordReader {
   [[nodiscard]] const char* framing_error() const noexcept { return framing_error_; }
 
  private:
+  // The fast path, inline: the next record of a run, checked when the run's
+  // header was read; or the next frame is a whole record in the current
+  // buffer. fast_bytes_left_ is 0 whenever anything needs the slow path (no
+  // buffer, a record being assembled, fragments still held, an error).
+  [[gnu::always_inline]] bool next_in_buffer(std::span<const std::byte>& record) noexcept {
+    if (run_left_ != 0) [[likely]] {
+      // Two updates per record: the run's records were counted and its
+      // bytes set aside from fast_bytes_left_ at its header.
+      record = std::span<const std::byte>(cursor_, run_bytes_);
+      cursor_ += run_bytes_;
+      --run_left_;
+      return true;
+    }
+    if (fast_bytes_left_ >= frame::kHeaderBytes) [[likely]] {
+      const std::uint32_t word = frame::read_header(cursor_);
+      if ((word & ~frame::kLengthMask) == 0 && word <= fast_bytes_left_ - frame::kHeaderBytes)
+          [[likely]] {
+        record = std::span<const std::byte>(cursor_ + frame::kHeaderBytes, word);
+        cursor_ += frame::kHeaderBytes + word;
+        fast_bytes_left_ -= frame::kHeaderBytes + word;
+        ++records_in_buffer_;
+        return true;
+      }
+    }
+    return false;
+  }
   // The rest of the current buffer's whole frames after the fast path's
   // position, checked as next() checks them: take(at, record_bytes, count,
   // taken) gets each run's unread records (a plain frame as a run of one),
