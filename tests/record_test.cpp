@@ -812,6 +812,53 @@ TEST(Records, RecordsWrittenInPlaceArriveLikeCopiedOnes) {
   EXPECT_EQ(producer.mapping().control().producer_counters.records.load(), 5000U);
 }
 
+// A pool that nobody empties: begin_record_for gives up with kTimeout and
+// places nothing, in both publication modes, and the records before it,
+// and one begun once the reader made room, arrive intact and in order.
+TEST(Records, BeginRecordForTimesOutOnAFullPoolAndPlacesNothing) {
+  for (const auto publication :
+       {st::Publication::kWholeBuffers, st::Publication::kEachRecordInPlace}) {
+    SCOPED_TRACE(publication == st::Publication::kWholeBuffers ? "whole buffers" : "in place");
+    ChannelGuard guard(unique_channel("beginfor"));
+    auto producer = st::Producer::create(guard.name(), config_of(2, 256));
+    auto consumer = st::Consumer::open(guard.name());
+    st::RecordWriter writer(producer, publication);
+    constexpr std::size_t kBytes = 200;  // one record per buffer
+    std::uint64_t written = 0;
+    st::Status status = st::Status::kOk;
+    std::span<std::byte> room;
+    // Until the pool is full; a bound, so that a writer that never blocks fails here.
+    while (written < 10 &&
+           (status = writer.begin_record_for(kBytes, room, 50ms)) == st::Status::kOk) {
+      ASSERT_EQ(room.size(), kBytes);
+      st::pattern::fill(room, written++);
+      ASSERT_EQ(writer.finish_record(), st::Status::kOk);
+    }
+    ASSERT_EQ(status, st::Status::kTimeout);
+    EXPECT_EQ(written, 2U);  // the pool holds two buffers, one record each
+    EXPECT_EQ(writer.records_written(), written);
+
+    st::RecordReader reader(consumer);
+    std::span<const std::byte> record;
+    for (std::uint64_t seq = 0; seq < written; ++seq) {
+      ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk) << "record " << seq;
+      ASSERT_EQ(record.size(), kBytes);
+      ASSERT_EQ(st::pattern::sequence_of(record), seq);
+      ASSERT_TRUE(st::pattern::body_matches(record, seq));
+    }
+    // The reader handed its buffers back when it moved on: room again.
+    EXPECT_EQ(reader.try_next(record), st::Status::kWouldBlock);
+    ASSERT_EQ(writer.begin_record_for(kBytes, room, 30s), st::Status::kOk);
+    st::pattern::fill(room, written);
+    ASSERT_EQ(writer.finish_record(), st::Status::kOk);
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+    ASSERT_EQ(reader.next_for(record, 30s), st::Status::kOk);
+    EXPECT_EQ(st::pattern::sequence_of(record), written);
+    EXPECT_TRUE(st::pattern::body_matches(record, written));
+    EXPECT_EQ(reader.next_for(record, 30s), st::Status::kClosed);
+  }
+}
+
 }  // namespace
 
 namespace {

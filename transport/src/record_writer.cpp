@@ -298,23 +298,45 @@ Status RecordWriter::write_slow(std::span<const std::byte> record,
   }
 }
 
-Status RecordWriter::make_room(std::size_t needed) noexcept {
+Status RecordWriter::make_room(std::size_t needed, const Deadline& deadline) noexcept {
   if (needed > producer_->config().buffer_bytes) {
     return Status::kInvalidArgument;
   }
   if (const Status status = flush(); status != Status::kOk) {
     return status;
   }
-  if (const Status status = start_buffer(Deadline::never()); status != Status::kOk) {
+  if (const Status status = start_buffer(deadline); status != Status::kOk) {
     return status;
   }
   if (needed > room()) {  // the discard frame of a resumed stream took the first bytes
     if (const Status status = flush(); status != Status::kOk) {
       return status;
     }
-    return start_buffer(Deadline::never());
+    return start_buffer(deadline);
   }
   return Status::kOk;
+}
+
+bool RecordWriter::accepts_begin_record(std::size_t bytes) const noexcept {
+  return in_place_ ? fits_in_place(bytes)
+                   : bytes <= frame::kLengthMask &&
+                         frame::kHeaderBytes + bytes <= producer_->config().buffer_bytes;
+}
+
+Status RecordWriter::begin_record_for(std::size_t bytes, std::span<std::byte>& out,
+                                      std::chrono::nanoseconds timeout) noexcept {
+  settle_fast_run();
+  if (frame::kHeaderBytes + bytes > room()) {
+    const Deadline deadline = Deadline::after(timeout);
+    if (in_place_) {
+      return reserve_in_place(bytes, out, deadline);
+    }
+    if (const Status status = make_room(frame::kHeaderBytes + bytes, deadline);
+        status != Status::kOk) {
+      return status;
+    }
+  }
+  return begin_record(bytes, out);  // it fits now: no wait left
 }
 
 Status RecordWriter::write_records(std::span<const std::byte> records,

@@ -132,6 +132,18 @@ class RecordWriter {
     return Status::kOk;
   }
   Status finish_record() noexcept { return after_append(); }
+  // Whether begin_record(), begin_record_for() and write_batch() take
+  // records of `bytes`: they fit one buffer of this channel as this writer
+  // publishes (a record published in place needs a few bytes more). Larger
+  // ones go through write(), which splits them over buffers.
+  [[nodiscard]] bool accepts_begin_record(std::size_t bytes) const noexcept;
+  // As begin_record(), but gives up with kTimeout if no buffer is free by
+  // the deadline (the records before it were handed over; nothing of this
+  // one is placed, so the call may simply be repeated). For a program that
+  // fills in place and must not block forever on a pool that nobody empties;
+  // write_for() is the same for a copied record.
+  Status begin_record_for(std::size_t bytes, std::span<std::byte>& out,
+                          std::chrono::nanoseconds timeout) noexcept;
 
   // Writes `count` records of `bytes` bytes each, filled in place: for each
   // one, fill(std::span<std::byte>) writes the record's bytes (and must not
@@ -401,7 +413,7 @@ class RecordWriter {
   [[nodiscard]] bool fits_in_place(std::size_t bytes) const noexcept;
   void schedule_policy_check() noexcept;
   Status write_slow(std::span<const std::byte> record, const Deadline& deadline) noexcept;
-  Status make_room(std::size_t needed) noexcept;
+  Status make_room(std::size_t needed, const Deadline& deadline = Deadline::never()) noexcept;
   Status start_buffer(const Deadline& deadline) noexcept;
   // A buffer for `subpartition` (kAnySubpartition: the producer chooses).
   Status start_buffer_for(const Deadline& deadline, std::uint32_t subpartition,
