@@ -220,11 +220,15 @@ ChannelMapping ChannelMapping::create(std::string_view name, const ChannelConfig
 
 ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& options) {
   shm::require_valid_name(name);
-  const auto deadline = std::chrono::steady_clock::now() + options.wait_for_channel;
+  const auto started = std::chrono::steady_clock::now();
+  const auto deadline = started + options.wait_for_channel;
   std::string last_problem;
-  // A consumer started beside its producer finds the channel within a
-  // fraction of a millisecond; one that waits long looks every 5 ms.
-  std::chrono::microseconds pause{50};
+  // Each look comes at most an eighth of the wait so far after the channel
+  // is ready (50 us at least, 5 ms at most): a consumer started beside its
+  // producer is at most a few hundred microseconds late, one that waits
+  // long looks every 5 ms. (Doubling pauses from 50 us came up to 1.6 ms
+  // late for a producer that took 3 ms to start.)
+  constexpr std::chrono::microseconds kShortestPause{50};
   constexpr std::chrono::microseconds kLongestPause{5000};
   for (;;) {
     const bool may_retry = std::chrono::steady_clock::now() < deadline;
@@ -270,8 +274,9 @@ ChannelMapping ChannelMapping::open(std::string_view name, const OpenOptions& op
       }
       fail(name, last_problem + waited);
     }
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, kLongestPause);
+    const auto waited = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - started);
+    std::this_thread::sleep_for(std::clamp(waited / 8, kShortestPause, kLongestPause));
   }
 }
 
