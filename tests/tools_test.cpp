@@ -76,6 +76,34 @@ TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
   EXPECT_FALSE(sluice::shm::Segment::exists(guard.name()));  // the consumer cleaned up
 }
 
+// With a zero flush timeout every record is published in place, which needs
+// a few bytes more of a buffer than a record in a whole one: records that
+// fit a buffer only the second way (and larger ones) must still all go.
+TEST(Tools, ProducerWithZeroFlushTimeoutSendsRecordsOfEverySizeAroundABuffer) {
+  for (const int size : {8, 32756, 32760, 32764, 40000}) {
+    SCOPED_TRACE("size " + std::to_string(size));
+    ChannelGuard guard(unique_channel("inplace"));
+    const std::string common =
+        " --channel " + guard.name() + " --records 20 --size " + std::to_string(size);
+    // The consumer first, so that the producer sees it (then it fills runs).
+    FILE* consumer =
+        popen((tool("sluice-consumer") + common + " --json --wait 30 2>&1").c_str(), "r");
+    ASSERT_NE(consumer, nullptr);
+    const ToolRun producer =
+        run(tool("sluice-producer") + common + " --flush-timeout-us 0 --wait 30");
+    std::string consumer_out;
+    std::array<char, 4096> chunk{};
+    while (std::fgets(chunk.data(), chunk.size(), consumer) != nullptr) {
+      consumer_out += chunk.data();
+    }
+    const int consumer_status = pclose(consumer);
+    EXPECT_EQ(producer.status, 0) << producer.out;
+    EXPECT_TRUE(WIFEXITED(consumer_status) && WEXITSTATUS(consumer_status) == 0) << consumer_out;
+    EXPECT_NE(consumer_out.find("\"records\":20,"), std::string::npos) << consumer_out;
+    EXPECT_NE(consumer_out.find("\"lost\":0"), std::string::npos) << consumer_out;
+  }
+}
+
 TEST(Tools, ConsumerReportsAStreamThatEndsEarly) {
   ChannelGuard guard(unique_channel("short"));
   const std::string channel = " --channel " + guard.name();

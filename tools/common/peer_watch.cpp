@@ -39,17 +39,22 @@ std::uint64_t ConsumerWatch::records_received() const noexcept {
   return producer_.mapping().control().consumer_counters.records.load(std::memory_order_relaxed);
 }
 
-st::Status write_record(st::RecordWriter& writer, std::span<const std::byte> record,
-                        const ConsumerWatch& watch, bool& consumer_seen,
-                        std::chrono::steady_clock::time_point first_consumer_deadline) {
+namespace {
+
+// `timed(timeout)` while no consumer has been seen, retried until one is or
+// the deadline passes (kTimeout then); `untimed()` once one has been.
+template <class Timed, class Untimed>
+st::Status until_first_consumer(const ConsumerWatch& watch, bool& consumer_seen,
+                                std::chrono::steady_clock::time_point first_consumer_deadline,
+                                Timed&& timed, Untimed&& untimed) {
   if (!consumer_seen) {
     consumer_seen = watch.ever_attached();
   }
   while (!consumer_seen) {
     const auto left = first_consumer_deadline - std::chrono::steady_clock::now();
-    const st::Status status = writer.write_for(
-        record, std::max(std::chrono::nanoseconds::zero(),
-                         std::chrono::duration_cast<std::chrono::nanoseconds>(left)));
+    const st::Status status =
+        timed(std::max(std::chrono::nanoseconds::zero(),
+                       std::chrono::duration_cast<std::chrono::nanoseconds>(left)));
     if (status != st::Status::kTimeout) {
       return status;
     }
@@ -58,7 +63,29 @@ st::Status write_record(st::RecordWriter& writer, std::span<const std::byte> rec
       return st::Status::kTimeout;
     }
   }
-  return writer.write(record);
+  return untimed();
+}
+
+}  // namespace
+
+st::Status write_record(st::RecordWriter& writer, std::span<const std::byte> record,
+                        const ConsumerWatch& watch, bool& consumer_seen,
+                        std::chrono::steady_clock::time_point first_consumer_deadline) {
+  return until_first_consumer(
+      watch, consumer_seen, first_consumer_deadline,
+      [&](std::chrono::nanoseconds timeout) { return writer.write_for(record, timeout); },
+      [&] { return writer.write(record); });
+}
+
+st::Status begin_record(st::RecordWriter& writer, std::size_t bytes, std::span<std::byte>& out,
+                        const ConsumerWatch& watch, bool& consumer_seen,
+                        std::chrono::steady_clock::time_point first_consumer_deadline) {
+  return until_first_consumer(
+      watch, consumer_seen, first_consumer_deadline,
+      [&](std::chrono::nanoseconds timeout) {
+        return writer.begin_record_for(bytes, out, timeout);
+      },
+      [&] { return writer.begin_record(bytes, out); });
 }
 
 Delivery wait_for_delivery(const st::Producer& producer,

@@ -6,7 +6,9 @@
 // consumer just opened is a finished leftover of an earlier run.
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "sluice/transport/consumer.hpp"
@@ -35,6 +37,14 @@ class ConsumerWatch {
 // block as long as backpressure lasts.
 sluice::transport::Status write_record(
     sluice::transport::RecordWriter& writer, std::span<const std::byte> record,
+    const ConsumerWatch& watch, bool& consumer_seen,
+    std::chrono::steady_clock::time_point first_consumer_deadline);
+
+// As write_record, for a record filled in place: reserves `bytes` in `out`
+// for the caller to fill and then finish (RecordWriter::finish_record), with
+// no private copy of the record to allocate, fill and copy.
+sluice::transport::Status begin_record(
+    sluice::transport::RecordWriter& writer, std::size_t bytes, std::span<std::byte>& out,
     const ConsumerWatch& watch, bool& consumer_seen,
     std::chrono::steady_clock::time_point first_consumer_deadline);
 
