@@ -16,6 +16,7 @@
 #include "sluice/shm/setup_error.hpp"
 #include "sluice/transport/partition_writer.hpp"
 #include "sluice/transport/producer.hpp"
+#include "sluice/transport/record_frame.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
 
@@ -277,9 +278,11 @@ int main(int argc, char** argv) {
   }
   while (!fan_out && sent < options.records) {
     pacer.pace([&writer] { (void)writer.flush_if_due(); });
-    if (!consumer_seen && fills_in_place) {
+    if (!consumer_seen && fills_in_place && options.size > st::frame::kRunMaxRecordBytes) {
       // Filled in place, one at a time, each wait bounded until a consumer
-      // is seen (a pool that nobody empties must not block forever).
+      // is seen (a pool that nobody empties must not block forever). Not
+      // small records: one at a time, each would be a frame of its own,
+      // where write() packs records of one length into runs.
       std::span<std::byte> out;
       status = sluice::tools::begin_record(writer, options.size, out, consumer_watch, consumer_seen,
                                            first_consumer_deadline);
@@ -294,8 +297,9 @@ int main(int argc, char** argv) {
       progress.tick(sent, sent - 1);
       continue;
     }
-    if (!fills_in_place) {
-      // Larger than a buffer: copied from a private record, spanning buffers.
+    if (!consumer_seen || !fills_in_place) {
+      // Copied from a private record: a small one until a consumer is seen
+      // (each wait bounded), or one larger than a buffer (spanning buffers).
       const std::span<std::byte> record = private_record();
       st::pattern::fill(record, sent);
       status = sluice::tools::write_record(writer, record, consumer_watch, consumer_seen,
