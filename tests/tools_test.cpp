@@ -31,6 +31,31 @@ ToolRun run(const std::string& command) {  // stdout and stderr together
   return sluice::test::run_tool(command);
 }
 
+// The consumer command started first, in the background (it waits for the
+// channel to appear), then the producer command run to its end; then the
+// consumer's output to its end. Output includes stderr for both.
+struct PairRun {
+  ToolRun producer;
+  ToolRun consumer;
+};
+PairRun run_consumer_then_producer(const std::string& consumer_command,
+                                   const std::string& producer_command) {
+  PairRun pair;
+  FILE* consumer = popen((consumer_command + " 2>&1").c_str(), "r");
+  if (consumer == nullptr) {
+    pair.consumer.out = "popen failed";
+    return pair;
+  }
+  pair.producer = run(producer_command);
+  std::array<char, 4096> chunk{};
+  while (std::fgets(chunk.data(), chunk.size(), consumer) != nullptr) {
+    pair.consumer.out += chunk.data();
+  }
+  const int status = pclose(consumer);
+  pair.consumer.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return pair;
+}
+
 std::string last_line(const std::string& text) {
   const auto end = text.find_last_not_of('\n');
   const auto start = text.rfind('\n', end);
@@ -42,19 +67,12 @@ TEST(Tools, ProducerAndConsumerMoveEveryRecordAndReportJson) {
   ChannelGuard guard(unique_channel("demo"));
   const std::string channel = " --channel " + guard.name();
   const std::string common = channel + " --records 200000 --size 64 --json";
-  // Consumer first, in the background; it waits for the channel to appear.
-  FILE* consumer = popen((tool("sluice-consumer") + common + " 2>&1").c_str(), "r");
-  ASSERT_NE(consumer, nullptr);
-  const ToolRun producer = run(tool("sluice-producer") + common);
-  std::string consumer_out;
-  std::array<char, 4096> chunk{};
-  while (std::fgets(chunk.data(), chunk.size(), consumer) != nullptr) {
-    consumer_out += chunk.data();
-  }
-  const int consumer_status = pclose(consumer);
+  const PairRun pair = run_consumer_then_producer(tool("sluice-consumer") + common,
+                                                  tool("sluice-producer") + common);
+  const ToolRun& producer = pair.producer;
+  const std::string& consumer_out = pair.consumer.out;
   EXPECT_EQ(producer.status, 0) << producer.out;
-  ASSERT_TRUE(WIFEXITED(consumer_status)) << consumer_out;
-  EXPECT_EQ(WEXITSTATUS(consumer_status), 0) << consumer_out;
+  EXPECT_EQ(pair.consumer.status, 0) << consumer_out;
   const std::string summary = last_line(consumer_out);
   for (const char* key :
        {"\"role\":\"consumer\"", "\"records\":200000", "\"bytes\":12800000", "\"lost\":0",
@@ -86,21 +104,13 @@ TEST(Tools, ProducerWithZeroFlushTimeoutSendsRecordsOfEverySizeAroundABuffer) {
     const std::string common =
         " --channel " + guard.name() + " --records 20 --size " + std::to_string(size);
     // The consumer first, so that the producer sees it (then it fills runs).
-    FILE* consumer =
-        popen((tool("sluice-consumer") + common + " --json --wait 30 2>&1").c_str(), "r");
-    ASSERT_NE(consumer, nullptr);
-    const ToolRun producer =
-        run(tool("sluice-producer") + common + " --flush-timeout-us 0 --wait 30");
-    std::string consumer_out;
-    std::array<char, 4096> chunk{};
-    while (std::fgets(chunk.data(), chunk.size(), consumer) != nullptr) {
-      consumer_out += chunk.data();
-    }
-    const int consumer_status = pclose(consumer);
-    EXPECT_EQ(producer.status, 0) << producer.out;
-    EXPECT_TRUE(WIFEXITED(consumer_status) && WEXITSTATUS(consumer_status) == 0) << consumer_out;
-    EXPECT_NE(consumer_out.find("\"records\":20,"), std::string::npos) << consumer_out;
-    EXPECT_NE(consumer_out.find("\"lost\":0"), std::string::npos) << consumer_out;
+    const PairRun pair = run_consumer_then_producer(
+        tool("sluice-consumer") + common + " --json --wait 30",
+        tool("sluice-producer") + common + " --flush-timeout-us 0 --wait 30");
+    EXPECT_EQ(pair.producer.status, 0) << pair.producer.out;
+    EXPECT_EQ(pair.consumer.status, 0) << pair.consumer.out;
+    EXPECT_NE(pair.consumer.out.find("\"records\":20,"), std::string::npos) << pair.consumer.out;
+    EXPECT_NE(pair.consumer.out.find("\"lost\":0"), std::string::npos) << pair.consumer.out;
   }
 }
 
