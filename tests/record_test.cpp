@@ -824,6 +824,15 @@ TEST(Records, BeginRecordForTimesOutOnAFullPoolAndPlacesNothing) {
     auto consumer = st::Consumer::open(guard.name());
     st::RecordWriter writer(producer, publication);
     constexpr std::size_t kBytes = 200;  // one record per buffer
+    // What the writer says it takes is what begin_record_for takes: a whole
+    // buffer's frame holds 252 bytes, an in-place one (word after it, room
+    // for a discard frame) 244.
+    const std::size_t largest = publication == st::Publication::kWholeBuffers ? 256 - 4 : 256 - 12;
+    EXPECT_TRUE(writer.accepts_begin_record(largest));
+    EXPECT_FALSE(writer.accepts_begin_record(largest + 1));
+    std::span<std::byte> refused;
+    EXPECT_EQ(writer.begin_record_for(largest + 1, refused, 50ms), st::Status::kInvalidArgument);
+    EXPECT_EQ(writer.records_written(), 0U);
     std::uint64_t written = 0;
     st::Status status = st::Status::kOk;
     std::span<std::byte> room;
