@@ -76,6 +76,49 @@ class RateSampler {
     return r;
   }
 
+  // Both rates as the least-squares slopes of the counts sampled in
+  // [from, to]. Unlike rates(), one stall at either end of the stretch
+  // (a link holding a chunk for a retransmission timeout stops the
+  // producer for 200 ms) moves it by a fraction of what it moves the
+  // difference of the two end samples. Zero with fewer than three samples.
+  [[nodiscard]] Rates fitted_rates(double from, double to) const {
+    double n = 0;
+    double sum_t = 0;
+    double sum_p = 0;
+    double sum_c = 0;
+    for (const Row& row : rows_) {
+      if (row.at >= from && row.at <= to) {
+        n += 1;
+        sum_t += row.at;
+        sum_p += static_cast<double>(row.produced);
+        sum_c += static_cast<double>(row.consumed);
+      }
+    }
+    Rates r;
+    if (n < 3) {
+      return r;
+    }
+    const double mean_t = sum_t / n;
+    double tt = 0;
+    double tp = 0;
+    double tc = 0;
+    for (const Row& row : rows_) {
+      if (row.at >= from && row.at <= to) {
+        const double dt = row.at - mean_t;
+        tt += dt * dt;
+        // Centred on the means, so that counts in the millions keep their
+        // precision in the products.
+        tp += dt * (static_cast<double>(row.produced) - sum_p / n);
+        tc += dt * (static_cast<double>(row.consumed) - sum_c / n);
+      }
+    }
+    if (tt > 0) {
+      r.producer = tp / tt;
+      r.consumer = tc / tt;
+    }
+    return r;
+  }
+
   // Records produced but not yet consumed at the sample nearest `at`.
   [[nodiscard]] std::int64_t gap(double at) const {
     const Row& row = nearest(at);
