@@ -74,7 +74,7 @@ class RecordWriter {
     const std::size_t size = record.size();
     if (size == run_bytes_ && reinterpret_cast<std::uintptr_t>(at) + size <=
                                   reinterpret_cast<std::uintptr_t>(run_fast_end_)) [[likely]] {
-      prefetch_ahead_for_write(at, limit_);
+      prefetch_ahead_on_new_line(at, size, limit_);
       frame::copy_payload(at, record.data(), size);
       cursor_ = at + size;
       return Status::kOk;
