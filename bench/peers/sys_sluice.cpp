@@ -74,6 +74,39 @@ st::Consumer open_consumer(const std::string& name) {
   return consumer;
 }
 
+// The consumers' loops, each in a small function of its own with the
+// record size and count in locals, as a user's loop would have them (the
+// no-transport row's loop has them in locals too): inside the large consume
+// functions the compiler kept them, and the loop's count, on the stack and
+// reloaded them per record. Both record-API rows get the same treatment.
+
+// Batches: every record already in the current buffer per call.
+[[gnu::noinline]] void read_batches(st::RecordReader& reader, std::size_t size,
+                                    std::uint64_t records) {
+  std::uint64_t sequence = 0;
+  while (sequence < records) {
+    const st::Status status = reader.read_batch([&](std::span<const std::byte> next) {
+      check_record(next, size, sequence);
+      return ++sequence < records;
+    });
+    if (status != st::Status::kOk) [[unlikely]] {
+      const char* framing = reader.framing_error();
+      fail("record " + std::to_string(sequence) + ": " + status_text(status) +
+           (framing != nullptr ? std::string(" (") + framing + ")" : std::string()));
+    }
+  }
+}
+
+// next() per record.
+[[gnu::noinline]] void read_one_by_one(st::RecordReader& reader, std::size_t size,
+                                       std::uint64_t records) {
+  std::span<const std::byte> record;
+  for (std::uint64_t sequence = 0; sequence < records; ++sequence) {
+    expect_ok(reader.next(record), "record", sequence);
+    check_record(record, size, sequence);
+  }
+}
+
 class SluiceSystem final : public System {
  public:
   SluiceSystem(bool huge_pages, bool plain) : plain_(plain) {
@@ -200,21 +233,9 @@ class SluiceSystem final : public System {
     st::Consumer consumer = open_consumer(channel("x"));
     link.ready();
     st::RecordReader reader(consumer);
-    std::span<const std::byte> record;
-    // Batches: every record already in the current buffer per call.
-    std::uint64_t sequence = 0;
-    while (sequence < work.records) {
-      const st::Status status = reader.read_batch([&](std::span<const std::byte> next) {
-        check_record(next, work.size, sequence);
-        return ++sequence < work.records;
-      });
-      if (status != st::Status::kOk) [[unlikely]] {
-        const char* framing = reader.framing_error();
-        fail("record " + std::to_string(sequence) + ": " + status_text(status) +
-             (framing != nullptr ? std::string(" (") + framing + ")" : std::string()));
-      }
-    }
+    read_batches(reader, work.size, work.records);
     link.done();
+    std::span<const std::byte> record;
     const st::Status end = reader.next(record);
     if (end != st::Status::kClosed) {
       fail("after the last record: " + status_text(end) + " instead of closed");
@@ -277,12 +298,9 @@ class SluiceSystem final : public System {
     st::Consumer consumer = open_consumer(channel("x"));
     link.ready();
     st::RecordReader reader(consumer);
-    std::span<const std::byte> record;
-    for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
-      expect_ok(reader.next(record), "record", sequence);
-      check_record(record, work.size, sequence);
-    }
+    read_one_by_one(reader, work.size, work.records);
     link.done();
+    std::span<const std::byte> record;
     const st::Status end = reader.next(record);
     if (end != st::Status::kClosed) {
       fail("after the last record: " + status_text(end) + " instead of closed");
