@@ -18,6 +18,7 @@
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/sequence_pattern.hpp"
+#include "sluice/transport/write_claim.hpp"
 #include "test_support.hpp"
 
 namespace st = sluice::transport;
@@ -1011,6 +1012,63 @@ TEST(WriteBatch, StopsWithPeerDiedWhenTheConsumerIsGone) {
   EXPECT_EQ(status, st::Status::kPeerDied) << st::to_string(status);
   EXPECT_EQ(writer.records_written(), written);
   EXPECT_LT(written, 1'000U);
+}
+
+TEST(ClaimForWrite, ZeroesExactlyItsBytes) {
+  // Odd offsets and lengths around the string store's line handling; the
+  // guard bytes on both sides must keep their value.
+  for (const std::size_t offset : {0U, 1U, 63U, 64U}) {
+    for (const std::size_t length : {0U, 1U, 4095U, 4096U, 8193U}) {
+      std::vector<std::byte> memory(offset + length + 128, std::byte{0x5A});
+      st::claim_for_write(std::span<std::byte>(memory).subspan(offset, length));
+      for (std::size_t i = 0; i < memory.size(); ++i) {
+        const bool claimed = i >= offset && i < offset + length;
+        ASSERT_EQ(memory[i], claimed ? std::byte{0} : std::byte{0x5A})
+            << "offset " << offset << ", length " << length << ", byte " << i;
+      }
+    }
+  }
+}
+
+// Records long enough to be claimed before they are filled in place
+// (begin_record, and write_batch's framed loop), in buffers that held other
+// records before: each arrives intact, and so do the smaller ones around it.
+TEST(WriteBatch, LargeRecordsFilledInPlaceArriveIntactInReusedBuffers) {
+  ChannelGuard guard(unique_channel("claimed"));
+  constexpr std::size_t kLarge = st::kClaimForWriteFromBytes + 3;
+  auto producer = st::Producer::create(guard.name(), config_of(2, 3 * 4096));
+  auto consumer = st::Consumer::open(guard.name());
+  std::thread writer_thread([&producer] {
+    st::RecordWriter writer(producer);
+    std::uint64_t sequence = 0;
+    for (int round = 0; round < 20; ++round) {
+      // Two large records per buffer through write_batch, one through
+      // begin_record, then small ones that leave stale bytes behind.
+      ASSERT_EQ(writer.write_batch(kLarge, 2,
+                                   [&sequence](std::span<std::byte> record) noexcept {
+                                     st::pattern::fill(record, sequence++);
+                                   }),
+                st::Status::kOk);
+      std::span<std::byte> out;
+      ASSERT_EQ(writer.begin_record(kLarge, out), st::Status::kOk);
+      ASSERT_EQ(out.size(), std::size_t{kLarge});
+      st::pattern::fill(out, sequence++);
+      ASSERT_EQ(writer.finish_record(), st::Status::kOk);
+      for (int i = 0; i < 10; ++i) {
+        ASSERT_EQ(writer.write(pattern_record(100, sequence)), st::Status::kOk);
+        ++sequence;
+      }
+    }
+    ASSERT_EQ(writer.close(), st::Status::kOk);
+  });
+  std::vector<std::size_t> sizes;
+  for (int round = 0; round < 20; ++round) {
+    sizes.insert(sizes.end(), {kLarge, kLarge, kLarge});
+    sizes.insert(sizes.end(), 10, 100);
+  }
+  st::RecordReader reader(consumer);
+  expect_pattern_records(reader, sizes);
+  writer_thread.join();
 }
 
 }  // namespace

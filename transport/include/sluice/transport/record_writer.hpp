@@ -13,6 +13,7 @@
 #include "sluice/transport/producer.hpp"
 #include "sluice/transport/record_frame.hpp"
 #include "sluice/transport/status.hpp"
+#include "sluice/transport/write_claim.hpp"
 #include "sluice/transport/write_prefetch.hpp"
 
 namespace sluice::transport {
@@ -127,6 +128,9 @@ class RecordWriter {
     std::byte* const at = cursor_;
     frame::write_header(at, static_cast<std::uint32_t>(bytes));
     out = std::span<std::byte>(at + frame::kHeaderBytes, bytes);
+    if (bytes >= kClaimForWriteFromBytes) {
+      claim_for_write(out);
+    }
     cursor_ = plain_end_ = at + needed;
     plain_bytes_ = bytes - 1 < frame::kRunMaxRecordBytes ? bytes : kNoRecords;
     return Status::kOk;
@@ -256,7 +260,11 @@ class RecordWriter {
       std::byte* cursor = cursor_;
       for (std::uint64_t i = 0; i < run; ++i) {
         frame::write_header(cursor, static_cast<std::uint32_t>(bytes));
-        fill(std::span<std::byte>(cursor + frame::kHeaderBytes, bytes));
+        const std::span<std::byte> record(cursor + frame::kHeaderBytes, bytes);
+        if (bytes >= kClaimForWriteFromBytes) {
+          claim_for_write(record);
+        }
+        fill(record);
         cursor += frame_bytes;
       }
       cursor_ = cursor;
