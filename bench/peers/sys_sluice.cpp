@@ -22,6 +22,7 @@
 #include "sluice/transport/record_reader.hpp"
 #include "sluice/transport/record_writer.hpp"
 #include "sluice/transport/status.hpp"
+#include "sluice/transport/write_claim.hpp"
 
 namespace cmp {
 namespace {
@@ -249,6 +250,8 @@ class SluiceSystem final : public System {
     for (std::uint64_t sequence = 0; sequence < work.records; ++sequence) {
       st::WritableBuffer buffer;
       expect_ok(producer.acquire(buffer), "acquire", sequence);
+      // As RecordWriter::begin_record does for large records.
+      st::claim_for_write(buffer.data().first(work.size));
       pattern::fill(buffer.data().first(work.size), sequence);
       expect_ok(producer.commit(std::move(buffer), work.size, 1), "commit", sequence);
     }
