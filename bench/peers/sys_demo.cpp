@@ -12,8 +12,8 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstring>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "harness.hpp"
@@ -47,19 +47,19 @@ void run_program(const std::string& program, const std::vector<std::string>& arg
   argv.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   if (const int error = ::posix_spawn_file_actions_init(&actions); error != 0) {
-    fail("posix_spawn_file_actions_init: " + std::string(std::strerror(error)));
+    fail("posix_spawn_file_actions_init: " + std::generic_category().message(error));
   }
   ::posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
   pid_t child = -1;
   const int spawned = ::posix_spawn(&child, path.c_str(), &actions, nullptr, argv.data(), environ);
   ::posix_spawn_file_actions_destroy(&actions);
   if (spawned != 0) {
-    fail("posix_spawn " + path + ": " + std::string(std::strerror(spawned)));
+    fail("posix_spawn " + path + ": " + std::generic_category().message(spawned));
   }
   int status = 0;
   while (::waitpid(child, &status, 0) < 0) {
     if (errno != EINTR) {
-      fail("waitpid: " + std::string(std::strerror(errno)));
+      fail("waitpid: " + std::generic_category().message(errno));
     }
   }
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
