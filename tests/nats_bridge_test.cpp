@@ -251,9 +251,14 @@ TwoHostOutcome run_two_hosts(const std::string& bridge, const std::string& label
       // stream is full": before, the producer is still refilling what the
       // previous phase drained. A producer that does not follow keeps
       // running ahead to the end and leaves (almost) no settled time.
+      // Where they stand at the end is the smallest gap of the last
+      // 0.3 s, not the last sample: a retransmission stall of the link
+      // (200 ms) raises the gap by up to the stream's bound while it lasts,
+      // and one at the very end of a 100% phase had left a phase that
+      // followed 0.05 s settled.
       const double end = at + length;
-      const double settled_from =
-          sampler.first_gap_at_least(at + std::min(1.0, length / 2), end, sampler.gap(end) - 1000);
+      const double settled_from = sampler.first_gap_at_least(
+          at + std::min(1.0, length / 2), end, sampler.smallest_gap(end - 0.3, end) - 1000);
       outcome.phases.push_back({sampler.rates(at, end), sampler.fitted_rates(settled_from, end),
                                 sampler.rates(settled_from, end), end - settled_from});
       at += length;

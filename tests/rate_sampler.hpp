@@ -124,6 +124,22 @@ class RateSampler {
     const Row& row = nearest(at);
     return static_cast<std::int64_t>(row.produced) - static_cast<std::int64_t>(row.consumed);
   }
+  // The smallest gap sampled in [from, to] (the gap at the sample nearest
+  // `to` if none lies in it). A link that holds a chunk for a
+  // retransmission timeout stops the consumer while the producer fills what
+  // lies between them, so a stall only ever raises the gap: its smallest
+  // value over a stretch is the level the stream stands at.
+  [[nodiscard]] std::int64_t smallest_gap(double from, double to) const {
+    std::optional<std::int64_t> smallest;
+    for (const Row& row : rows_) {
+      if (row.at >= from && row.at <= to) {
+        const std::int64_t gap =
+            static_cast<std::int64_t>(row.produced) - static_cast<std::int64_t>(row.consumed);
+        smallest = smallest ? std::min(*smallest, gap) : gap;
+      }
+    }
+    return smallest.value_or(gap(to));
+  }
   // The first sample time in [from, to] at which the gap is at least
   // `level`; `to` if there is none.
   [[nodiscard]] double first_gap_at_least(double from, double to, std::int64_t level) const {
